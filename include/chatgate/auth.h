@@ -1,0 +1,91 @@
+/* auth.h - users, passwords and login tokens.
+ *
+ * Passwords are stored only as PBKDF2-HMAC-SHA256 records
+ * ("pbkdf2-sha256$<iterations>$<salt b64>$<hash b64>"), hashed and checked
+ * on libuv's thread pool, never on the loop. Tokens are 256-bit random
+ * values in base64url (43 chars); Redis holds only their SHA-256, with an
+ * expiry. Every function that takes a callback follows STYLE.md 3: an error
+ * return means the callback will not run; 0 means it runs exactly once. */
+#ifndef CHATGATE_AUTH_H
+#define CHATGATE_AUTH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct uv_loop_s;
+struct cg_config;
+struct cg_store;
+struct cg_metrics;
+
+typedef struct cg_auth cg_auth;
+
+#define CG_NAME_MAX       32
+#define CG_TOKEN_LEN      43     /* base64url of 32 bytes, no padding */
+#define CG_TOKEN_HASH_LEN 64     /* hex SHA-256 */
+
+struct cg_principal {
+    uint64_t uid;
+    char     name[CG_NAME_MAX + 1];
+    char     token_hash[CG_TOKEN_HASH_LEN + 1];  /* "" when not from a token */
+    int64_t  expires_ms;                         /* token expiry (login, check) */
+    int      online;                             /* lookup only: nodes with a live
+                                                    session of the user */
+};
+
+/* err: 0, CG_E_AUTH (bad/expired/revoked token or wrong password),
+ * CG_E_NOTFOUND, CG_E_EXISTS, CG_E_INVAL, CG_E_STORE, CG_E_CLOSED.
+ * who is borrowed for the call and NULL unless err == 0. token is the new
+ * token (login only, NUL-terminated) and NULL otherwise. */
+typedef void (*cg_auth_cb)(int err, const struct cg_principal *who,
+                           const char *token, void *data);
+
+int  cg_auth_create(struct uv_loop_s *loop, const struct cg_config *cfg,
+                    struct cg_store *store, struct cg_metrics *metrics,
+                    cg_auth **out);
+/* Outstanding callbacks fire with CG_E_CLOSED (thread-pool work completes
+ * first). */
+void cg_auth_destroy(cg_auth *a);
+
+/* 1 if s is a syntactically valid username: 1-32 of [A-Za-z0-9_.-]. */
+int cg_auth_valid_name(const char *s, size_t len);
+
+/* 1 if tok has the shape of a token (43 base64url chars). */
+int cg_auth_token_wellformed(const char *tok, size_t len);
+
+/* Hex SHA-256 of a token into out (65 bytes). */
+void cg_auth_token_hash(const char *tok, size_t len, char out[CG_TOKEN_HASH_LEN + 1]);
+
+/* Synchronous answer from this node's token cache, for the WebSocket
+ * handshake (lws has no asynchronous upgrade filter): 1 known valid,
+ * -1 known invalid (malformed, expired, revoked), 0 unknown (accept the
+ * upgrade and check asynchronously before CONNECTED). */
+int cg_auth_token_peek(cg_auth *a, const char *tok, size_t len);
+
+/* Resolve a token to its user with one Redis GET. A malformed token, or
+ * one this node knows to be revoked, returns CG_E_AUTH at once (callback
+ * not called). Callbacks of every auth function always run later, from the
+ * loop, never before the function returns. */
+int cg_auth_check_token(cg_auth *a, const char *tok, size_t len,
+                        cg_auth_cb cb, void *data);
+
+/* Forget a revoked token (called by the registry on an "L" push). */
+void cg_auth_forget(cg_auth *a, const char *token_hash);
+
+int cg_auth_register(cg_auth *a, const char *name, size_t name_len,
+                     const char *password, size_t pw_len,
+                     cg_auth_cb cb, void *data);
+
+/* addr is the client address (for the per-address login rate limit). */
+int cg_auth_login(cg_auth *a, const char *name, size_t name_len,
+                  const char *password, size_t pw_len, const char *addr,
+                  cg_auth_cb cb, void *data);
+
+/* Revoke the token and publish "L<hash>" to its user's channel so every
+ * node closes the token's live connections. */
+int cg_auth_logout(cg_auth *a, const char *tok, size_t len, cg_auth_cb cb, void *data);
+
+/* Look a user up by uid (all digits) or by name. */
+int cg_auth_lookup(cg_auth *a, const char *uid_or_name, size_t len,
+                   cg_auth_cb cb, void *data);
+
+#endif

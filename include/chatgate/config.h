@@ -1,0 +1,101 @@
+/* config.h - the gateway's configuration: one option table drives parsing,
+ * validation, --help, --print-config and the example file (STYLE.md 7).
+ *
+ * Precedence: built-in default < JSON config file < CHATGATE_<NAME>
+ * environment < command-line flag. After cg_config_load() succeeds the
+ * struct is treated as const and passed down; nothing reads it globally. */
+#ifndef CHATGATE_CONFIG_H
+#define CHATGATE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define CG_CONFIG_MAX_ORIGINS 32
+
+struct cg_config {
+    /* --- network ------------------------------------------------------ */
+    char    *listen;                 /* "127.0.0.1:8080"; host:port, [v6]:port */
+    char    *base_path;              /* "" or "/Mimi": no trailing slash */
+    char    *allowed_origins;        /* comma list, "*" = any; "" = own + loopback */
+    char    *node_id;                /* default: hostname-pid */
+    char    *web_root;               /* directory served at {base}/ */
+    int      reuse_port;             /* SO_REUSEPORT on the listen socket */
+
+    /* --- redis -------------------------------------------------------- */
+    char    *redis_url;              /* redis://[:pw@]host:port/db or unix:///path */
+    int64_t  redis_timeout_ms;       /* connect timeout / command deadline */
+    int64_t  redis_reconnect_max_ms; /* backoff ceiling */
+
+    /* --- auth --------------------------------------------------------- */
+    int64_t  token_ttl_s;            /* 7 days */
+    int64_t  password_iterations;    /* PBKDF2-HMAC-SHA256 rounds */
+
+    /* --- STOMP limits (PROTOCOL.md section 3) ------------------------- */
+    int64_t  max_frame_bytes;        /* 65536 */
+    int64_t  max_headers;            /* 64 */
+    int64_t  max_header_line;        /* 8192 */
+    int64_t  max_subscriptions;      /* 64 per connection */
+    int64_t  unauth_max_frame_bytes; /* tighter cap before CONNECT succeeds: 8192 */
+    int64_t  max_tx_frames;          /* SENDs buffered in one transaction: 128 */
+    int64_t  max_inflight;           /* requests awaiting Redis per session: 256 */
+    int64_t  connect_timeout_ms;     /* time to send CONNECT after the handshake: 10000 */
+    int64_t  frame_timeout_ms;       /* a started frame must complete within: 30000 */
+    int64_t  heartbeat_ms;           /* server's desired heart-beat: 10000 */
+    int64_t  heartbeat_max_ms;       /* longest interval honoured: 300000 */
+    int64_t  out_max_bytes;          /* hard output cap per session: 4 MiB */
+    int64_t  out_soft_bytes;         /* soft output cap: 1 MiB ... */
+    int64_t  out_soft_seconds;       /* ... for this long: 10 */
+
+    /* --- chat (PROTOCOL.md section 4) --------------------------------- */
+    int64_t  max_content_bytes;      /* 16384 */
+    int64_t  send_rate;              /* sends per second per connection: 50 */
+    int64_t  send_burst;             /* bucket size: 100 */
+    int64_t  max_pending;            /* pending inbox cap per user: 100000 */
+    int64_t  history_max;            /* messages kept per user for sync: 1000 */
+    int64_t  sync_batch;             /* messages per sync answer: 100 */
+    int64_t  init_batch;             /* messages fetched per init round trip: 256 */
+
+    /* --- HTTP --------------------------------------------------------- */
+    int64_t  http_max_body;          /* 65536; larger bodies get 413 */
+
+    /* --- SockJS ------------------------------------------------------- */
+    int64_t  sockjs_heartbeat_ms;    /* 25000 */
+    int64_t  sockjs_disconnect_ms;   /* session reaped after last poll: 5000 */
+    int64_t  sockjs_stream_bytes;    /* xhr_streaming/eventsource response limit: 131072 */
+    int64_t  sockjs_max_queue_bytes; /* kept while no poll is open: = out_max_bytes */
+    int      sockjs_jsonp;           /* enable jsonp + htmlfile: 0 */
+
+    /* --- operations --------------------------------------------------- */
+    char    *log_level;              /* error|warn|notice|info|debug */
+    int64_t  drain_ms;               /* graceful shutdown budget: 10000 */
+    char    *trusted_proxies;        /* comma list of IPs whose X-Forwarded-For is believed */
+    char    *tls_cert;               /* PEM path; with tls_key serves https/wss */
+    char    *tls_key;
+};
+
+/* Fill cfg with the built-in defaults. Strings are heap-owned by cfg. */
+int cg_config_init(struct cg_config *cfg);
+
+/* Apply, in order, the JSON file named by --config (if any), the
+ * CHATGATE_* environment (envp, NULL-terminated; NULL means environ) and
+ * the flags in argv[1..argc). Validates everything once. On error returns a
+ * negative code and writes one line naming the option, the bad value and the
+ * rule ("max_frame_bytes=10: below minimum 4096 (config file line 12)") to
+ * err (cap bytes). Sets *want_help / *want_print when --help or
+ * --print-config was given (the caller prints and exits). */
+int cg_config_load(struct cg_config *cfg, int argc, char **argv, char **envp,
+                   int *want_help, int *want_print, char *err, size_t cap);
+
+/* Free the strings owned by cfg. */
+void cg_config_cleanup(struct cg_config *cfg);
+
+/* Print the generated --help text (every option, its flag, env name,
+ * default and one-line description). */
+void cg_config_help(FILE *out, const char *argv0);
+
+/* Print the effective configuration as JSON (loadable with --config), with
+ * secrets (the Redis password) redacted when redact != 0. */
+void cg_config_dump(const struct cg_config *cfg, FILE *out, int redact);
+
+#endif

@@ -1,0 +1,56 @@
+/* server.h - the one server context passed down to every module
+ * (STYLE.md principle 5: nothing is global). main.c creates it; server.c
+ * owns the lws context on the shared libuv loop; the registry tracks live
+ * sessions by id and by user. */
+#ifndef CHATGATE_SERVER_H
+#define CHATGATE_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chatgate/metrics.h"
+
+struct uv_loop_s;
+struct lws_context;
+struct lws_vhost;
+struct cg_config;
+struct cg_store;
+struct cg_chat;
+struct cg_auth;
+struct cg_registry;
+struct cg_origins;
+struct cg_sockjs;
+struct lws_protocols;
+
+#define CG_WS_NPROTO 3   /* v12.stomp, v11.stomp, v10.stomp */
+
+struct cg_server {
+    struct uv_loop_s        *loop;
+    const struct cg_config  *cfg;
+    struct lws_context      *lws;
+    struct lws_vhost        *vhost;
+    struct cg_store         *store;
+    struct cg_chat          *chat;
+    struct cg_auth          *auth;
+    struct cg_registry      *registry;   /* sessions by id and by user */
+    struct cg_origins       *origins;    /* parsed allowed_origins */
+    struct cg_sockjs        *sockjs;     /* SockJS session table (transport_sockjs.c) */
+    struct lws_protocols    *ws_protocols[CG_WS_NPROTO]; /* the vhost's own
+                                            entries (transport_ws.c) */
+    struct cg_metrics        metrics;
+    char                     node_id[128];
+    int                      stopping;   /* SIGTERM/SIGINT seen: draining */
+};
+
+/* Create every component on loop and start listening. On failure logs what
+ * went wrong and what to do, cleans up and returns < 0. */
+int cg_server_start(struct cg_server *srv, struct uv_loop_s *loop,
+                    const struct cg_config *cfg);
+
+/* Begin a graceful stop: stop accepting, close sessions (1001 / SockJS
+ * c[3000,"Go away!"]), let in-flight Redis calls finish, then release
+ * everything. done(data) fires once everything is closed; the caller then
+ * runs the loop until uv_loop_close() succeeds. */
+void cg_server_stop(struct cg_server *srv, void (*done)(void *data), void *data);
+
+#endif

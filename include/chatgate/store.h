@@ -1,0 +1,145 @@
+/* store.h - asynchronous Redis: Lua scripts, plain commands, and the per-user
+ * pub/sub channels, all on the gateway's libuv loop (hiredis libuv adapter).
+ *
+ * Two connections: one command connection (everything pipelined, replies in
+ * order) and one subscriber connection. Both reconnect with exponential
+ * backoff up to redis_reconnect_max_ms; after a reconnect the scripts are
+ * loaded again (SCRIPT LOAD) and every channel is subscribed again.
+ *
+ * Redis data model (ARCHITECTURE.md "Redis"). Keys of one user share the hash
+ * tag {u:<uid>} so every script touches one slot and runs on Redis Cluster:
+ *
+ *   cg:uid                  INCR counter of user ids
+ *   cg:name:<lower(name)>   string: uid                (name -> uid lookup)
+ *   cg:tok:<sha256 hex>     string: "<uid>:<expires ms>:<name>", PX = ttl
+ *   {u:<uid>}:user          hash: name, pw (PBKDF2 record), created
+ *   {u:<uid>}:seq           INCR counter of the user's message ids (sync key)
+ *   {u:<uid>}:ids           hash: msgID -> "<sender uid>:<id>:<time ms>"
+ *   {u:<uid>}:msg           hash: id -> MESSAGE body JSON
+ *   {u:<uid>}:pending       zset: id (score id) while unconfirmed
+ *   {u:<uid>}:hist          zset: the last history_max ids (sync window)
+ *   {u:<uid>}:dlv           set: ids pushed at least once (-> redelivered)
+ *
+ * Channel cg:u:<uid> carries one of (first byte is the type):
+ *   "M<id>:<time ms>:<body json>"  a new chat message for uid
+ *   "D<json>"                      uid's message was confirmed by its receiver
+ *                                  {"msgID","id","reciverId","time"}
+ *   "L<sha256 hex of token>"       the token was revoked: close its sessions
+ *
+ * Callback rule (STYLE.md 3): a function that returns an error never calls
+ * its callback; one that returned 0 calls it exactly once, with reply NULL
+ * and err < 0 (CG_E_STORE, CG_E_CLOSED) when there is no reply. A reply is
+ * borrowed until the callback returns. */
+#ifndef CHATGATE_STORE_H
+#define CHATGATE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct redisReply;
+struct uv_loop_s;
+struct cg_config;
+struct cg_metrics;
+
+typedef struct cg_store cg_store;
+
+enum cg_script {
+    CG_SCRIPT_SEND = 0,    /* dedupe, id, store, pending, history, PUBLISH */
+    CG_SCRIPT_RECIVE,      /* confirm: leave pending, PUBLISH "D" to sender */
+    CG_SCRIPT_FETCH,       /* read pending (init) or history (sync) after id */
+    CG_SCRIPT_MAX,
+};
+
+/* reply is NULL iff err < 0. A Redis error reply (REDIS_REPLY_ERROR) is
+ * passed through with err == 0 except NOSCRIPT, which the store handles by
+ * loading the script and retrying once. */
+typedef void (*cg_store_reply_cb)(struct redisReply *reply, int err, void *data);
+
+/* A payload arrived on channel cg:u:<uid>. payload is borrowed. */
+typedef void (*cg_store_push_cb)(uint64_t uid, const char *payload, size_t len,
+                                 void *data);
+
+/* The store became ready (connected, scripts loaded, channels subscribed)
+ * or stopped being ready.
+ *
+ * ready == 1 fires when the command connection is up with every script
+ * loaded AND the subscriber connection is up with every channel of the set
+ * subscribed again; ready == 0 fires when either connection is lost. So
+ * ready == 1 may follow a 0 after any reconnect: pushes published while the
+ * subscriber was away were missed (the messages are safe in the pending
+ * inboxes), and a caller that holds live sessions should read their pending
+ * messages again (init). cg_store_ready() reports the command side only. */
+typedef void (*cg_store_state_cb)(int ready, void *data);
+
+/* Create the store and start connecting (asynchronously; the first attempt
+ * happens on the next loop iteration). cfg and metrics must outlive it. */
+int cg_store_create(struct uv_loop_s *loop, const struct cg_config *cfg,
+                    struct cg_metrics *metrics, cg_store **out);
+
+void cg_store_set_push_cb(cg_store *st, cg_store_push_cb cb, void *data);
+void cg_store_set_state_cb(cg_store *st, cg_store_state_cb cb, void *data);
+
+/* Close both connections. Every outstanding callback is called with
+ * CG_E_CLOSED before close_cb (may be NULL) fires; free happens after.
+ * Call it once; it may be called from inside any store callback. No state
+ * callback fires once it was called. */
+void cg_store_close(cg_store *st, void (*close_cb)(void *data), void *data);
+
+/* 1 when the command connection is up and every script is loaded. */
+int cg_store_ready(const cg_store *st);
+
+/* Number of commands sent and not yet answered. */
+size_t cg_store_inflight(const cg_store *st);
+
+/* EVALSHA script with nkeys keys followed by the rest of argv (argc items
+ * in all). Returns CG_E_STORE at once when not ready. */
+int cg_store_eval(cg_store *st, enum cg_script script, int nkeys, int argc,
+                  const char **argv, const size_t *argvlen,
+                  cg_store_reply_cb cb, void *data);
+
+/* Any other command (GET, SET, HGETALL, INCR, PUBLISH, ...). Not for
+ * (P)SUBSCRIBE/MONITOR, and not for commands that may legitimately take
+ * longer than redis_timeout_ms (BLPOP ...): the command deadline would drop
+ * the connection. Returns CG_E_STORE at once when not ready, CG_E_CLOSED
+ * once closing, CG_E_NOMEM. */
+int cg_store_command(cg_store *st, int argc, const char **argv,
+                     const size_t *argvlen, cg_store_reply_cb cb, void *data);
+
+/* Subscribe to cg:u:<uid>; cb(reply=NULL, err=0) fires once the
+ * subscription is confirmed by Redis (or with err < 0 if the store closes
+ * first). Subscribing an already subscribed uid confirms at once (on the
+ * next loop turn). The store keeps the set and re-subscribes after a
+ * reconnect. cb may be NULL. */
+int cg_store_subscribe(cg_store *st, uint64_t uid, cg_store_reply_cb cb, void *data);
+/* Details of the two above: cg_store_subscribe returns CG_E_STORE while the
+ * subscriber connection is down (cb is not called, the uid is not added).
+ * A confirmation still due when that connection drops fires cb with
+ * CG_E_STORE on the next loop turn, and a uid that had never been confirmed
+ * leaves the set with it (subscribe again later); a uid confirmed before
+ * stays in the set and is subscribed again after the reconnect.
+ * Unsubscribing a uid whose confirmation is still due fires its callbacks
+ * with CG_E_CLOSED on the next loop turn. */
+void cg_store_unsubscribe(cg_store *st, uint64_t uid);
+
+/* The Lua source of a script (for tests that run it elsewhere, e.g. on a
+ * Redis Cluster). */
+const char *cg_store_script_source(enum cg_script script);
+
+/* ---- key schema ------------------------------------------------------
+ * The per-user keys listed at the top are "{u:<uid>}:<suffix>" and the
+ * push channel is "cg:u:<uid>". Build them only with these helpers so that
+ * chat.c, auth.c and the scripts agree. */
+
+#define CG_STORE_CHANNEL_PREFIX "cg:u:"
+/* Enough for "{u:18446744073709551615}:pending" and any suffix above. */
+#define CG_STORE_KEY_MAX 48
+
+/* Write "{u:<uid>}:<suffix>" (e.g. "{u:42}:pending") into buf (cap bytes,
+ * NUL-terminated). Returns its length, or CG_E_INVAL if it does not fit. */
+int cg_store_key(char *buf, size_t cap, uint64_t uid, const char *suffix);
+
+/* Write the push channel "cg:u:<uid>" into buf. Returns its length, or
+ * CG_E_INVAL if it does not fit. */
+int cg_store_channel(char *buf, size_t cap, uint64_t uid);
+
+#endif
