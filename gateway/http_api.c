@@ -1,0 +1,646 @@
+/* http_api.c - the HTTP side of PROTOCOL.md section 1: register, login,
+ * logout, user lookup, healthz, readyz, metrics, and the web client's
+ * static files at {base}/.
+ *
+ * Each request gets a struct cg_http_req on the heap. The connection holds
+ * one reference and each asynchronous operation (Redis, the password
+ * thread pool) holds one; the connection closing only clears req->wsi, so
+ * a late answer finds no connection and is dropped. A keep-alive
+ * connection detaches its finished request before the next one starts.
+ *
+ *   HTTP -> [BODY ...] -> BODY_COMPLETION -> route -> (async) -> respond
+ *        -> WRITEABLE: headers -> WRITEABLE: body -> transaction completed
+ *
+ * Bodies are bounded by http_max_body (413 beyond it, decided from
+ * Content-Length before anything is read when possible). Every error is
+ * {"error":"reason"}. */
+#include "fmacros.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "chatgate/auth.h"
+#include "chatgate/buf.h"
+#include "chatgate/common.h"
+#include "chatgate/config.h"
+#include "chatgate/log.h"
+#include "chatgate/registry.h"
+#include "chatgate/store.h"
+#include "lws_glue.h"
+
+enum http_method { M_OTHER = 0, M_GET, M_POST, M_OPTIONS, M_HEAD };
+
+struct cg_http_req {
+    struct cg_server *srv;
+    struct lws       *wsi;          /* NULL once the connection is gone */
+    struct cg_pss    *pss;          /* lws's per-session data while attached */
+    int               refs;
+    enum http_method  method;
+    char              path[256];    /* relative to the base path */
+    char              addr[64];
+    struct cg_wbuf    body;
+    int               body_over;    /* more than http_max_body arrived */
+    int               routed;
+    /* response */
+    unsigned          status;
+    const char       *ctype;
+    struct cg_wbuf    resp;
+    int               responding;   /* status and body are final */
+    int               headers_sent;
+};
+
+struct route {
+    enum http_method method;
+    const char      *path;
+    int              prefix;        /* path is a prefix ("/api/users/") */
+    void           (*handler)(struct cg_http_req *r, const char *rest);
+};
+
+static void req_unref(struct cg_http_req *r);
+static void detach(struct cg_pss *pss);
+
+/* ---- responses ---------------------------------------------------------- */
+
+static void
+respond(struct cg_http_req *r, unsigned status, const char *ctype,
+        const char *body, size_t len)
+{
+    if (r->responding)
+        return;
+    r->responding = 1;
+    r->status = status;
+    r->ctype = ctype;
+    cg_wbuf_reset(&r->resp);
+    if (len && cg_wbuf_append(&r->resp, body, len) < 0) {
+        r->status = 500;
+        r->resp.len = 0;
+    }
+    if (r->wsi)
+        lws_callback_on_writable(r->wsi);
+}
+
+static void
+respond_json(struct cg_http_req *r, unsigned status, json_t *obj)
+{
+    char *s = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+
+    if (s == NULL) {
+        respond(r, 500, "application/json", "{\"error\":\"out of memory\"}", 25);
+    } else {
+        respond(r, status, "application/json", s, strlen(s));
+        free(s);
+    }
+    json_decref(obj);
+}
+
+static void
+respond_error(struct cg_http_req *r, unsigned status, const char *why)
+{
+    respond_json(r, status, json_pack("{s:s}", "error", why));
+}
+
+/* Map an auth/store error to its HTTP status and message. */
+static void
+respond_auth_error(struct cg_http_req *r, int err)
+{
+    switch (err) {
+    case CG_E_AUTH:     respond_error(r, 401, "missing, invalid or expired token"); break;
+    case CG_E_NOTFOUND: respond_error(r, 404, "no such user"); break;
+    case CG_E_EXISTS:   respond_error(r, 409, "username is taken"); break;
+    case CG_E_INVAL:    respond_error(r, 400, "invalid request"); break;
+    case CG_E_LIMIT:    respond_error(r, 429, "too many attempts, try again later"); break;
+    case CG_E_CLOSED:   respond_error(r, 503, "server shutting down"); break;
+    default:            respond_error(r, 503, "store unavailable, retry later"); break;
+    }
+}
+
+/* ---- async plumbing ------------------------------------------------------ */
+
+static struct cg_http_req *
+req_hold(struct cg_http_req *r)
+{
+    r->refs++;
+    return r;
+}
+
+static void
+req_unref(struct cg_http_req *r)
+{
+    if (--r->refs > 0)
+        return;
+    if (r->body.base)                 /* may hold a password */
+        explicit_bzero(r->body.base, r->body.pre + r->body.cap);
+    cg_wbuf_cleanup(&r->body);
+    cg_wbuf_cleanup(&r->resp);
+    cg_free(r);
+}
+
+/* Parse the JSON object body; answers 400 and returns NULL on failure. */
+static json_t *
+body_object(struct cg_http_req *r)
+{
+    json_error_t e;
+    json_t *j = json_loadb(r->body.len ? cg_wbuf_data(&r->body) : "", r->body.len,
+                           JSON_REJECT_DUPLICATES, &e);
+
+    if (j == NULL || !json_is_object(j)) {
+        json_decref(j);
+        respond_error(r, 400, "body must be a JSON object");
+        return NULL;
+    }
+    return j;
+}
+
+static int
+body_credentials(struct cg_http_req *r, json_t *j, const char **name,
+                 size_t *nlen, const char **pw, size_t *pwlen)
+{
+    json_t *n = json_object_get(j, "username"), *p = json_object_get(j, "password");
+
+    if (!json_is_string(n) || !json_is_string(p)) {
+        respond_error(r, 400, "username and password are required strings");
+        return -1;
+    }
+    *name = json_string_value(n);
+    *nlen = json_string_length(n);
+    *pw = json_string_value(p);
+    *pwlen = json_string_length(p);
+    return 0;
+}
+
+/* ---- handlers -------------------------------------------------------------- */
+
+static void
+on_registered(int err, const struct cg_principal *who, const char *token, void *data)
+{
+    struct cg_http_req *r = data;
+
+    (void)token;
+    if (err == 0)
+        respond_json(r, 201, json_pack("{s:I,s:s}", "uid", (json_int_t)who->uid,
+                                       "username", who->name));
+    else if (err == CG_E_INVAL)
+        respond_error(r, 400, "username must be 1-32 of [A-Za-z0-9_.-] and "
+                      "password 8-128 bytes");
+    else
+        respond_auth_error(r, err);
+    req_unref(r);
+}
+
+static void
+h_register(struct cg_http_req *r, const char *rest)
+{
+    const char *name, *pw;
+    size_t nlen, pwlen;
+    json_t *j = body_object(r);
+
+    (void)rest;
+    if (j == NULL)
+        return;
+    if (body_credentials(r, j, &name, &nlen, &pw, &pwlen) == 0 &&
+        cg_auth_register(r->srv->auth, name, nlen, pw, pwlen, on_registered,
+                         req_hold(r)) < 0) {
+        req_unref(r);
+        respond_error(r, 400, "username must be 1-32 of [A-Za-z0-9_.-] and "
+                      "password 8-128 bytes");
+    }
+    json_decref(j);
+}
+
+static void
+on_logged_in(int err, const struct cg_principal *who, const char *token, void *data)
+{
+    struct cg_http_req *r = data;
+
+    if (err == 0)
+        respond_json(r, 200, json_pack("{s:s,s:I,s:s,s:I}", "token", token,
+                                       "uid", (json_int_t)who->uid,
+                                       "username", who->name,
+                                       "expiresAt", (json_int_t)who->expires_ms));
+    else if (err == CG_E_AUTH || err == CG_E_NOTFOUND || err == CG_E_INVAL)
+        respond_error(r, 401, "wrong username or password");
+    else
+        respond_auth_error(r, err);
+    req_unref(r);
+}
+
+static void
+h_login(struct cg_http_req *r, const char *rest)
+{
+    const char *name, *pw;
+    size_t nlen, pwlen;
+    json_t *j = body_object(r);
+
+    (void)rest;
+    if (j == NULL)
+        return;
+    if (body_credentials(r, j, &name, &nlen, &pw, &pwlen) == 0) {
+        int rc = cg_auth_login(r->srv->auth, name, nlen, pw, pwlen, r->addr,
+                               on_logged_in, req_hold(r));
+        if (rc < 0) {
+            req_unref(r);
+            if (rc == CG_E_AUTH)
+                respond_error(r, 401, "wrong username or password");
+            else
+                respond_auth_error(r, rc);
+        }
+    }
+    json_decref(j);
+}
+
+static void
+on_logged_out(int err, const struct cg_principal *who, const char *token, void *data)
+{
+    struct cg_http_req *r = data;
+
+    (void)who;
+    (void)token;
+    if (err == 0)
+        respond(r, 204, "application/json", NULL, 0);
+    else
+        respond_auth_error(r, err);
+    req_unref(r);
+}
+
+static void
+h_logout(struct cg_http_req *r, const char *rest)
+{
+    char tok[128];
+    int n;
+
+    (void)rest;
+    n = r->wsi ? cg_request_token(r->wsi, tok, sizeof tok) : 0;
+    if (n <= 0 ||
+        cg_auth_logout(r->srv->auth, tok, (size_t)n, on_logged_out, req_hold(r)) < 0) {
+        if (n > 0)
+            req_unref(r);
+        respond_auth_error(r, CG_E_AUTH);
+    }
+    explicit_bzero(tok, sizeof tok);
+}
+
+/* GET /api/users/{x}: the token first, then the lookup. */
+struct lookup {
+    struct cg_http_req *r;
+    char                who[64];
+};
+
+static void
+on_looked_up(int err, const struct cg_principal *who, const char *token, void *data)
+{
+    struct lookup *lk = data;
+    struct cg_http_req *r = lk->r;
+
+    (void)token;
+    if (err == 0)
+        respond_json(r, 200, json_pack("{s:I,s:s,s:b}", "uid", (json_int_t)who->uid,
+                                       "username", who->name,
+                                       "online", who->online > 0));
+    else
+        respond_auth_error(r, err);
+    cg_free(lk);
+    req_unref(r);
+}
+
+static void
+on_lookup_authed(int err, const struct cg_principal *who, const char *token, void *data)
+{
+    struct lookup *lk = data;
+    struct cg_http_req *r = lk->r;
+
+    (void)who;
+    (void)token;
+    if (err != 0) {
+        respond_auth_error(r, err);
+    } else if (cg_auth_lookup(r->srv->auth, lk->who, strlen(lk->who), on_looked_up,
+                              lk) == 0) {
+        return;                       /* lk and the reference move on */
+    } else {
+        respond_error(r, 404, "no such user");
+    }
+    cg_free(lk);
+    req_unref(r);
+}
+
+static void
+h_user(struct cg_http_req *r, const char *rest)
+{
+    char tok[128];
+    struct lookup *lk;
+    int n;
+
+    n = r->wsi ? cg_request_token(r->wsi, tok, sizeof tok) : 0;
+    if (n <= 0) {
+        respond_auth_error(r, CG_E_AUTH);
+        return;
+    }
+    if (strlen(rest) == 0 || strlen(rest) > CG_NAME_MAX || strchr(rest, '/')) {
+        respond_error(r, 404, "no such user");
+        return;
+    }
+    lk = cg_calloc(1, sizeof *lk);
+    if (lk == NULL) {
+        respond_error(r, 500, "out of memory");
+        return;
+    }
+    lk->r = req_hold(r);
+    snprintf(lk->who, sizeof lk->who, "%s", rest);
+    if (cg_auth_check_token(r->srv->auth, tok, (size_t)n, on_lookup_authed, lk) < 0) {
+        cg_free(lk);
+        req_unref(r);
+        respond_auth_error(r, CG_E_AUTH);
+    }
+    explicit_bzero(tok, sizeof tok);
+}
+
+static void
+h_healthz(struct cg_http_req *r, const char *rest)
+{
+    (void)rest;
+    respond(r, 200, "text/plain", "ok\n", 3);
+}
+
+static void
+h_readyz(struct cg_http_req *r, const char *rest)
+{
+    (void)rest;
+    if (r->srv->stopping)
+        respond(r, 503, "text/plain", "stopping\n", 9);
+    else if (cg_store_ready(r->srv->store))
+        respond(r, 200, "text/plain", "ready\n", 6);
+    else
+        respond(r, 503, "text/plain", "redis unavailable\n", 18);
+}
+
+static void
+h_metrics(struct cg_http_req *r, const char *rest)
+{
+    char *out = NULL, extra[256];
+    size_t len = 0, cap = 0;
+
+    (void)rest;
+    snprintf(extra, sizeof extra,
+             "# HELP chatgate_sessions Live STOMP sessions on this node.\n"
+             "# TYPE chatgate_sessions gauge\nchatgate_sessions %zu\n"
+             "# HELP chatgate_redis_ready 1 when Redis answers and scripts are loaded.\n"
+             "# TYPE chatgate_redis_ready gauge\nchatgate_redis_ready %d\n",
+             cg_registry_count(r->srv->registry), cg_store_ready(r->srv->store));
+    if (cg_metrics_render(&r->srv->metrics, extra, &out, &len, &cap) < 0)
+        respond_error(r, 500, "out of memory");
+    else
+        respond(r, 200, "text/plain; version=0.0.4; charset=utf-8", out, len);
+    cg_free(out);
+}
+
+static const struct {
+    const char *ext, *type;
+} mime_types[] = {
+    { ".html", "text/html; charset=utf-8" },
+    { ".js",   "text/javascript; charset=utf-8" },
+    { ".mjs",  "text/javascript; charset=utf-8" },
+    { ".css",  "text/css; charset=utf-8" },
+    { ".json", "application/json" },
+    { ".map",  "application/json" },
+    { ".svg",  "image/svg+xml" },
+    { ".png",  "image/png" },
+    { ".ico",  "image/x-icon" },
+    { ".txt",  "text/plain; charset=utf-8" },
+};
+
+/* Serve a file of the web client. lws streams it and completes the
+ * transaction itself. Paths with a dot segment or a backslash are refused
+ * so nothing outside web_root can be named. */
+static int
+serve_file(struct cg_http_req *r)
+{
+    const char *p = r->path, *dot, *type = NULL;
+    struct lws *wsi;
+    char file[1024];
+    int n;
+
+    if (strcmp(p, "/") == 0)
+        p = "/index.html";
+    if (strstr(p, "/.") || strchr(p, '\\')) {
+        respond_error(r, 404, "not found");
+        return 0;
+    }
+    dot = strrchr(p, '.');
+    for (size_t i = 0; dot && i < sizeof mime_types / sizeof *mime_types; i++)
+        if (strcmp(dot, mime_types[i].ext) == 0)
+            type = mime_types[i].type;
+    if (type == NULL) {
+        respond_error(r, 404, "not found");
+        return 0;
+    }
+    n = snprintf(file, sizeof file, "%s%s", r->srv->cfg->web_root, p);
+    if (n < 0 || (size_t)n >= sizeof file) {
+        respond_error(r, 404, "not found");
+        return 0;
+    }
+    /* lws owns this transaction now and frees the per-session data when
+     * it completes: let go of the request first. */
+    wsi = r->wsi;
+    detach(r->pss);
+    n = lws_serve_http_file(wsi, file, type,
+                            "\x0fx-content-type-options:\x07nosniff", 0);
+    if (n < 0)
+        return -1;
+    if (n > 0 && lws_http_transaction_completed(wsi))
+        return -1;
+    return 0;
+}
+
+static const struct route routes[] = {
+    { M_POST, "/api/register", 0, h_register },
+    { M_POST, "/api/login",    0, h_login },
+    { M_POST, "/api/logout",   0, h_logout },
+    { M_GET,  "/api/users/",   1, h_user },
+    { M_GET,  "/healthz",      0, h_healthz },
+    { M_GET,  "/readyz",       0, h_readyz },
+    { M_GET,  "/metrics",      0, h_metrics },
+};
+
+/* Run the handler for r's path, or answer 404/405. */
+static int
+route(struct cg_http_req *r)
+{
+    int path_known = 0;
+
+    r->routed = 1;
+    for (size_t i = 0; i < sizeof routes / sizeof *routes; i++) {
+        const struct route *rt = &routes[i];
+        size_t n = strlen(rt->path);
+
+        if (rt->prefix ? strncmp(r->path, rt->path, n) != 0
+                       : strcmp(r->path, rt->path) != 0)
+            continue;
+        path_known = 1;
+        if (rt->method != r->method &&
+            !(rt->method == M_GET && r->method == M_HEAD))
+            continue;
+        rt->handler(r, r->path + (rt->prefix ? n : strlen(r->path)));
+        return 0;
+    }
+    if (path_known || strncmp(r->path, "/api/", 5) == 0) {
+        respond_error(r, path_known ? 405 : 404,
+                      path_known ? "method not allowed" : "not found");
+        return 0;
+    }
+    if (r->method == M_GET || r->method == M_HEAD)
+        return serve_file(r);
+    respond_error(r, 404, "not found");
+    return 0;
+}
+
+/* ---- lws events ------------------------------------------------------------ */
+
+static void
+detach(struct cg_pss *pss)
+{
+    struct cg_http_req *r;
+
+    /* lws frees the per-session data when a transaction completes, so
+     * later events on the connection may come with none. */
+    if (pss == NULL || pss->kind != CG_PSS_HTTP || (r = pss->obj) == NULL)
+        return;
+    pss->obj = NULL;
+    pss->kind = CG_PSS_NONE;
+    r->wsi = NULL;
+    r->pss = NULL;
+    req_unref(r);
+}
+
+int
+cg_http_on_request(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss)
+{
+    struct cg_http_req *r;
+    char buf[512], clen[32];
+    const char *path;
+    size_t plen;
+
+    detach(pss);                      /* keep-alive: the previous request */
+    srv->metrics.http_requests++;
+    path = cg_request_path(srv, wsi, buf, sizeof buf, &plen);
+    if (path != NULL && cg_is_sockjs_path(path, plen))
+        return cg_sockjs_http_on_request(srv, wsi, pss, path + CG_SOCKJS_PREFIX_LEN,
+                                         plen - CG_SOCKJS_PREFIX_LEN);
+    r = cg_calloc(1, sizeof *r);
+    if (r == NULL)
+        return -1;
+    r->srv = srv;
+    r->wsi = wsi;
+    r->refs = 1;
+    cg_wbuf_init(&r->body, 0);
+    cg_wbuf_init(&r->resp, LWS_PRE);
+    lws_get_peer_simple(wsi, r->addr, sizeof r->addr);
+    pss->kind = CG_PSS_HTTP;
+    pss->obj = r;
+    r->pss = pss;
+
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI))
+        r->method = M_POST;
+    else if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI))
+        r->method = M_GET;
+    else if (lws_hdr_total_length(wsi, WSI_TOKEN_OPTIONS_URI))
+        r->method = M_OPTIONS;
+    else if (lws_hdr_total_length(wsi, WSI_TOKEN_HEAD_URI))
+        r->method = M_HEAD;
+
+    if (path == NULL || plen >= sizeof r->path) {
+        respond_error(r, 404, "not found");
+        return 0;
+    }
+    memcpy(r->path, path, plen + 1);
+
+    if (r->method != M_POST)
+        return route(r);
+    /* A declared body over the limit is refused before it is read. */
+    if (lws_hdr_copy(wsi, clen, sizeof clen, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0) {
+        char *end;
+        unsigned long long n = strtoull(clen, &end, 10);
+        if (*end != '\0' || clen[0] == '-') {
+            respond_error(r, 400, "bad Content-Length");
+            return 0;
+        }
+        if (n > (unsigned long long)srv->cfg->http_max_body) {
+            respond_error(r, 413, "request body too large");
+            return 0;
+        }
+        if (n > 0)
+            return 0;                 /* wait for BODY_COMPLETION */
+    }
+    return route(r);
+}
+
+int
+cg_http_on_body(struct cg_pss *pss, const void *in, size_t len)
+{
+    struct cg_http_req *r = pss ? pss->obj : NULL;
+
+    if (r == NULL || pss->kind != CG_PSS_HTTP)
+        return 0;
+    if (r->body_over ||
+        r->body.len + len > (size_t)r->srv->cfg->http_max_body) {
+        r->body_over = 1;
+        return 0;
+    }
+    return cg_wbuf_append(&r->body, in, len) < 0 ? -1 : 0;
+}
+
+int
+cg_http_on_body_done(struct cg_pss *pss)
+{
+    struct cg_http_req *r = pss ? pss->obj : NULL;
+
+    if (r == NULL || pss->kind != CG_PSS_HTTP || r->routed || r->responding)
+        return 0;
+    if (r->body_over) {
+        respond_error(r, 413, "request body too large");
+        return 0;
+    }
+    return route(r);
+}
+
+int
+cg_http_on_writable(struct cg_pss *pss)
+{
+    struct cg_http_req *r = pss ? pss->obj : NULL;
+    unsigned char hdr[LWS_PRE + 1024], *start = hdr + LWS_PRE, *p = start,
+                  *end = hdr + sizeof hdr - 1;
+    struct lws *wsi;
+
+    if (r == NULL || pss->kind != CG_PSS_HTTP || !r->responding || r->wsi == NULL)
+        return 0;
+    if (!r->headers_sent) {
+        if (lws_add_http_common_headers(r->wsi, r->status, r->ctype,
+                                        (lws_filepos_t)r->resp.len, &p, end) ||
+            lws_add_http_header_by_name(r->wsi, (unsigned char *)"cache-control:",
+                                        (unsigned char *)"no-store", 8, &p, end) ||
+            lws_add_http_header_by_name(r->wsi,
+                                        (unsigned char *)"x-content-type-options:",
+                                        (unsigned char *)"nosniff", 7, &p, end) ||
+            lws_finalize_write_http_header(r->wsi, start, &p, end))
+            return -1;
+        r->headers_sent = 1;
+        if (r->resp.len > 0 && r->method != M_HEAD) {
+            lws_callback_on_writable(r->wsi);
+            return 0;
+        }
+    } else if (lws_write(r->wsi, (unsigned char *)cg_wbuf_data(&r->resp),
+                         r->resp.len, LWS_WRITE_HTTP_FINAL) < (int)r->resp.len) {
+        return -1;
+    }
+    /* Completing the transaction frees lws's per-session data: detach
+     * first. */
+    wsi = r->wsi;
+    detach(pss);
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+void
+cg_http_on_closed(struct cg_pss *pss)
+{
+    detach(pss);
+}

@@ -1,0 +1,380 @@
+/* server.c - the lws context on the shared libuv loop, and the one thin
+ * callback that hands every lws event to the module that owns it.
+ *
+ *   start:  origins -> store -> auth -> chat -> registry -> lws context
+ *           (foreign libuv loop, one vhost, protocols v12/v11/v10.stomp +
+ *           http, no mounts: http_api.c routes and serves files itself)
+ *   stop:   refuse new upgrades, close every session (1001), wait until
+ *           they are gone or drain_ms passed, destroy the lws context,
+ *           close the store (its callbacks fire with CG_E_CLOSED), free.
+ *
+ * All protocols share one callback: a WebSocket without a subprotocol is
+ * bound to the vhost's default protocol (index 0), so the same code must
+ * handle it whichever protocol lws picked. lws chooses the first offered
+ * subprotocol we know; stomp.js offers v12.stomp first. */
+#include "fmacros.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "chatgate/auth.h"
+#include "chatgate/chat.h"
+#include "chatgate/common.h"
+#include "chatgate/config.h"
+#include "chatgate/log.h"
+#include "chatgate/registry.h"
+#include "chatgate/server.h"
+#include "chatgate/store.h"
+#include "lws_glue.h"
+
+/* lws reads a WebSocket message into a per-connection buffer of this size
+ * and hands it over in pieces no larger; the session reassembles frames, so
+ * a small buffer costs only callbacks, while it is paid by every idle
+ * connection. */
+#define WS_RX_BUFFER 4096
+
+/* Connection events go to the transport that owns the connection (the
+ * pss kind); new upgrades and requests are routed by transport_ws.c and
+ * http_api.c. */
+static int
+on_lws_event(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+             void *in, size_t len)
+{
+    struct cg_pss *pss = user;
+    int sockjs = pss && (pss->kind == CG_PSS_SOCKJS_WS ||
+                         pss->kind == CG_PSS_SOCKJS_HTTP);
+
+    switch (reason) {
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        /* Only steers the subprotocol choice and always admits: the
+         * refusal path of this callback has a use-after-free in lws 4.1.6
+         * (CVE-2025-11677), so all checks happen in the filter below. */
+        cg_ws_prefer_highest(cg_server_of(wsi), wsi);
+        return 0;
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        return cg_ws_filter(cg_server_of(wsi), wsi, pss);
+    case LWS_CALLBACK_ESTABLISHED:
+        return cg_ws_on_open(cg_server_of(wsi), wsi, pss);
+    case LWS_CALLBACK_RECEIVE:
+        return sockjs ? cg_sockjs_ws_on_data(pss, in, len)
+                      : cg_ws_on_data(pss, in, len);
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return sockjs ? cg_sockjs_ws_on_writable(pss) : cg_ws_on_writable(pss);
+    case LWS_CALLBACK_CLOSED:
+        if (sockjs)
+            cg_sockjs_ws_on_closed(pss);
+        else
+            cg_ws_on_closed(pss);
+        return 0;
+
+    case LWS_CALLBACK_HTTP:
+        return cg_http_on_request(cg_server_of(wsi), wsi, pss);
+    case LWS_CALLBACK_HTTP_BODY:
+        return sockjs ? cg_sockjs_http_on_body(pss, in, len)
+                      : cg_http_on_body(pss, in, len);
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        return sockjs ? cg_sockjs_http_on_body_done(pss) : cg_http_on_body_done(pss);
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        return sockjs ? cg_sockjs_http_on_writable(pss) : cg_http_on_writable(pss);
+    case LWS_CALLBACK_CLOSED_HTTP:
+        if (sockjs)
+            cg_sockjs_http_on_closed(pss);
+        else
+            cg_http_on_closed(pss);
+        return 0;
+
+    default:
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    }
+}
+
+#define STOMP_PROTOCOL(n) \
+    { n, on_lws_event, sizeof(struct cg_pss), WS_RX_BUFFER, 0, NULL, 0 }
+
+static const struct lws_protocols protocols[] = {
+    STOMP_PROTOCOL("v12.stomp"),   /* index 0: also plain WS and plain HTTP */
+    STOMP_PROTOCOL("v11.stomp"),
+    STOMP_PROTOCOL("v10.stomp"),
+    { NULL, NULL, 0, 0, 0, NULL, 0 }
+};
+
+/* ---- request helpers shared by the transports and the HTTP API -------- */
+
+const char *
+cg_request_path(struct cg_server *srv, struct lws *wsi, char *buf, size_t cap,
+                size_t *len)
+{
+    const char *base = srv->cfg->base_path;
+    size_t blen = strlen(base);
+    char *uri = NULL;
+    int ulen = 0;
+
+    if (lws_http_get_uri_and_method(wsi, &uri, &ulen) < 0 || uri == NULL ||
+        ulen <= 0 || (size_t)ulen >= cap)
+        return NULL;
+    memcpy(buf, uri, (size_t)ulen);
+    buf[ulen] = '\0';
+    if (strncmp(buf, base, blen) != 0)
+        return NULL;
+    if (buf[blen] == '\0') {          /* "{base}" alone is "{base}/" */
+        *len = 1;
+        return "/";
+    }
+    if (buf[blen] != '/')
+        return NULL;                  /* "/Mimix" is not under "/Mimi" */
+    *len = (size_t)ulen - blen;
+    return buf + blen;
+}
+
+int
+cg_request_token(struct lws *wsi, char *buf, size_t cap)
+{
+    static const char *const args[] = { "srect=", "token=" };
+    char tmp[256];
+    const char *v;
+    int n;
+
+    for (size_t i = 0; i < sizeof args / sizeof *args; i++) {
+        v = lws_get_urlarg_by_name(wsi, args[i], tmp, (int)sizeof tmp);
+        if (v != NULL && *v) {
+            n = (int)strlen(v);
+            if ((size_t)n >= cap)
+                return -1;
+            memcpy(buf, v, (size_t)n + 1);
+            explicit_bzero(tmp, sizeof tmp);
+            return n;
+        }
+    }
+    n = lws_hdr_copy(wsi, tmp, (int)sizeof tmp, WSI_TOKEN_HTTP_AUTHORIZATION);
+    if (n > 7 && strncasecmp(tmp, "Bearer ", 7) == 0) {
+        v = tmp + 7;
+        while (*v == ' ')
+            v++;
+        n = (int)strlen(v);
+        if ((size_t)n >= cap)
+            return -1;
+        memcpy(buf, v, (size_t)n + 1);
+        explicit_bzero(tmp, sizeof tmp);
+        return n;
+    }
+    explicit_bzero(tmp, sizeof tmp);
+    return n < 0 ? -1 : 0;
+}
+
+/* ---- start ------------------------------------------------------------ */
+
+/* "host:port", "[v6]:port", ":port" -> iface (NULL = any) and port. */
+static int
+parse_listen(const char *listen, char *host, size_t cap, int *port)
+{
+    const char *colon = strrchr(listen, ':');
+    char *end;
+    long p;
+    size_t hlen;
+
+    if (colon == NULL)
+        return CG_E_INVAL;
+    p = strtol(colon + 1, &end, 10);
+    if (*end != '\0' || end == colon + 1 || p < 0 || p > 65535)
+        return CG_E_INVAL;
+    hlen = (size_t)(colon - listen);
+    if (hlen >= 2 && listen[0] == '[' && listen[hlen - 1] == ']') {
+        listen++;
+        hlen -= 2;
+    }
+    if (hlen >= cap)
+        return CG_E_INVAL;
+    memcpy(host, listen, hlen);
+    host[hlen] = '\0';
+    *port = (int)p;
+    return 0;
+}
+
+static void
+on_store_state(int ready, void *data)
+{
+    struct cg_server *srv = data;
+
+    cg_log(ready ? CG_LOG_NOTICE : CG_LOG_WARN, "store %s",
+           ready ? "ready: Redis connected and scripts loaded"
+                 : "not ready: sends answer 503 until Redis is back");
+    (void)srv;
+}
+
+int
+cg_server_start(struct cg_server *srv, uv_loop_t *loop, const struct cg_config *cfg)
+{
+    struct lws_context_creation_info info;
+    void *foreign_loops[1] = { loop };
+    char host[256];
+    int port, rc;
+
+    memset(srv, 0, sizeof *srv);
+    srv->loop = loop;
+    srv->cfg = cfg;
+    snprintf(srv->node_id, sizeof srv->node_id, "%s", cfg->node_id);
+
+    if (parse_listen(cfg->listen, host, sizeof host, &port) < 0) {
+        cg_log(CG_LOG_ERROR, "listen=%s: expected host:port, e.g. 127.0.0.1:8080",
+               cfg->listen);
+        return CG_E_INVAL;
+    }
+    if ((rc = cg_origins_create(cfg->allowed_origins, cfg->listen, &srv->origins)) < 0) {
+        cg_log(CG_LOG_ERROR, "allowed_origins=%s: each entry must be scheme://host[:port] "
+               "or *", cfg->allowed_origins);
+        goto fail;
+    }
+    if ((rc = cg_store_create(loop, cfg, &srv->metrics, &srv->store)) < 0 ||
+        (rc = cg_auth_create(loop, cfg, srv->store, &srv->metrics, &srv->auth)) < 0 ||
+        (rc = cg_chat_create(cfg, srv->store, &srv->metrics, &srv->chat)) < 0 ||
+        (rc = cg_registry_create(srv, &srv->registry)) < 0 ||
+        (rc = cg_sockjs_create(srv, &srv->sockjs)) < 0) {
+        cg_log(CG_LOG_ERROR, "cannot start: %s", cg_strerror(rc));
+        goto fail;
+    }
+    cg_store_set_push_cb(srv->store, cg_registry_on_push, srv->registry);
+    cg_store_set_state_cb(srv->store, on_store_state, srv);
+
+    memset(&info, 0, sizeof info);
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 |
+                   LWS_SERVER_OPTION_DISABLE_IPV6;
+    if (strchr(host, ':'))
+        info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
+    if (cfg->reuse_port)
+        info.options |= LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE;
+    info.foreign_loops = foreign_loops;
+    info.port = port;
+    info.iface = (host[0] == '\0' || strcmp(host, "0.0.0.0") == 0 ||
+                  strcmp(host, "*") == 0) ? NULL : host;
+    info.protocols = protocols;
+    info.user = srv;
+    info.vhost_name = "chatgate";
+    info.server_string = "chatgate/" CG_VERSION;
+    /* Idle HTTP keep-alive connections are closed after this long. */
+    info.keepalive_timeout = 30;
+    info.timeout_secs = 30;
+    if (cfg->tls_cert[0]) {
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = cfg->tls_cert;
+        info.ssl_private_key_filepath = cfg->tls_key;
+        /* TLS 1.2 and 1.3 only. */
+        info.ssl_options_set = SSL_OP_NO_SSLv2 | SSL_OP_NO_SSLv3 |
+                               SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1;
+    }
+
+    srv->lws = lws_create_context(&info);
+    if (srv->lws == NULL) {
+        cg_log(CG_LOG_ERROR, "cannot listen on %s: is the port already in use? "
+               "(set --listen to another address)", cfg->listen);
+        rc = CG_E_INVAL;
+        goto fail;
+    }
+    srv->vhost = lws_get_vhost_by_name(srv->lws, "chatgate");
+    cg_ws_protocols_init(srv);
+    cg_log(CG_LOG_NOTICE, "listening on %s%s (node %s, base path \"%s\")",
+           cfg->tls_cert[0] ? "https://" : "http://", cfg->listen, srv->node_id,
+           cfg->base_path);
+    return 0;
+
+fail:
+    if (srv->sockjs) { cg_sockjs_destroy(srv->sockjs); srv->sockjs = NULL; }
+    if (srv->registry) { cg_registry_destroy(srv->registry); srv->registry = NULL; }
+    if (srv->chat) { cg_chat_destroy(srv->chat); srv->chat = NULL; }
+    if (srv->auth) { cg_auth_destroy(srv->auth); srv->auth = NULL; }
+    if (srv->store) { cg_store_close(srv->store, NULL, NULL); srv->store = NULL; }
+    cg_origins_destroy(srv->origins);
+    srv->origins = NULL;
+    return rc < 0 ? rc : CG_E_INVAL;
+}
+
+/* ---- stop ------------------------------------------------------------- */
+
+struct stop_ctx {
+    struct cg_server *srv;
+    uv_timer_t        timer;
+    uint64_t          deadline;
+    void            (*done)(void *data);
+    void             *data;
+};
+
+static void
+close_session(cg_session *s, void *data)
+{
+    (void)data;
+    cg_session_close(s, 1001, "server shutting down");
+}
+
+static void
+on_store_closed(void *data)
+{
+    struct stop_ctx *sc = data;
+
+    cg_log(CG_LOG_NOTICE, "stopped");
+    if (sc->done)
+        sc->done(sc->data);
+    cg_free(sc);
+}
+
+static void
+on_stop_timer_closed(uv_handle_t *h)
+{
+    struct stop_ctx *sc = h->data;
+    struct cg_server *srv = sc->srv;
+
+    /* Sessions are gone; lws closes its handles on the loop. */
+    lws_context_destroy(srv->lws);
+    srv->lws = NULL;
+    cg_sockjs_destroy(srv->sockjs);
+    srv->sockjs = NULL;
+    cg_registry_destroy(srv->registry);
+    srv->registry = NULL;
+    cg_chat_destroy(srv->chat);
+    srv->chat = NULL;
+    cg_auth_destroy(srv->auth);
+    srv->auth = NULL;
+    cg_origins_destroy(srv->origins);
+    srv->origins = NULL;
+    cg_store_close(srv->store, on_store_closed, sc);
+    srv->store = NULL;
+}
+
+static void
+on_stop_tick(uv_timer_t *t)
+{
+    struct stop_ctx *sc = t->data;
+    size_t left = cg_registry_count(sc->srv->registry);
+
+    if (left > 0 && uv_now(t->loop) < sc->deadline)
+        return;
+    if (left > 0)
+        cg_log(CG_LOG_WARN, "drain time over: %zu sessions still open are cut; "
+               "their unconfirmed messages stay pending", left);
+    uv_timer_stop(t);
+    uv_close((uv_handle_t *)t, on_stop_timer_closed);
+}
+
+void
+cg_server_stop(struct cg_server *srv, void (*done)(void *data), void *data)
+{
+    struct stop_ctx *sc;
+
+    if (srv->stopping)
+        return;
+    srv->stopping = 1;
+    sc = cg_calloc(1, sizeof *sc);
+    if (sc == NULL)
+        abort();                      /* cannot even stop cleanly */
+    sc->srv = srv;
+    sc->done = done;
+    sc->data = data;
+    cg_log(CG_LOG_NOTICE, "stopping: closing %zu sessions (drain up to %lld ms)",
+           cg_registry_count(srv->registry), (long long)srv->cfg->drain_ms);
+    cg_registry_foreach(srv->registry, close_session, NULL);
+    uv_timer_init(srv->loop, &sc->timer);
+    sc->timer.data = sc;
+    sc->deadline = uv_now(srv->loop) + (uint64_t)srv->cfg->drain_ms;
+    uv_timer_start(&sc->timer, on_stop_tick, 0, 20);
+}
