@@ -1,0 +1,402 @@
+// PROTOCOL.md section 1 (HTTP API), row by row, against the real binary and
+// a real redis-server; plus `--base-path /Mimi` (section 0 and 2).
+//
+// Assumptions where the contract is silent (each marked ASSUMPTION below):
+// - expiresAt is milliseconds since the epoch (like `time` in chat
+//   messages) or an ISO-8601 string; either must be now + 7 days.
+// - usernames are unique regardless of case (the brief asks for 409 on
+//   "Alice" after "alice").
+// - a JSON value of the wrong type (number instead of string, array instead
+//   of object) is "invalid" → 400.
+// - success and error answers carry Content-Type application/json.
+// - "online" turns true within 2 s of CONNECTED and false within 5 s after
+//   the user's last STOMP connection closed (presence is kept in Redis and
+//   may be updated asynchronously).
+import { describe, it, before, beforeEach } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { useEnv, uniqueName, httpRequest, until, RawStomp, HandshakeError } from './lib/harness.mjs';
+
+const T = { timeout: 30000 };
+const TOKEN_RE = /^[A-Za-z0-9_-]{43}$/;
+const DAY = 24 * 3600 * 1000;
+
+function assertJsonError(r, status, what) {
+  assert.equal(r.status, status, `${what}: status (body ${r.text})`);
+  assert.match(String(r.headers['content-type']), /^application\/json/i, `${what}: content-type`);
+  assert.equal(typeof r.json, 'object', `${what}: body is JSON: ${r.text}`);
+  assert.deepEqual(Object.keys(r.json), ['error'], `${what}: body is {"error":...}: ${r.text}`);
+  assert.equal(typeof r.json.error, 'string');
+  assert.ok(r.json.error.length > 0, `${what}: error text is not empty`);
+}
+
+function expiresMs(v) {
+  if (typeof v === 'number') return v;
+  if (typeof v === 'string' && !/^\d+$/.test(v)) return Date.parse(v);
+  return NaN;
+}
+
+describe('HTTP API (PROTOCOL.md section 1)', () => {
+  const h = useEnv('http_api');
+  let gw;
+  before(() => { gw = h.env.gw; });
+
+  describe('POST /api/register', () => {
+    it('answers 201 {"uid","username"} with a positive integer uid', T, async () => {
+      const name = uniqueName('reg');
+      const r = await gw.register(name, 'password-123');
+      assert.equal(r.status, 201, r.text);
+      assert.match(String(r.headers['content-type']), /^application\/json/i);
+      assert.deepEqual(Object.keys(r.json).sort(), ['uid', 'username']);
+      assert.equal(r.json.username, name);
+      assert.ok(Number.isSafeInteger(r.json.uid) && r.json.uid > 0, `uid ${r.json.uid}`);
+      const r2 = await gw.register(uniqueName('reg'), 'password-123');
+      assert.equal(r2.status, 201, r2.text);
+      assert.notEqual(r2.json.uid, r.json.uid, 'every user gets its own uid');
+    });
+
+    it('accepts names of 1 and 32 characters of [A-Za-z0-9_.-]', T, async () => {
+      // 1 character: a fresh Redis, so single letters are free; take 'Z'.
+      let r = await gw.register('Z', 'password-123');
+      assert.equal(r.status, 201, `1-char name: ${r.text}`);
+      assert.equal(r.json.username, 'Z');
+      const n32 = `a_b.c-D9${uniqueName('').slice(1)}`.padEnd(32, 'x');
+      assert.equal(n32.length, 32);
+      r = await gw.register(n32, 'password-123');
+      assert.equal(r.status, 201, `32-char name: ${r.text}`);
+      assert.equal(r.json.username, n32);
+    });
+
+    it('refuses bad names with 400 {"error"}', T, async () => {
+      const bad = [
+        ['', 'empty'],
+        ['a'.repeat(33), '33 chars'],
+        ['has space', 'space'],
+        ['semi;colon', 'semicolon'],
+        ['slash/name', 'slash'],
+        ['colon:name', 'colon'],
+        ['at@name', 'at sign'],
+        ['plus+name', 'plus'],
+        ['ümlaut', 'non-ASCII'],
+        ['tab\tname', 'tab'],
+        ['nul\u0000name', 'NUL'],
+      ];
+      for (const [name, what] of bad) {
+        const r = await gw.register(name, 'password-123');
+        assertJsonError(r, 400, `name ${what}`);
+      }
+    });
+
+    it('takes passwords of 8 and 128 bytes and refuses 7 and 129 bytes (bytes, not characters)', T, async () => {
+      const cases = [
+        ['p'.repeat(8), 201, '8 ASCII'],
+        ['p'.repeat(128), 201, '128 ASCII'],
+        ['p'.repeat(7), 400, '7 ASCII'],
+        ['p'.repeat(129), 400, '129 ASCII'],
+        ['é'.repeat(4), 201, '4 x 2-byte = 8 bytes'],
+        ['é'.repeat(3) + 'a', 400, '3 x 2-byte + 1 = 7 bytes'],
+        ['é'.repeat(64), 201, '64 x 2-byte = 128 bytes'],
+        ['é'.repeat(64) + 'a', 400, '64 x 2-byte + 1 = 129 bytes'],
+      ];
+      for (const [pw, status, what] of cases) {
+        const name = uniqueName('pw');
+        const r = await gw.register(name, pw);
+        if (status === 201) {
+          assert.equal(r.status, 201, `password ${what}: ${r.text}`);
+          const l = await gw.login(name, pw);
+          assert.equal(l.status, 200, `login with password ${what}: ${l.text}`);
+        } else {
+          assertJsonError(r, 400, `password ${what}`);
+        }
+      }
+    });
+
+    it('answers 400 for missing fields, wrong types and malformed JSON', T, async () => {
+      const name = uniqueName('miss');
+      const bodies = [
+        ['{}', 'empty object'],
+        [JSON.stringify({ username: name }), 'no password'],
+        [JSON.stringify({ password: 'password-123' }), 'no username'],
+        [JSON.stringify({ username: 5, password: 'password-123' }), 'numeric username'],
+        [JSON.stringify({ username: name, password: 12345678 }), 'numeric password'],
+        [JSON.stringify({ username: null, password: 'password-123' }), 'null username'],
+        ['[]', 'array body'],
+        ['"text"', 'string body'],
+        ['null', 'null body'],
+        ['{"username":', 'truncated JSON'],
+        ['{username: "x", password: "password-123"}', 'unquoted keys'],
+        ['', 'empty body'],
+        [Buffer.from([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x3a, 0x31, 0x7d]), 'invalid UTF-8'],
+      ];
+      for (const [body, what] of bodies) {
+        const r = await gw.api('POST', '/api/register', body);
+        assertJsonError(r, 400, `register with ${what}`);
+      }
+      // nothing of the above registered the name
+      const ok = await gw.register(name, 'password-123');
+      assert.equal(ok.status, 201, ok.text);
+    });
+
+    it('answers 409 when the name is taken, also when it differs only by case', T, async () => {
+      const name = uniqueName('Dup');
+      const r = await gw.register(name, 'password-123');
+      assert.equal(r.status, 201, r.text);
+      assertJsonError(await gw.register(name, 'password-456'), 409, 'same name');
+      // ASSUMPTION: names are unique regardless of case.
+      assertJsonError(await gw.register(name.toLowerCase(), 'password-456'), 409, 'lower-case variant');
+      assertJsonError(await gw.register(name.toUpperCase(), 'password-456'), 409, 'upper-case variant');
+      // the first registration still logs in with its password
+      const l = await gw.login(name, 'password-123');
+      assert.equal(l.status, 200, l.text);
+      assert.equal(l.json.uid, r.json.uid);
+    });
+
+    it('answers 413 {"error"} for a body over 64 KiB and takes one of exactly 64 KiB', T, async () => {
+      const name = uniqueName('big');
+      const json = JSON.stringify({ username: name, password: 'password-123' });
+      const exact = json + ' '.repeat(65536 - Buffer.byteLength(json));
+      assert.equal(Buffer.byteLength(exact), 65536);
+      const r = await gw.api('POST', '/api/register', exact);
+      assert.equal(r.status, 201, `65536-byte body: ${r.text}`);
+      const over = JSON.stringify({ username: uniqueName('big'), password: 'password-123' });
+      const big = over + ' '.repeat(65537 - Buffer.byteLength(over));
+      assertJsonError(await gw.api('POST', '/api/register', big), 413, '65537-byte body');
+      const huge = JSON.stringify({ username: uniqueName('big'), password: 'x'.repeat(1 << 20) });
+      assertJsonError(await gw.api('POST', '/api/register', huge), 413, '1 MiB body');
+      // and the gateway still answers
+      assert.equal((await gw.register(uniqueName('after'), 'password-123')).status, 201);
+    });
+  });
+
+  describe('POST /api/login and /api/logout', () => {
+    // A user per test: the gateway also limits login attempts per user (not
+    // in PROTOCOL.md), so no one user should log in more than a few times.
+    let user;
+    beforeEach(async () => {
+      const name = uniqueName('login');
+      const r = await gw.register(name, 'correct horse');
+      assert.equal(r.status, 201, r.text);
+      user = { username: name, password: 'correct horse', uid: r.json.uid };
+    });
+
+    it('answers 200 {"token","uid","username","expiresAt"}: 43-char base64url token, 7 days', T, async () => {
+      const before = Date.now();
+      const r = await gw.login(user.username, user.password);
+      const after = Date.now();
+      assert.equal(r.status, 200, r.text);
+      assert.match(String(r.headers['content-type']), /^application\/json/i);
+      assert.deepEqual(Object.keys(r.json).sort(), ['expiresAt', 'token', 'uid', 'username']);
+      assert.match(r.json.token, TOKEN_RE);
+      assert.equal(Buffer.from(r.json.token, 'base64url').length, 32, '256-bit token');
+      assert.equal(r.json.uid, user.uid);
+      assert.equal(r.json.username, user.username);
+      // ASSUMPTION: expiresAt is ms since the epoch or an ISO-8601 string.
+      const exp = expiresMs(r.json.expiresAt);
+      assert.ok(Number.isFinite(exp), `expiresAt ${JSON.stringify(r.json.expiresAt)}`);
+      assert.ok(exp >= before + 7 * DAY - 60000 && exp <= after + 7 * DAY + 60000,
+        `expiresAt ${r.json.expiresAt} is not now + 7 days`);
+      const r2 = await gw.login(user.username, user.password);
+      assert.equal(r2.status, 200);
+      assert.notEqual(r2.json.token, r.json.token, 'each login makes a new token');
+    });
+
+    it('answers 401 {"error"} for a wrong password or an unknown user', T, async () => {
+      assertJsonError(await gw.login(user.username, 'wrong horse'), 401, 'wrong password');
+      assertJsonError(await gw.login(user.username, ''), 401, 'empty password');
+      assertJsonError(await gw.login(uniqueName('nobody'), 'correct horse'), 401, 'unknown user');
+    });
+
+    it('answers 400 {"error"} for malformed login requests', T, async () => {
+      assertJsonError(await gw.api('POST', '/api/login', '{"username":'), 400, 'truncated JSON');
+      assertJsonError(await gw.api('POST', '/api/login', { username: user.username }), 400, 'no password');
+      assertJsonError(await gw.api('POST', '/api/login', { password: user.password }), 400, 'no username');
+      assertJsonError(await gw.api('POST', '/api/login', '[]'), 400, 'array');
+    });
+
+    it('logout answers 204 and revokes only that token', T, async () => {
+      const t1 = (await gw.login(user.username, user.password)).json.token;
+      const t2 = (await gw.login(user.username, user.password)).json.token;
+      assert.equal((await gw.api('GET', `/api/users/${user.uid}`, undefined, t1)).status, 200);
+      const r = await gw.api('POST', '/api/logout', undefined, t1);
+      assert.equal(r.status, 204, r.text);
+      assert.equal(r.text, '', '204 has no body');
+      assertJsonError(await gw.api('GET', `/api/users/${user.uid}`, undefined, t1), 401, 'revoked token');
+      assertJsonError(await gw.api('GET', `/api/users/${user.uid}`, undefined, t1, { tokenVia: 'srect' }), 401,
+        'revoked token via srect');
+      assertJsonError(await gw.api('POST', '/api/logout', undefined, t1), 401, 'second logout');
+      const other = await gw.api('GET', `/api/users/${user.uid}`, undefined, t2);
+      assert.equal(other.status, 200, `the user's other token still works: ${other.text}`);
+    });
+
+    it('logout accepts the token as srect= and token= too', T, async () => {
+      for (const via of ['srect', 'token']) {
+        const t = (await gw.login(user.username, user.password)).json.token;
+        const r = await gw.api('POST', '/api/logout', undefined, t, { tokenVia: via });
+        assert.equal(r.status, 204, `logout via ${via}: ${r.text}`);
+        assertJsonError(await gw.api('GET', `/api/users/${user.uid}`, undefined, t), 401, `after logout via ${via}`);
+      }
+    });
+
+    it('logout without a token or with a bad one answers 401 {"error"}', T, async () => {
+      assertJsonError(await gw.api('POST', '/api/logout'), 401, 'no token');
+      assertJsonError(await gw.api('POST', '/api/logout', undefined, 'not-a-token'), 401, 'malformed token');
+      assertJsonError(await gw.api('POST', '/api/logout', undefined, 'A'.repeat(43)), 401, 'unknown token');
+    });
+
+    it('a revoked token can no longer open a STOMP connection', T, async () => {
+      const t = (await gw.login(user.username, user.password)).json.token;
+      assert.equal((await gw.api('POST', '/api/logout', undefined, t)).status, 204);
+      // PROTOCOL.md 2: the handshake answers 401, or CONNECT answers ERROR and closes.
+      let raw;
+      try {
+        raw = await RawStomp.open(gw, { token: t });
+      } catch (e) {
+        assert.ok(e instanceof HandshakeError, String(e));
+        assert.equal(e.status, 401);
+        return;
+      }
+      h.env.track(raw);
+      raw.send('CONNECT\naccept-version:1.2\nhost:localhost\n\n\0');
+      const f = await raw.frames.waitFor((x) => x.command === 'ERROR' || x.command === 'CONNECTED', 5000);
+      assert.equal(f.command, 'ERROR', 'a revoked token must not get CONNECTED');
+      await raw.waitClose(5000);
+    });
+  });
+
+  describe('GET /api/users/{uid-or-name}', () => {
+    let alice, bob;
+    before(async () => {
+      alice = await gw.newUser('alice');
+      bob = await gw.newUser('bob');
+    });
+
+    it('finds a user by uid and by name: 200 {"uid","username","online"}', T, async () => {
+      for (const key of [String(bob.uid), bob.username]) {
+        const r = await gw.api('GET', `/api/users/${encodeURIComponent(key)}`, undefined, alice.token);
+        assert.equal(r.status, 200, `lookup ${key}: ${r.text}`);
+        assert.match(String(r.headers['content-type']), /^application\/json/i);
+        assert.deepEqual(r.json, { uid: bob.uid, username: bob.username, online: false });
+      }
+    });
+
+    it('answers 404 {"error"} for unknown users', T, async () => {
+      assertJsonError(await gw.api('GET', `/api/users/${uniqueName('ghost')}`, undefined, alice.token), 404, 'unknown name');
+      assertJsonError(await gw.api('GET', '/api/users/987654321', undefined, alice.token), 404, 'unknown uid');
+    });
+
+    it('answers 401 {"error"} without a token or with a bad one', T, async () => {
+      assertJsonError(await gw.api('GET', `/api/users/${bob.uid}`), 401, 'no token');
+      assertJsonError(await gw.api('GET', `/api/users/${bob.uid}`, undefined, 'garbage'), 401, 'garbage bearer');
+      assertJsonError(await gw.api('GET', `/api/users/${bob.uid}`, undefined, 'B'.repeat(43)), 401, 'unknown bearer');
+      assertJsonError(await gw.api('GET', `/api/users/${bob.uid}`, undefined, 'B'.repeat(43), { tokenVia: 'srect' }), 401, 'unknown srect');
+      const basic = await gw.api('GET', `/api/users/${bob.uid}`, undefined, undefined,
+        { headers: { Authorization: `Basic ${Buffer.from(`${alice.username}:${alice.password}`).toString('base64')}` } });
+      assertJsonError(basic, 401, 'Basic auth is not a token');
+    });
+
+    it('takes the token as Authorization: Bearer, ?srect= and ?token=', T, async () => {
+      for (const via of ['bearer', 'srect', 'token']) {
+        const r = await gw.api('GET', `/api/users/${bob.username}`, undefined, alice.token, { tokenVia: via });
+        assert.equal(r.status, 200, `token via ${via}: ${r.text}`);
+        assert.equal(r.json.uid, bob.uid);
+      }
+    });
+
+    it('reports online:true while the user has a STOMP session, false after it closed', T, async () => {
+      const s = await gw.stomp(bob);
+      // ASSUMPTION: presence may be written asynchronously: true within 2 s
+      // of CONNECTED, false within 5 s of the close.
+      let r;
+      await until(async () => {
+        r = await gw.api('GET', `/api/users/${bob.uid}`, undefined, alice.token);
+        return r.status === 200 && r.json.online === true;
+      }, { timeout: 2000, what: 'online:true while connected' });
+      assert.deepEqual(r.json, { uid: bob.uid, username: bob.username, online: true });
+      await s.close();
+      await until(async () => {
+        r = await gw.api('GET', `/api/users/${bob.username}`, undefined, alice.token);
+        return r.status === 200 && r.json.online === false;
+      }, { timeout: 5000, what: 'online:false after the session closed' });
+      assert.deepEqual(r.json, { uid: bob.uid, username: bob.username, online: false });
+    });
+  });
+
+  describe('health, readiness, metrics, unknown routes', () => {
+    it('GET /healthz answers 200 ok', T, async () => {
+      const r = await httpRequest(gw.url('/healthz'));
+      assert.equal(r.status, 200);
+      assert.match(r.text, /^ok\r?\n?$/);
+    });
+
+    it('GET /readyz answers 200 while Redis answers', T, async () => {
+      const r = await httpRequest(gw.url('/readyz'));
+      assert.equal(r.status, 200, r.text);
+    });
+
+    it('GET /metrics answers 200 in Prometheus text format', T, async () => {
+      const r = await httpRequest(gw.url('/metrics'));
+      assert.equal(r.status, 200);
+      assert.match(String(r.headers['content-type']), /^text\/plain/);
+      assert.match(r.text, /^# (HELP|TYPE) \w+/m);
+      for (const line of r.text.split('\n')) {
+        if (line === '' || line.startsWith('#')) continue;
+        assert.match(line, /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{.*\})? (-?[0-9.eE+-]+|NaN|[+-]Inf)( -?\d+)?$/, `metrics line: ${line}`);
+      }
+    });
+
+    it('an unknown API path answers 404 {"error"}', T, async () => {
+      // ASSUMPTION: "every error answer is {"error":...}" covers unknown routes.
+      assertJsonError(await gw.api('GET', '/api/nope'), 404, 'GET /api/nope');
+      assertJsonError(await gw.api('POST', '/api/nope', {}), 404, 'POST /api/nope');
+    });
+
+    it('a wrong method on an API path answers 404 or 405 {"error"}', T, async () => {
+      const r = await gw.api('GET', '/api/register');
+      assert.ok(r.status === 404 || r.status === 405, `GET /api/register: ${r.status}`);
+      assertJsonError(r, r.status, 'GET /api/register');
+      const d = await gw.api('DELETE', '/api/login');
+      assert.ok(d.status === 404 || d.status === 405, `DELETE /api/login: ${d.status}`);
+      assertJsonError(d, d.status, 'DELETE /api/login');
+    });
+  });
+
+  describe('--base-path /Mimi', () => {
+    let mimi;
+    before(async () => { mimi = await h.env.startGateway(['--base-path', '/Mimi'], { name: 'mimi' }); });
+
+    it('serves /Mimi/api/register, /Mimi/api/login, /Mimi/api/users, /Mimi/healthz and /Mimi/readyz', T, async () => {
+      const name = uniqueName('mimi');
+      const r = await mimi.register(name, 'password-123');
+      assert.equal(r.status, 201, r.text);
+      const l = await mimi.login(name, 'password-123');
+      assert.equal(l.status, 200, l.text);
+      assert.match(l.json.token, TOKEN_RE);
+      const u = await mimi.api('GET', `/api/users/${name}`, undefined, l.json.token);
+      assert.equal(u.status, 200, u.text);
+      assert.equal(u.json.uid, r.json.uid);
+      assert.equal((await httpRequest(mimi.url('/healthz'))).status, 200);
+      assert.equal((await httpRequest(mimi.url('/readyz'))).status, 200);
+      // both gateways share Redis: the user exists on the other one too
+      const o = await gw.login(name, 'password-123');
+      assert.equal(o.status, 200, o.text);
+    });
+
+    it('does not serve /api/... or /client outside the base path', T, async () => {
+      const r = await httpRequest(`${mimi.origin}/api/register`, {
+        method: 'POST', headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ username: uniqueName('out'), password: 'password-123' }),
+      });
+      assert.equal(r.status, 404, `/api/register without the base path: ${r.status} ${r.text}`);
+      const user = await mimi.newUser('mimiws');
+      await assert.rejects(RawStomp.open(mimi, { token: user.token, path: `ws://127.0.0.1:${mimi.port}/client` }),
+        (e) => e instanceof HandshakeError && e.status === 404);
+    });
+
+    it('serves STOMP at /Mimi/client?srect=', T, async () => {
+      const user = await mimi.newUser('mimiws');
+      const s = await mimi.stomp(user);
+      assert.equal(s.connectedFrame.headers['user-name'], user.username);
+      await s.close();
+    });
+  });
+});
