@@ -1,0 +1,256 @@
+// e2e.mjs - the web client (web/) in a real Chromium, against the real
+// gateway and a real redis-server (tests/integration/lib/harness.mjs).
+//
+// playwright-core drives Debian's Chromium (/usr/bin/chromium, installed by
+// .ci/deps.sh); nothing is downloaded. Each test file starts its own Env
+// (redis-server + gateway on free ports) and its own browser.
+//
+// Environment (CTest sets them; see tests/e2e/CMakeLists.txt):
+//   CHATGATE_BIN              the gateway binary (as for the integration tests)
+//   CHATGATE_WEB_ROOT         the built web client (default: the binary's
+//                             build tree, <build>/web)
+//   CHROMIUM                  the browser (default /usr/bin/chromium)
+//   CHATGATE_E2E_SCREENSHOTS  where screenshots go (default build/e2e-screenshots)
+//   CHATGATE_E2E_HEADFUL=1    show the browser (needs a display)
+import fs from 'node:fs';
+import path from 'node:path';
+import assert from 'node:assert/strict';
+import { before, after, afterEach } from 'node:test';
+import { chromium } from 'playwright-core';
+
+import {
+  Env, Gateway, REPO_ROOT, gatewayBinary, sleep, until, httpRequest,
+} from '../../integration/lib/harness.mjs';
+
+export { sleep, until, httpRequest, REPO_ROOT };
+
+export const CHROMIUM_ARGS = [
+  '--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic',
+  '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync',
+];
+
+export function webRoot() {
+  if (process.env.CHATGATE_WEB_ROOT) return process.env.CHATGATE_WEB_ROOT;
+  return path.resolve(path.dirname(gatewayBinary()), '..', 'web');
+}
+
+export function screenshotDir() {
+  const d = process.env.CHATGATE_E2E_SCREENSHOTS || path.join(REPO_ROOT, 'build', 'e2e-screenshots');
+  fs.mkdirSync(d, { recursive: true });
+  return d;
+}
+
+export async function launchBrowser() {
+  const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+  if (!fs.existsSync(executablePath)) {
+    throw new Error(`${executablePath} not found: apt-get install chromium (.ci/deps.sh does it)`);
+  }
+  const args = process.env.CHATGATE_E2E_HEADFUL
+    ? CHROMIUM_ARGS.filter((a) => !a.startsWith('--headless')) : CHROMIUM_ARGS;
+  return chromium.launch({ executablePath, args, headless: !process.env.CHATGATE_E2E_HEADFUL });
+}
+
+/**
+ * A gateway that comes back on the same port when restarted, so a page
+ * loaded from it can reconnect (the harness picks a new port each start).
+ */
+export class PinnedGateway extends Gateway {
+  get port() { return this._port; }
+  set port(v) { if (this.pinnedPort == null) this._port = v; }
+
+  /** SIGKILL (a crash), then start again on the same port and Redis. */
+  async crashAndRestart({ downMs = 0 } = {}) {
+    await this.kill('SIGKILL');
+    if (downMs) await sleep(downMs);
+    await this.startAgain();
+  }
+
+  async startAgain() {
+    this.pinnedPort = this._port;
+    try {
+      for (let i = 0; ; i++) {
+        try {
+          await this.start();
+          return this;
+        } catch (e) {
+          if (i >= 20 || !/in use|bind/i.test(e.message)) throw e;
+          await sleep(500);
+        }
+      }
+    } finally {
+      this.pinnedPort = null;
+    }
+  }
+}
+
+/**
+ * Declares the hooks of a test file: an Env with one PinnedGateway serving
+ * the built web client (plus `gatewayArgs`), a browser, and after each test
+ * the harness checks (crash, sanitizer report). Returns a holder
+ * {env, gw, browser} filled in by `before`.
+ */
+export function useWebEnv(name, { gatewayArgs = [] } = {}) {
+  const h = { env: null, gw: null, browser: null, pages: [] };
+  before(async () => {
+    h.env = new Env(name);
+    await h.env.init();
+    h.gw = await startWebGateway(h.env, gatewayArgs);
+    h.browser = await launchBrowser();
+  });
+  afterEach(() => { h.env?.check(); });
+  after(async () => {
+    await h.browser?.close().catch(() => {});
+    if (h.env) await h.env.close();
+  });
+  return h;
+}
+
+export async function startWebGateway(env, args = [], { name } = {}) {
+  const gw = new PinnedGateway(env, {
+    name: name || `gw${env.gateways.length}`,
+    args: ['--web-root', webRoot(), ...args],
+    redisUrl: env.redis.url,
+  });
+  env.gateways.push(gw);
+  await gw.start();
+  return gw;
+}
+
+/* ------------------------------------------------------------------ */
+/* pages                                                               */
+/* ------------------------------------------------------------------ */
+
+export const DESKTOP = { width: 1280, height: 800 };
+export const PHONE = { width: 390, height: 844 };
+
+/**
+ * A fresh browser context (its own localStorage and sessionStorage: one
+ * device) with one page at the gateway's {base}/. Console errors and
+ * warnings, page errors and failed requests are collected in page.problems.
+ */
+export async function openPage(browser, gw, { viewport = DESKTOP, phone = false, path: p = '/', name = 'page' } = {}) {
+  const context = await browser.newContext({
+    viewport,
+    deviceScaleFactor: phone ? 2 : 1,
+    isMobile: phone,
+    hasTouch: phone,
+    locale: 'en-US',
+    timezoneId: 'UTC',
+  });
+  const page = await context.newPage();
+  page.label = name;
+  page.problems = [];
+  page.on('console', (m) => {
+    if (m.type() === 'error' || m.type() === 'warning') page.problems.push(`console.${m.type()}: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => page.problems.push(`pageerror: ${e.message}`));
+  page.setDefaultTimeout(15000);
+  await page.goto(gw.url(p));
+  await page.waitForLoadState('load');
+  return page;
+}
+
+/**
+ * Asserts the page logged no error or warning. `allow` lists regexps of
+ * messages expected in this scenario (e.g. the browser's own "WebSocket
+ * connection failed" while the gateway is down on purpose).
+ */
+export function assertNoConsoleProblems(page, allow = []) {
+  const bad = page.problems.filter((p) => !allow.some((re) => re.test(p)));
+  assert.deepEqual(bad, [], `${page.label}: console problems`);
+}
+
+/** Network noise a browser prints while the server is down on purpose. */
+export const DOWNTIME_NOISE = [
+  /WebSocket connection to .* failed/i,
+  /Failed to load resource: net::ERR_CONNECTION_(REFUSED|RESET|CLOSED)/i,
+  /Failed to load resource: the server responded with a status of 503/i,
+];
+
+export async function shot(page, name) {
+  const file = path.join(screenshotDir(), `${name}.png`);
+  await page.screenshot({ path: file });
+  return file;
+}
+
+/* ------------------------------------------------------------------ */
+/* what a user does                                                    */
+/* ------------------------------------------------------------------ */
+
+export async function fillLogin(page, user) {
+  await page.getByLabel('Username').fill(user.username);
+  await page.getByLabel('Password').fill(user.password);
+}
+
+export async function login(page, user, { transport } = {}) {
+  if (transport) {
+    await page.getByText('Connection settings').click();
+    await page.locator('#login-transport').selectOption(transport);
+  }
+  await fillLogin(page, user);
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await waitOnline(page);
+}
+
+export async function register(page, user) {
+  await fillLogin(page, user);
+  await page.getByRole('button', { name: 'Create account' }).click();
+  await waitOnline(page);
+}
+
+export async function waitOnline(page, timeout = 20000) {
+  await page.locator('#conn[data-state="online"]').waitFor({ timeout });
+}
+
+/** Find a contact by name or uid; the thread with them opens. */
+export async function openChatWith(page, nameOrUid, expectName = String(nameOrUid)) {
+  await page.getByLabel('Find a contact by name or uid').fill(String(nameOrUid));
+  await page.getByRole('button', { name: 'Find' }).click();
+  await assertThreadTitle(page, expectName);
+}
+
+export async function assertThreadTitle(page, name) {
+  await page.locator('#thread-title', { hasText: name }).waitFor();
+  assert.equal(await page.locator('#thread-title').textContent(), name);
+}
+
+/** Opens an existing conversation from the list. */
+export async function openConversation(page, name) {
+  await page.locator('#conv-list button.conv', { has: page.locator('.conv-name', { hasText: name }) }).click();
+  await assertThreadTitle(page, name);
+}
+
+export function conversationButton(page, name) {
+  return page.locator('#conv-list button.conv', { has: page.locator('.conv-name').getByText(name, { exact: true }) });
+}
+
+/** Types text into the composer and presses Enter; returns its <li>. */
+export async function sendMessage(page, text) {
+  const box = page.getByLabel('Message', { exact: true });
+  await box.fill(text);
+  await box.press('Enter');
+  const li = outgoing(page, text);
+  await li.waitFor();
+  return li;
+}
+
+export function outgoing(page, text) {
+  return page.locator('#messages li.msg.out').filter({ has: page.getByText(text, { exact: true }) });
+}
+
+export function incoming(page, text) {
+  return page.locator('#messages li.msg.in').filter({ has: page.getByText(text, { exact: true }) });
+}
+
+/** Waits until the <li> of an outgoing message shows state (sent, delivered, failed, sending). */
+export async function waitState(li, state, timeout = 15000) {
+  await until(async () => (await li.getAttribute('data-state')) === state,
+    { timeout, what: `message state ${state}` });
+}
+
+/** The thread's text in order: ["> hi", "< hello"] (> mine, < theirs). */
+export async function threadTexts(page) {
+  return page.locator('#messages li.msg').evaluateAll((lis) => lis.map((li) =>
+    `${li.classList.contains('out') ? '>' : '<'} ${li.querySelector('.bubble').textContent}`));
+}
