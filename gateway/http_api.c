@@ -368,7 +368,7 @@ h_readyz(struct cg_http_req *r, const char *rest)
     (void)rest;
     if (r->srv->stopping)
         respond(r, 503, "text/plain", "stopping\n", 9);
-    else if (cg_store_ready(r->srv->store))
+    else if (r->srv->store_ready && cg_store_ready(r->srv->store))
         respond(r, 200, "text/plain", "ready\n", 6);
     else
         respond(r, 503, "text/plain", "redis unavailable\n", 18);
@@ -386,7 +386,8 @@ h_metrics(struct cg_http_req *r, const char *rest)
              "# TYPE chatgate_sessions gauge\nchatgate_sessions %zu\n"
              "# HELP chatgate_redis_ready 1 when Redis answers and scripts are loaded.\n"
              "# TYPE chatgate_redis_ready gauge\nchatgate_redis_ready %d\n",
-             cg_registry_count(r->srv->registry), cg_store_ready(r->srv->store));
+             cg_registry_count(r->srv->registry),
+             r->srv->store_ready && cg_store_ready(r->srv->store));
     if (cg_metrics_render(&r->srv->metrics, extra, &out, &len, &cap) < 0)
         respond_error(r, 500, "out of memory");
     else

@@ -194,14 +194,31 @@ parse_listen(const char *listen, char *host, size_t cap, int *port)
 }
 
 static void
+resync_session(cg_session *s, void *data)
+{
+    (void)data;
+    cg_session_resync(s);
+}
+
+/* The store is ready once commands work and every user channel is
+ * subscribed again. Anything published while the subscriber connection
+ * was down never reached this node, so live sessions read their pending
+ * inbox again (at-least-once; clients dedupe by chatID). */
+static void
 on_store_state(int ready, void *data)
 {
     struct cg_server *srv = data;
+    size_t n = srv->registry ? cg_registry_count(srv->registry) : 0;
 
-    cg_log(ready ? CG_LOG_NOTICE : CG_LOG_WARN, "store %s",
-           ready ? "ready: Redis connected and scripts loaded"
-                 : "not ready: sends answer 503 until Redis is back");
-    (void)srv;
+    srv->store_ready = ready;
+    if (!ready) {
+        cg_log(CG_LOG_WARN, "store not ready: sends answer 503 until Redis is back");
+        return;
+    }
+    cg_log(CG_LOG_NOTICE, "store ready: Redis connected, scripts loaded, "
+           "channels subscribed%s", n ? "; live sessions re-read their inboxes" : "");
+    if (n)
+        cg_registry_foreach(srv->registry, resync_session, NULL);
 }
 
 int

@@ -2310,6 +2310,16 @@ cg_session_unref(cg_session *s)
 }
 
 void
+cg_session_resync(cg_session *s)
+{
+    if (s->state != ST_CONNECTED || cg_subs_by_topic(&s->subs, CG_TOPIC_RECIVE) == NULL)
+        return;
+    cg_slog(s, CG_LOG_INFO, "store is back: re-reading the pending inbox");
+    if (start_init(s) == CG_E_NOMEM)
+        session_fail(s, CG_E_NOMEM, "out of memory");
+}
+
+void
 cg_session_deliver(cg_session *s, enum cg_chat_topic topic, struct cg_buf *body,
                    uint64_t id, int64_t time_ms, int redelivered)
 {

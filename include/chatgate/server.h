@@ -40,6 +40,8 @@ struct cg_server {
     struct cg_metrics        metrics;
     char                     node_id[128];
     int                      stopping;   /* SIGTERM/SIGINT seen: draining */
+    int                      store_ready;/* commands, scripts and pub/sub all up
+                                            (the store's state callback) */
 };
 
 /* Create every component on loop and start listening. On failure logs what

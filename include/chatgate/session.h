@@ -102,6 +102,12 @@ void cg_session_deliver(cg_session *s, enum cg_chat_topic topic,
                         struct cg_buf *body, uint64_t id, int64_t time_ms,
                         int redelivered);
 
+/* Redis pub/sub was down for a while: pushes published meanwhile never
+ * reached this node. Stream the pending inbox again (as init does, marked
+ * redelivered where it was pushed before) to a connected session that has
+ * a recive subscription; the client dedupes by chatID. */
+void cg_session_resync(cg_session *s);
+
 /* Context string for logs: "s#42 u=wususu 10.0.0.1:51234 ws". */
 const char *cg_session_log_ctx(const cg_session *s, char *buf, size_t cap);
 
