@@ -414,6 +414,24 @@ pool(struct auth_op *op, uv_work_cb fn)
         op_finish(op, CG_E_STORE);
 }
 
+/* Send op's first command. On failure the op is dropped without its
+ * callback (the caller returns the error instead: STYLE.md 3). */
+static int
+op_start(struct auth_op *op, int argc, const char **argv)
+{
+    cg_auth *a = op->a;
+    size_t lens[4];
+
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    if (cg_store_command(a->store, argc, argv, lens, on_reply, op) == 0)
+        return 0;
+    explicit_bzero(op, sizeof *op);
+    cg_free(op);
+    a->ops--;
+    return CG_E_STORE;
+}
+
 static void
 key_name(char *buf, size_t cap, const char *lname)
 {
@@ -716,16 +734,7 @@ cg_auth_check_token(cg_auth *a, const char *tok, size_t len, cg_auth_cb cb, void
         return CG_E_NOMEM;
     cg_auth_token_hash(tok, len, op->who.token_hash);
     key_token(k, sizeof k, op->who.token_hash);
-    {
-        const char *argv[] = { "GET", k };
-        size_t l[] = { 3, strlen(k) };
-        if (cg_store_command(a->store, 2, argv, l, on_reply, op) < 0) {
-            a->ops--;
-            cg_free(op);
-            return CG_E_STORE;
-        }
-    }
-    return 0;
+    return op_start(op, 2, (const char *[]){ "GET", k });
 }
 
 int
@@ -745,17 +754,7 @@ cg_auth_register(cg_auth *a, const char *name, size_t name_len, const char *pass
     memcpy(op->pw, password, pw_len);
     op->pw_len = pw_len;
     key_name(k, sizeof k, op->lname);
-    {
-        const char *argv[] = { "EXISTS", k };
-        size_t l[] = { 6, strlen(k) };
-        if (cg_store_command(a->store, 2, argv, l, on_reply, op) < 0) {
-            explicit_bzero(op, sizeof *op);
-            a->ops--;
-            cg_free(op);
-            return CG_E_STORE;
-        }
-    }
-    return 0;
+    return op_start(op, 2, (const char *[]){ "EXISTS", k });
 }
 
 int
@@ -780,17 +779,7 @@ cg_auth_login(cg_auth *a, const char *name, size_t name_len, const char *passwor
     memcpy(op->pw, password, pw_len);
     op->pw_len = pw_len;
     key_name(k, sizeof k, op->lname);
-    {
-        const char *argv[] = { "GET", k };
-        size_t l[] = { 3, strlen(k) };
-        if (cg_store_command(a->store, 2, argv, l, on_reply, op) < 0) {
-            explicit_bzero(op, sizeof *op);
-            a->ops--;
-            cg_free(op);
-            return CG_E_STORE;
-        }
-    }
-    return 0;
+    return op_start(op, 2, (const char *[]){ "GET", k });
 }
 
 int
@@ -805,16 +794,7 @@ cg_auth_logout(cg_auth *a, const char *tok, size_t len, cg_auth_cb cb, void *dat
         return CG_E_NOMEM;
     cg_auth_token_hash(tok, len, op->who.token_hash);
     key_token(k, sizeof k, op->who.token_hash);
-    {
-        const char *argv[] = { "GET", k };
-        size_t l[] = { 3, strlen(k) };
-        if (cg_store_command(a->store, 2, argv, l, on_reply, op) < 0) {
-            a->ops--;
-            cg_free(op);
-            return CG_E_STORE;
-        }
-    }
-    return 0;
+    return op_start(op, 2, (const char *[]){ "GET", k });
 }
 
 int
@@ -830,28 +810,14 @@ cg_auth_lookup(cg_auth *a, const char *who, size_t len, cg_auth_cb cb, void *dat
         return CG_E_NOTFOUND;
     if ((op = op_create(a, OP_LOOKUP, cb, data)) == NULL)
         return CG_E_NOMEM;
-    if (digits) {
-        /* By uid: skip the name step and start at HGET. */
-        op->who.uid = strtoull(who, NULL, 10);
-        op->step = 2;
-        key_user(k, sizeof k, op->who.uid);
-    } else {
+    if (!digits) {
         lower_name(who, len, lname);
         key_name(k, sizeof k, lname);
+        return op_start(op, 2, (const char *[]){ "GET", k });
     }
-    {
-        const char *argv[] = { digits ? "HGET" : "GET", k, "name" };
-        size_t l[] = { strlen(argv[0]), strlen(k), 4 };
-        if (digits && op->who.uid == 0) {
-            a->ops--;
-            cg_free(op);
-            return CG_E_NOTFOUND;
-        }
-        if (cg_store_command(a->store, digits ? 3 : 2, argv, l, on_reply, op) < 0) {
-            a->ops--;
-            cg_free(op);
-            return CG_E_STORE;
-        }
-    }
-    return 0;
+    /* By uid: skip the name step and start at HGET. */
+    op->who.uid = strtoull(who, NULL, 10);
+    op->step = 2;
+    key_user(k, sizeof k, op->who.uid);
+    return op_start(op, 3, (const char *[]){ "HGET", k, "name" });
 }
