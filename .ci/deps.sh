@@ -14,7 +14,7 @@ APT_PACKAGES=(
   libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libjansson-dev
   libssl-dev libhiredis-dev
   # tests
-  libcriterion-dev redis-server curl ca-certificates openssl
+  libcriterion-dev redis-server curl ca-certificates openssl nginx
   chromium   # the web client's e2e tests (tests/e2e, playwright-core)
 )
 

@@ -140,6 +140,14 @@ static const struct opt options[] = {
         "Redis connect timeout and command deadline, ms"),
     INT(redis_reconnect_max_ms, 5000, 100, 300000,
         "longest wait between Redis reconnect attempts, ms"),
+    /* Redis reads at most ~16-20 KiB per client per event-loop turn and,
+     * with appendfsync always, fsyncs once per turn: several connections
+     * let one fsync cover several times as many scripts. Requests are
+     * sharded by the receiver's uid, which keeps each inbox in order. */
+    INT(redis_connections, 4, 1, 64,
+        "Redis command connections; requests are sharded by receiver uid so each "
+        "inbox keeps its order, and more connections let Redis fsync more "
+        "messages at once (appendfsync always)"),
 
     /* --- auth ----------------------------------------------------------- */
     /* 1 minute .. 1 year. */
@@ -227,6 +235,10 @@ static const struct opt options[] = {
         "PEM certificate; with tls_key, serve https and wss"),
     STR(tls_key, "", 0, 4096, NULL,
         "PEM private key for tls_cert"),
+    /* 0 turns the sampler off; each sample costs one short read-only script
+     * per connected user (256 at most), see inbox_stats.c. */
+    INT(metrics_sample_ms, 10000, 0, 3600000,
+        "how often the pending-inbox gauges of /metrics are sampled, ms; 0 never"),
 };
 
 #define NOPTS (sizeof options / sizeof options[0])

@@ -48,6 +48,8 @@ struct cg_http_req {
     const char       *ctype;
     struct cg_wbuf    resp;
     int               responding;   /* status and body are final */
+    int               rx_off;       /* reading paused while the answer is
+                                       computed (see wait_quietly) */
     int               headers_sent;
 };
 
@@ -77,8 +79,27 @@ respond(struct cg_http_req *r, unsigned status, const char *ctype,
         r->status = 500;
         r->resp.len = 0;
     }
-    if (r->wsi)
+    if (r->wsi) {
+        if (r->rx_off) {
+            lws_rx_flow_control(r->wsi, 1);
+            r->rx_off = 0;
+        }
         lws_callback_on_writable(r->wsi);
+    }
+}
+
+/* The answer comes later (Redis, the password pool). lws 4.1 does not
+ * read a connection in the middle of a request, so a client that hangs up
+ * meanwhile would keep its socket readable and the loop spinning: stop
+ * polling for input until the answer is ready. */
+static void
+wait_quietly(struct cg_http_req *r)
+{
+    if (r->wsi != NULL && !r->responding && !r->rx_off &&
+        !lws_partial_buffered(r->wsi)) {
+        lws_rx_flow_control(r->wsi, 0);
+        r->rx_off = 1;
+    }
 }
 
 static void
@@ -374,21 +395,42 @@ h_readyz(struct cg_http_req *r, const char *rest)
         respond(r, 503, "text/plain", "redis unavailable\n", 18);
 }
 
+/* Gauges that are computed rather than counted, appended after the
+ * metrics.c tables. */
 static void
 h_metrics(struct cg_http_req *r, const char *rest)
 {
-    char *out = NULL, extra[256];
+    struct cg_server *srv = r->srv;
+    const struct cg_metrics *m = &srv->metrics;
+    char *out = NULL, extra[2048];
     size_t len = 0, cap = 0;
+    int64_t now = cg_now_ms();
+    double age = m->pending_oldest_ms > 0 && now > m->pending_oldest_ms
+                     ? (double)(now - m->pending_oldest_ms) / 1000.0 : 0.0;
 
     (void)rest;
     snprintf(extra, sizeof extra,
              "# HELP chatgate_sessions Live STOMP sessions on this node.\n"
              "# TYPE chatgate_sessions gauge\nchatgate_sessions %zu\n"
+             "# HELP chatgate_users Users with at least one session on this node.\n"
+             "# TYPE chatgate_users gauge\nchatgate_users %zu\n"
              "# HELP chatgate_redis_ready 1 when Redis answers and scripts are loaded.\n"
-             "# TYPE chatgate_redis_ready gauge\nchatgate_redis_ready %d\n",
-             cg_registry_count(r->srv->registry),
-             r->srv->store_ready && cg_store_ready(r->srv->store));
-    if (cg_metrics_render(&r->srv->metrics, extra, &out, &len, &cap) < 0)
+             "# TYPE chatgate_redis_ready gauge\nchatgate_redis_ready %d\n"
+             "# HELP chatgate_redis_inflight Redis commands sent and not yet answered.\n"
+             "# TYPE chatgate_redis_inflight gauge\nchatgate_redis_inflight %zu\n"
+             "# HELP chatgate_draining 1 while a graceful stop drains this node.\n"
+             "# TYPE chatgate_draining gauge\nchatgate_draining %d\n"
+             "# HELP chatgate_pending_oldest_age_seconds Age of the oldest unconfirmed "
+             "message of the users connected to this node (last sample; 0: none).\n"
+             "# TYPE chatgate_pending_oldest_age_seconds gauge\n"
+             "chatgate_pending_oldest_age_seconds %.3f\n"
+             "# HELP chatgate_info This node's id and version.\n"
+             "# TYPE chatgate_info gauge\nchatgate_info{node=\"%s\",version=\"%s\"} 1\n",
+             cg_registry_count(srv->registry), cg_registry_user_count(srv->registry),
+             srv->store_ready && cg_store_ready(srv->store),
+             srv->store ? cg_store_inflight(srv->store) : 0, srv->stopping, age,
+             srv->node_id, CG_VERSION);
+    if (cg_metrics_render(m, extra, &out, &len, &cap) < 0)
         respond_error(r, 500, "out of memory");
     else
         respond(r, 200, "text/plain; version=0.0.4; charset=utf-8", out, len);
@@ -482,6 +524,7 @@ route(struct cg_http_req *r)
             !(rt->method == M_GET && r->method == M_HEAD))
             continue;
         rt->handler(r, r->path + (rt->prefix ? n : strlen(r->path)));
+        wait_quietly(r);
         return 0;
     }
     if (path_known || strncmp(r->path, "/api/", 5) == 0) {
@@ -535,7 +578,7 @@ cg_http_on_request(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss)
     r->refs = 1;
     cg_wbuf_init(&r->body, 0);
     cg_wbuf_init(&r->resp, LWS_PRE);
-    lws_get_peer_simple(wsi, r->addr, sizeof r->addr);
+    cg_request_client_addr(srv, wsi, r->addr, sizeof r->addr);
     pss->kind = CG_PSS_HTTP;
     pss->obj = r;
     r->pss = pss;

@@ -39,6 +39,12 @@ cg_server_of(struct lws *wsi)
  * vhost's STOMP protocol entries once after the vhost exists, and call
  * cg_ws_prefer_highest() from LWS_CALLBACK_HTTP_CONFIRM_UPGRADE. */
 void cg_ws_protocols_init(struct cg_server *srv);
+/* Close a WebSocket with a close frame (code, why) and the peer's answer,
+ * started from lws's own timer: Debian's lws 4.1.6 is a _DEBUG build whose
+ * libuv path closes twice after a callback returns -1, which loses the
+ * close frame. Returns 0; the callback then returns 0 and writes nothing
+ * more. */
+int  cg_ws_close_politely(struct lws *wsi, int code, const char *why);
 void cg_ws_prefer_highest(struct cg_server *srv, struct lws *wsi);
 int  cg_ws_filter(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss);
 int  cg_ws_on_open(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss);
@@ -101,6 +107,13 @@ int  cg_origins_allowed(const struct cg_origins *o, const char *origin, size_t l
  * "Authorization: Bearer". Copies at most cap-1 bytes into buf and returns
  * the length, 0 when there is none, -1 when one is present but too long. */
 int cg_request_token(struct lws *wsi, char *buf, size_t cap);
+
+/* The client's address for logs and per-address limits: the direct peer,
+ * or, when the peer is one of trusted_proxies, the right-most untrusted
+ * X-Forwarded-For entry (proxies.h has the exact rule). Writes a
+ * NUL-terminated string into buf (cap bytes; 64 is enough). */
+void cg_request_client_addr(struct cg_server *srv, struct lws *wsi, char *buf,
+                            size_t cap);
 
 /* Path of the request relative to the configured base path, or NULL when
  * the request is outside it. *len receives the length. */

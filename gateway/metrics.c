@@ -135,6 +135,8 @@ SCALAR(login_limited);
 SCALAR(redis_errors);
 SCALAR(redis_reconnects);
 SCALAR(http_requests);
+SCALAR(pending_messages);
+SCALAR(pending_sampled_users);
 
 #define FAMILY(name, type, help, samples) \
     { "chatgate_" name, type, help, samples, COUNT(samples) }
@@ -173,6 +175,12 @@ static const struct family families[] = {
            "Reconnections to Redis after a lost connection.", redis_reconnects_sample),
     FAMILY("http_requests_total", "counter", "HTTP API requests served.",
            http_requests_sample),
+    FAMILY("pending_messages", "gauge",
+           "Unconfirmed messages of the users connected to this node, as of the "
+           "last sample.", pending_messages_sample),
+    FAMILY("pending_sampled_users", "gauge",
+           "Users connected to this node that the last pending sample covered.",
+           pending_sampled_users_sample),
 };
 
 static const struct histogram histograms[] = {

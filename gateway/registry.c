@@ -404,6 +404,39 @@ cg_registry_user_sessions(const cg_registry *r, uint64_t uid)
     return u != NULL ? u->n : 0;
 }
 
+size_t
+cg_registry_scan_users(const cg_registry *r, size_t *cursor, uint64_t *out, size_t max)
+{
+    size_t i = *cursor, n = 0;
+
+    for (; i < r->ucap && n < max; i++) {
+        const struct user *u;
+        size_t in_bucket = 0;
+
+        for (u = r->buckets[i]; u != NULL; u = u->next)
+            in_bucket += u->n > 0;
+        /* A bucket is taken whole, unless it alone is more than max. */
+        if (n > 0 && n + in_bucket > max)
+            break;
+        for (u = r->buckets[i]; u != NULL && n < max; u = u->next)
+            if (u->n > 0)
+                out[n++] = u->uid;
+    }
+    *cursor = i < r->ucap ? i : 0;
+    return n;
+}
+
+size_t
+cg_registry_user_count(const cg_registry *r)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; r != NULL && i < r->ucap; i++)
+        for (const struct user *u = r->buckets[i]; u != NULL; u = u->next)
+            n += u->n > 0;
+    return n;
+}
+
 static void
 on_subscribed(struct redisReply *reply, int err, void *data)
 {

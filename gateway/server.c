@@ -1,12 +1,36 @@
 /* server.c - the lws context on the shared libuv loop, and the one thin
  * callback that hands every lws event to the module that owns it.
  *
- *   start:  origins -> store -> auth -> chat -> registry -> lws context
- *           (foreign libuv loop, one vhost, protocols v12/v11/v10.stomp +
- *           http, no mounts: http_api.c routes and serves files itself)
- *   stop:   refuse new upgrades, close every session (1001), wait until
- *           they are gone or drain_ms passed, destroy the lws context,
- *           close the store (its callbacks fire with CG_E_CLOSED), free.
+ *   start:  origins, proxies -> store -> auth -> chat -> registry ->
+ *           sockjs -> inbox stats -> listen socket (listener.c) -> lws
+ *           context (foreign libuv loop, one vhost without a listener of
+ *           its own, protocols v12/v11/v10.stomp + http, no mounts:
+ *           http_api.c routes and serves files itself) -> accept
+ *   stop:   close the listen socket (new connections are refused, or go
+ *           to the other processes sharing the port), refuse upgrades on
+ *           connections already open (503), close every session once it
+ *           has sent the answers it owes (1001; SockJS maps it to
+ *           c[3000,"Go away!"]), wait until the sessions
+ *           are gone and no Redis call is in flight (an answer still due
+ *           is a 200 someone waits for), or until drain_ms passed; then
+ *           destroy the lws context, close the store (its callbacks fire
+ *           with CG_E_CLOSED), free.
+ *
+ * Timeouts of lws itself, next to the heart-beats a client may negotiate
+ * (up to heartbeat_max_ms, 5 minutes by default; "every timeout is longer
+ * than the heart-beats it allows"):
+ *   - timeout_secs (30 s) and keepalive_timeout (30 s) apply only to
+ *     handshakes, requests being read and idle HTTP keep-alive, never to
+ *     an established WebSocket.
+ *   - lws's idle policy on established connections (lws_retry_bo_t
+ *     secs_since_valid_ping/hangup, 300 s / 310 s by default) pings a
+ *     WebSocket that sent no PONG for 300 s - data does not count - and
+ *     hangs up 10 s later. Liveness is the STOMP heart-beat's job; the
+ *     default would put a WebSocket ping on the radio of every mobile
+ *     client each 5 minutes and sit right at heartbeat_max_ms. So the vhost
+ *     gets a policy of twice heartbeat_max_ms plus a minute before the
+ *     ping, and another minute for the PONG: it only ever catches dead
+ *     peers of sessions that negotiated no heart-beats.
  *
  * All protocols share one callback: a WebSocket without a subprotocol is
  * bound to the vhost's default protocol (index 0), so the same code must
@@ -28,7 +52,10 @@
 #include "chatgate/registry.h"
 #include "chatgate/server.h"
 #include "chatgate/store.h"
+#include "inbox_stats.h"
+#include "listener.h"
 #include "lws_glue.h"
+#include "proxies.h"
 
 /* lws reads a WebSocket message into a per-connection buffer of this size
  * and hands it over in pieces no larger; the session reassembles frames, so
@@ -129,6 +156,23 @@ cg_request_path(struct cg_server *srv, struct lws *wsi, char *buf, size_t cap,
     return buf + blen;
 }
 
+void
+cg_request_client_addr(struct cg_server *srv, struct lws *wsi, char *buf, size_t cap)
+{
+    char peer[64], xff[512];
+    int n;
+
+    lws_get_peer_simple(wsi, peer, sizeof peer);
+    if (srv->proxies == NULL || !cg_proxies_trusted(srv->proxies, peer)) {
+        snprintf(buf, cap, "%s", peer);
+        return;
+    }
+    /* An over-long header (-1) counts as absent: the proxy is still the
+     * peer we can name. */
+    n = lws_hdr_copy(wsi, xff, sizeof xff, WSI_TOKEN_X_FORWARDED_FOR);
+    cg_proxies_client_addr(srv->proxies, peer, xff, n > 0 ? (size_t)n : 0, buf, cap);
+}
+
 int
 cg_request_token(struct lws *wsi, char *buf, size_t cap)
 {
@@ -166,33 +210,6 @@ cg_request_token(struct lws *wsi, char *buf, size_t cap)
 
 /* ---- start ------------------------------------------------------------ */
 
-/* "host:port", "[v6]:port", ":port" -> iface (NULL = any) and port. */
-static int
-parse_listen(const char *listen, char *host, size_t cap, int *port)
-{
-    const char *colon = strrchr(listen, ':');
-    char *end;
-    long p;
-    size_t hlen;
-
-    if (colon == NULL)
-        return CG_E_INVAL;
-    p = strtol(colon + 1, &end, 10);
-    if (*end != '\0' || end == colon + 1 || p < 0 || p > 65535)
-        return CG_E_INVAL;
-    hlen = (size_t)(colon - listen);
-    if (hlen >= 2 && listen[0] == '[' && listen[hlen - 1] == ']') {
-        listen++;
-        hlen -= 2;
-    }
-    if (hlen >= cap)
-        return CG_E_INVAL;
-    memcpy(host, listen, hlen);
-    host[hlen] = '\0';
-    *port = (int)p;
-    return 0;
-}
-
 static void
 resync_session(cg_session *s, void *data)
 {
@@ -221,51 +238,71 @@ on_store_state(int ready, void *data)
         cg_registry_foreach(srv->registry, resync_session, NULL);
 }
 
+/* Seconds: uint16_t in lws_retry_bo_t. */
+static uint16_t
+idle_secs(int64_t ms, int64_t extra_s)
+{
+    int64_t s = ms / 1000 + extra_s;
+
+    return (uint16_t)(s > 65535 ? 65535 : s);
+}
+
+/* lws only reads the backoff table for client connections, which this
+ * vhost never makes; it gets a valid one anyway. */
+static const uint32_t idle_backoff_ms[] = { 1000, 2000, 5000 };
+
 int
 cg_server_start(struct cg_server *srv, uv_loop_t *loop, const struct cg_config *cfg)
 {
     struct lws_context_creation_info info;
     void *foreign_loops[1] = { loop };
-    char host[256];
-    int port, rc;
+    int rc;
 
     memset(srv, 0, sizeof *srv);
     srv->loop = loop;
     srv->cfg = cfg;
     snprintf(srv->node_id, sizeof srv->node_id, "%s", cfg->node_id);
+    /* See the top: past any heart-beat, and only for peers that stopped
+     * answering WebSocket pings. */
+    if ((srv->idle_policy = cg_calloc(1, sizeof *srv->idle_policy)) == NULL)
+        return CG_E_NOMEM;
+    srv->idle_policy->retry_ms_table = idle_backoff_ms;
+    srv->idle_policy->retry_ms_table_count = 3;
+    srv->idle_policy->secs_since_valid_ping = idle_secs(2 * cfg->heartbeat_max_ms, 60);
+    srv->idle_policy->secs_since_valid_hangup = idle_secs(2 * cfg->heartbeat_max_ms, 120);
 
-    if (parse_listen(cfg->listen, host, sizeof host, &port) < 0) {
-        cg_log(CG_LOG_ERROR, "listen=%s: expected host:port, e.g. 127.0.0.1:8080",
-               cfg->listen);
-        return CG_E_INVAL;
-    }
     if ((rc = cg_origins_create(cfg->allowed_origins, cfg->listen, &srv->origins)) < 0) {
         cg_log(CG_LOG_ERROR, "allowed_origins=%s: each entry must be scheme://host[:port] "
                "or *", cfg->allowed_origins);
+        goto fail;
+    }
+    if ((rc = cg_proxies_create(cfg->trusted_proxies, &srv->proxies)) < 0) {
+        cg_log(CG_LOG_ERROR, "trusted_proxies=%s: expected comma-separated IP addresses",
+               cfg->trusted_proxies);
         goto fail;
     }
     if ((rc = cg_store_create(loop, cfg, &srv->metrics, &srv->store)) < 0 ||
         (rc = cg_auth_create(loop, cfg, srv->store, &srv->metrics, &srv->auth)) < 0 ||
         (rc = cg_chat_create(cfg, srv->store, &srv->metrics, &srv->chat)) < 0 ||
         (rc = cg_registry_create(srv, &srv->registry)) < 0 ||
-        (rc = cg_sockjs_create(srv, &srv->sockjs)) < 0) {
+        (rc = cg_sockjs_create(srv, &srv->sockjs)) < 0 ||
+        (rc = cg_inbox_stats_create(loop, cfg, srv->store, srv->registry, &srv->metrics,
+                                    &srv->inbox_stats)) < 0) {
         cg_log(CG_LOG_ERROR, "cannot start: %s", cg_strerror(rc));
         goto fail;
     }
     cg_store_set_push_cb(srv->store, cg_registry_on_push, srv->registry);
     cg_store_set_state_cb(srv->store, on_store_state, srv);
 
+    /* Our own listen socket (listener.c explains why); it logs its errors. */
+    if ((rc = cg_listener_open(loop, cfg->listen, cfg->reuse_port, &srv->listener)) < 0)
+        goto fail;
+
     memset(&info, 0, sizeof info);
-    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 |
-                   LWS_SERVER_OPTION_DISABLE_IPV6;
-    if (strchr(host, ':'))
-        info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
-    if (cfg->reuse_port)
-        info.options |= LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE;
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8;
     info.foreign_loops = foreign_loops;
-    info.port = port;
-    info.iface = (host[0] == '\0' || strcmp(host, "0.0.0.0") == 0 ||
-                  strcmp(host, "*") == 0) ? NULL : host;
+    /* A server vhost that only serves what listener.c adopts. */
+    info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
     info.protocols = protocols;
     info.user = srv;
     info.vhost_name = "chatgate";
@@ -273,6 +310,7 @@ cg_server_start(struct cg_server *srv, uv_loop_t *loop, const struct cg_config *
     /* Idle HTTP keep-alive connections are closed after this long. */
     info.keepalive_timeout = 30;
     info.timeout_secs = 30;
+    info.retry_and_idle_policy = srv->idle_policy;
     if (cfg->tls_cert[0]) {
         info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
         info.ssl_cert_filepath = cfg->tls_cert;
@@ -284,26 +322,35 @@ cg_server_start(struct cg_server *srv, uv_loop_t *loop, const struct cg_config *
 
     srv->lws = lws_create_context(&info);
     if (srv->lws == NULL) {
-        cg_log(CG_LOG_ERROR, "cannot listen on %s: is the port already in use? "
-               "(set --listen to another address)", cfg->listen);
+        cg_log(CG_LOG_ERROR, "cannot create the lws context%s",
+               cfg->tls_cert[0] ? ": are tls_cert and tls_key a readable PEM "
+                                  "certificate and its key?" : "");
         rc = CG_E_INVAL;
         goto fail;
     }
     srv->vhost = lws_get_vhost_by_name(srv->lws, "chatgate");
     cg_ws_protocols_init(srv);
-    cg_log(CG_LOG_NOTICE, "listening on %s%s (node %s, base path \"%s\")",
-           cfg->tls_cert[0] ? "https://" : "http://", cfg->listen, srv->node_id,
-           cfg->base_path);
+    cg_listener_start(srv->listener, srv->vhost);
+    cg_log(CG_LOG_NOTICE, "listening on %s%s (port %d%s, node %s, base path \"%s\")",
+           cfg->tls_cert[0] ? "https://" : "http://", cfg->listen,
+           cg_listener_port(srv->listener), cfg->reuse_port ? ", shared" : "",
+           srv->node_id, cfg->base_path);
     return 0;
 
 fail:
+    if (srv->listener) { cg_listener_close(srv->listener); srv->listener = NULL; }
+    if (srv->inbox_stats) { cg_inbox_stats_destroy(srv->inbox_stats); srv->inbox_stats = NULL; }
     if (srv->sockjs) { cg_sockjs_destroy(srv->sockjs); srv->sockjs = NULL; }
     if (srv->registry) { cg_registry_destroy(srv->registry); srv->registry = NULL; }
     if (srv->chat) { cg_chat_destroy(srv->chat); srv->chat = NULL; }
     if (srv->auth) { cg_auth_destroy(srv->auth); srv->auth = NULL; }
     if (srv->store) { cg_store_close(srv->store, NULL, NULL); srv->store = NULL; }
+    cg_proxies_destroy(srv->proxies);
+    srv->proxies = NULL;
     cg_origins_destroy(srv->origins);
     srv->origins = NULL;
+    cg_free(srv->idle_policy);
+    srv->idle_policy = NULL;
     return rc < 0 ? rc : CG_E_INVAL;
 }
 
@@ -312,7 +359,7 @@ fail:
 struct stop_ctx {
     struct cg_server *srv;
     uv_timer_t        timer;
-    uint64_t          deadline;
+    uint64_t          started, deadline;
     void            (*done)(void *data);
     void             *data;
 };
@@ -321,7 +368,8 @@ static void
 close_session(cg_session *s, void *data)
 {
     (void)data;
-    cg_session_close(s, 1001, "server shutting down");
+    /* After the answers it owes: a SEND in flight gets its 200 first. */
+    cg_session_drain(s, 1001, "server shutting down");
 }
 
 static void
@@ -329,6 +377,10 @@ on_store_closed(void *data)
 {
     struct stop_ctx *sc = data;
 
+    /* Freed this late because the lws context finishes closing on later
+     * loop turns (libuv), and its vhost points at the policy until then. */
+    cg_free(sc->srv->idle_policy);
+    sc->srv->idle_policy = NULL;
     cg_log(CG_LOG_NOTICE, "stopped");
     if (sc->done)
         sc->done(sc->data);
@@ -354,6 +406,8 @@ on_stop_timer_closed(uv_handle_t *h)
     srv->auth = NULL;
     cg_origins_destroy(srv->origins);
     srv->origins = NULL;
+    cg_proxies_destroy(srv->proxies);
+    srv->proxies = NULL;
     cg_store_close(srv->store, on_store_closed, sc);
     srv->store = NULL;
 }
@@ -363,12 +417,18 @@ on_stop_tick(uv_timer_t *t)
 {
     struct stop_ctx *sc = t->data;
     size_t left = cg_registry_count(sc->srv->registry);
+    size_t inflight = cg_store_inflight(sc->srv->store);
 
-    if (left > 0 && uv_now(t->loop) < sc->deadline)
+    if ((left > 0 || inflight > 0) && uv_now(t->loop) < sc->deadline)
         return;
-    if (left > 0)
-        cg_log(CG_LOG_WARN, "drain time over: %zu sessions still open are cut; "
-               "their unconfirmed messages stay pending", left);
+    if (left > 0 || inflight > 0)
+        cg_log(CG_LOG_WARN, "drain time over (drain_ms): %zu sessions still open "
+               "are cut and %zu Redis calls are abandoned; unconfirmed messages "
+               "stay pending and a retried send is answered with its first id",
+               left, inflight);
+    else
+        cg_log(CG_LOG_NOTICE, "drained in %llu ms: no session left, no Redis call "
+               "in flight", (unsigned long long)(uv_now(t->loop) - sc->started));
     uv_timer_stop(t);
     uv_close((uv_handle_t *)t, on_stop_timer_closed);
 }
@@ -387,11 +447,18 @@ cg_server_stop(struct cg_server *srv, void (*done)(void *data), void *data)
     sc->srv = srv;
     sc->done = done;
     sc->data = data;
-    cg_log(CG_LOG_NOTICE, "stopping: closing %zu sessions (drain up to %lld ms)",
-           cg_registry_count(srv->registry), (long long)srv->cfg->drain_ms);
+    cg_log(CG_LOG_NOTICE, "stopping: listen socket closed; closing %zu sessions "
+           "(drain up to %lld ms)", cg_registry_count(srv->registry),
+           (long long)srv->cfg->drain_ms);
+    /* First, so that with SO_REUSEPORT new connections go to the others. */
+    cg_listener_close(srv->listener);
+    srv->listener = NULL;
+    cg_inbox_stats_destroy(srv->inbox_stats);
+    srv->inbox_stats = NULL;
     cg_registry_foreach(srv->registry, close_session, NULL);
     uv_timer_init(srv->loop, &sc->timer);
     sc->timer.data = sc;
-    sc->deadline = uv_now(srv->loop) + (uint64_t)srv->cfg->drain_ms;
+    sc->started = uv_now(srv->loop);
+    sc->deadline = sc->started + (uint64_t)srv->cfg->drain_ms;
     uv_timer_start(&sc->timer, on_stop_tick, 0, 20);
 }

@@ -2237,6 +2237,12 @@ cg_session_close(cg_session *s, int code, const char *reason)
 }
 
 void
+cg_session_drain(cg_session *s, int code, const char *reason)
+{
+    begin_close(s, code, reason, CLOSE_FLUSH);
+}
+
+void
 cg_session_on_closed(cg_session *s)
 {
     struct cg_registry *reg = s->srv->registry;

@@ -26,6 +26,7 @@ struct cg_config {
     char    *redis_url;              /* redis://[:pw@]host:port/db or unix:///path */
     int64_t  redis_timeout_ms;       /* connect timeout / command deadline */
     int64_t  redis_reconnect_max_ms; /* backoff ceiling */
+    int64_t  redis_connections;      /* command connections (sharded by uid): 4; 0 = 4 */
 
     /* --- auth --------------------------------------------------------- */
     int64_t  token_ttl_s;            /* 7 days */
@@ -72,6 +73,7 @@ struct cg_config {
     char    *trusted_proxies;        /* comma list of IPs whose X-Forwarded-For is believed */
     char    *tls_cert;               /* PEM path; with tls_key serves https/wss */
     char    *tls_key;
+    int64_t  metrics_sample_ms;      /* pending-inbox gauges sampled every: 10000; 0 off */
 };
 
 /* Fill cfg with the built-in defaults. Strings are heap-owned by cfg. */

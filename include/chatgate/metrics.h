@@ -56,6 +56,12 @@ struct cg_metrics {
     uint64_t redis_errors;
     uint64_t redis_reconnects;
     uint64_t http_requests;
+    /* Pending inboxes of the users connected here, as of the last sample
+     * (inbox_stats.c says what exactly is sampled and why). */
+    uint64_t pending_messages;        /* gauge: their pending messages */
+    uint64_t pending_sampled_users;   /* gauge: users the sample covered */
+    int64_t  pending_oldest_ms;       /* stored time of the oldest one; 0 none
+                                         (the age is computed when rendered) */
     struct cg_hist send_ack_ms;       /* SEND received -> send/status 200 queued */
     struct cg_hist send_deliver_ms;   /* stored time -> MESSAGE queued (this node) */
     struct cg_hist confirm_ms;        /* stored time -> receiver confirmed */

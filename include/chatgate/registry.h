@@ -43,6 +43,17 @@ void cg_registry_detach(cg_registry *r, uint64_t sid, uint64_t uid);
 /* Sessions of uid attached on this node. */
 size_t cg_registry_user_sessions(const cg_registry *r, uint64_t uid);
 
+/* Users with a session attached on this node, a few at a time (for
+ * sampling, as Redis SCAN): copies the uids of the user table's buckets
+ * from *cursor on into out (at most max) and advances *cursor; *cursor is
+ * 0 again once the walk reached the end. Returns the number copied. A table
+ * that grew between calls may make one walk skip or repeat a user. */
+size_t cg_registry_scan_users(const cg_registry *r, size_t *cursor,
+                              uint64_t *out, size_t max);
+
+/* Users with at least one session attached on this node. */
+size_t cg_registry_user_count(const cg_registry *r);
+
 /* The store's push callback (register with cg_store_set_push_cb, data = r):
  * parses "M..." / "D..." / "L..." payloads and hands them to the user's
  * sessions; the chat body is copied once into one shared cg_buf. */

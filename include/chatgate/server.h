@@ -21,6 +21,10 @@ struct cg_registry;
 struct cg_origins;
 struct cg_sockjs;
 struct lws_protocols;
+struct cg_listener;
+struct cg_proxies;
+struct cg_inbox_stats;
+struct lws_retry_bo;
 
 #define CG_WS_NPROTO 3   /* v12.stomp, v11.stomp, v10.stomp */
 
@@ -35,6 +39,12 @@ struct cg_server {
     struct cg_registry      *registry;   /* sessions by id and by user */
     struct cg_origins       *origins;    /* parsed allowed_origins */
     struct cg_sockjs        *sockjs;     /* SockJS session table (transport_sockjs.c) */
+    struct cg_listener      *listener;   /* our listen socket (listener.c); NULL
+                                            once stopping */
+    struct cg_proxies       *proxies;    /* parsed trusted_proxies (proxies.c) */
+    struct cg_inbox_stats   *inbox_stats;/* pending-inbox sampler (inbox_stats.c) */
+    struct lws_retry_bo     *idle_policy;/* the vhost's idle policy (server.c);
+                                            lives as long as the lws context */
     struct lws_protocols    *ws_protocols[CG_WS_NPROTO]; /* the vhost's own
                                             entries (transport_ws.c) */
     struct cg_metrics        metrics;
@@ -49,10 +59,11 @@ struct cg_server {
 int cg_server_start(struct cg_server *srv, struct uv_loop_s *loop,
                     const struct cg_config *cfg);
 
-/* Begin a graceful stop: stop accepting, close sessions (1001 / SockJS
- * c[3000,"Go away!"]), let in-flight Redis calls finish, then release
- * everything. done(data) fires once everything is closed; the caller then
- * runs the loop until uv_loop_close() succeeds. */
+/* Begin a graceful stop: close the listen socket, close sessions (1001 /
+ * SockJS c[3000,"Go away!"]), wait until they are gone and no Redis call
+ * is in flight, or until drain_ms passed, then release everything.
+ * done(data) fires once everything is closed; the caller then runs the loop
+ * until uv_loop_close() succeeds. */
 void cg_server_stop(struct cg_server *srv, void (*done)(void *data), void *data);
 
 #endif

@@ -81,6 +81,12 @@ int cg_session_wants_close(const cg_session *s, int *code, const char **why);
  * close code (1000 normal, 1001 going away, 1008 policy, ...). Idempotent. */
 void cg_session_close(cg_session *s, int code, const char *reason);
 
+/* Like cg_session_close(), but answers the session still owes (requests
+ * waiting for Redis, e.g. a SEND whose 200 is on its way) go out before the
+ * close: the graceful stop, so that a sender hears about what was stored.
+ * Bounded like every close flush (frame_timeout_ms). Idempotent. */
+void cg_session_drain(cg_session *s, int code, const char *reason);
+
 /* The transport's connection is gone. The session must not call ops again. */
 void cg_session_on_closed(cg_session *s);
 

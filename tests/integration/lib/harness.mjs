@@ -329,11 +329,12 @@ const SANITIZER_RE =
   /(ERROR: (AddressSanitizer|LeakSanitizer|ThreadSanitizer|MemorySanitizer)|UndefinedBehaviorSanitizer|runtime error:|SUMMARY: \w+Sanitizer|==\d+==\s*WARNING: (Address|Leak)Sanitizer)/;
 
 export class Gateway {
-  constructor(env, { name, args = [], redisUrl }) {
+  constructor(env, { name, args = [], redisUrl, port = null }) {
     this.env = env;
     this.name = name;
     this.extraArgs = args;
     this.redisUrl = redisUrl;
+    this.fixedPort = port;     // a given port (--reuse-port tests); else a free one
     this.port = null;
     this.proc = null;
     this.stopping = false;
@@ -355,7 +356,7 @@ export class Gateway {
     const bin = gatewayBinary();
     for (let attempt = 0; ; attempt++) {
       this.generation++;
-      this.port = await freePort();
+      this.port = this.fixedPort ?? await freePort();
       this.stopping = false;
       this.unexpected = null;
       const args = [
@@ -578,12 +579,14 @@ export class Env {
     return this;
   }
 
-  /** Starts a gateway on this Env's Redis (TCP unless redisUrl is given). */
-  async startGateway(args = [], { name, redisUrl } = {}) {
+  /** Starts a gateway on this Env's Redis (TCP unless redisUrl is given),
+   * on a free port unless port is given. */
+  async startGateway(args = [], { name, redisUrl, port } = {}) {
     const gw = new Gateway(this, {
       name: name || `gw${this.gateways.length}`,
       args,
       redisUrl: redisUrl || this.redis.url,
+      port,
     });
     this.gateways.push(gw);
     await gw.start();

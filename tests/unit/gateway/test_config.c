@@ -38,6 +38,7 @@ struct int_opt {
 static const struct int_opt int_opts[] = {
     { "redis_timeout_ms",        2000,    100,  60000 },
     { "redis_reconnect_max_ms",  5000,    100,  300000 },
+    { "redis_connections",       4,       1,      64 },
     { "token_ttl_s",             604800,  60,   31536000 },
     { "password_iterations",     100000,  1000, 10000000 },
     { "max_frame_bytes",         65536,   4096, 16777216 },
@@ -67,6 +68,7 @@ static const struct int_opt int_opts[] = {
     { "sockjs_stream_bytes",     131072,  4096, 1073741824 },
     { "sockjs_max_queue_bytes",  4194304, 65536, 1073741824 },
     { "drain_ms",                10000,   0,    600000 },
+    { "metrics_sample_ms",       10000,   0,    3600000 },
 };
 
 #define N_INT (sizeof int_opts / sizeof int_opts[0])

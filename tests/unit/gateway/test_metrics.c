@@ -265,6 +265,8 @@ fill(struct cg_metrics *m)
     m->redis_errors = 14;
     m->redis_reconnects = 15;
     m->http_requests = 16;
+    m->pending_messages = 17;
+    m->pending_sampled_users = 18;
     cg_hist_observe(&m->send_ack_ms, 0.05);
     cg_hist_observe(&m->send_ack_ms, 3);
     cg_hist_observe(&m->send_ack_ms, 3);
@@ -349,6 +351,10 @@ Test(cg_metrics, counters_and_gauges_carry_their_fields)
                   scalars[i].name);
         cr_assert(eq(str, find_family(&ex, scalars[i].name)->type, "counter"));
     }
+    cr_assert(eq(dbl, value(&ex, "chatgate_pending_messages", ""), 17));
+    cr_assert(eq(dbl, value(&ex, "chatgate_pending_sampled_users", ""), 18));
+    cr_assert(eq(str, find_family(&ex, "chatgate_pending_messages")->type, "gauge"));
+    cr_assert(eq(str, find_family(&ex, "chatgate_pending_sampled_users")->type, "gauge"));
     free(text);
 }
 

@@ -1,0 +1,36 @@
+/* listener.h - the gateway's own listen socket (listener.c); used by
+ * server.c only.
+ *
+ * Lifetime: open (bind + listen, nothing accepted yet) -> start (accepted
+ * connections go to an lws vhost) -> close (the socket is closed at once,
+ * the memory after libuv's close callbacks). */
+#ifndef CG_LISTENER_H
+#define CG_LISTENER_H
+
+struct uv_loop_s;
+struct lws_vhost;
+struct cg_listener;
+
+/* Bind listen ("host:port", "[v6]:port", ":port"; an empty host, "0.0.0.0"
+ * and "*" mean every IPv4 address) and listen. reuse_port sets
+ * SO_REUSEPORT so that several processes can share the port. Nothing is
+ * accepted until cg_listener_start(). Logs what went wrong and returns a
+ * negative code (CG_E_INVAL for a bad address, -errno from bind/listen). */
+int cg_listener_open(struct uv_loop_s *loop, const char *listen, int reuse_port,
+                     struct cg_listener **out);
+
+/* Port actually bound (useful with port 0). */
+int cg_listener_port(const struct cg_listener *l);
+
+/* Start accepting; every accepted connection is adopted by vh (lws owns it
+ * from then on, TLS included when vh serves TLS). */
+void cg_listener_start(struct cg_listener *l, struct lws_vhost *vh);
+
+/* Stop accepting and close the socket: connections already waiting in the
+ * kernel's accept queue are accepted and handed over first (they would be
+ * reset otherwise), later ones are refused by the kernel, or - with
+ * SO_REUSEPORT - go to the other processes on the port. Frees l once
+ * libuv has closed its handles. Call once; l is invalid afterwards. */
+void cg_listener_close(struct cg_listener *l);
+
+#endif
