@@ -252,12 +252,12 @@ struct sj_req {
     char                 key[CG_SOCKJS_ID_MAX + 1];   /* session id */
 };
 
-/* One SockJS WebSocket connection, framed or raw. */
+/* One SockJS WebSocket connection (framed; the raw /websocket is the plain
+ * transport of transport_ws.c at another URL). */
 struct sj_ws {
     struct cg_sockjs *sj;
     struct lws       *wsi;
     cg_session       *s;
-    int               raw;            /* /websocket: no SockJS framing */
     struct cg_wbuf    out;            /* LWS_PRE headroom; freed when idle */
     struct cg_wbuf    in;             /* framed: the message being reassembled */
     uv_timer_t        hb;             /* framed: heartbeat */
@@ -265,8 +265,7 @@ struct sj_ws {
     unsigned          hb_due : 1;
     unsigned          go_away : 1;    /* framed: send the close frame, then close */
     unsigned          c_sent : 1;     /* framed: the close frame went out */
-    int               close_code;     /* raw: close at the next writable */
-    char              close_why[64];
+    unsigned          closing : 1;    /* the WebSocket close has started */
     char              peer[64];
 };
 
@@ -1294,7 +1293,7 @@ cg_sockjs_http_on_request(struct cg_server *srv, struct lws *wsi,
     r->pss = pss;
     cg_wbuf_init(&r->out, LWS_PRE);
     cg_wbuf_init(&r->body, 0);
-    lws_get_peer_simple(wsi, r->peer, sizeof r->peer);
+    cg_request_client_addr(srv, wsi, r->peer, sizeof r->peer);
     pss->kind = CG_PSS_SOCKJS_HTTP;
     pss->obj = r;
     r->method = method_of(wsi);
@@ -1498,14 +1497,9 @@ ws_close(void *t, int code, const char *why)
 {
     struct sj_ws *c = t;
 
-    if (c->raw) {
-        if (c->close_code == 0) {
-            c->close_code = code ? code : LWS_CLOSE_STATUS_NORMAL;
-            snprintf(c->close_why, sizeof c->close_why, "%s", why ? why : "");
-        }
-    } else {
-        c->go_away = 1;               /* c[3000,"Go away!"], then close */
-    }
+    (void)code;                       /* SockJS speaks its own close frame: */
+    (void)why;
+    c->go_away = 1;                   /* c[3000,"Go away!"], then close */
     lws_callback_on_writable(c->wsi);
     /* If the peer never lets us write, do not wait for it forever. */
     lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, SJ_KILL_SECS);
@@ -1523,11 +1517,6 @@ static const struct cg_transport_ops ops_ws = {
     .close = ws_close, .peer = ws_peer,
 };
 
-static const struct cg_transport_ops ops_raw_ws = {
-    .name = "sockjs-raw-websocket", .kind = CG_TR_SOCKJS_RAW_WS,
-    .want_write = ws_want_write, .pause_read = ws_pause_read,
-    .close = ws_close, .peer = ws_peer,
-};
 
 static void
 on_ws_hb(uv_timer_t *t)
@@ -1552,7 +1541,7 @@ refuse(struct lws *wsi, unsigned int status, const char *why)
 {
     char ctx[64];
 
-    lws_get_peer_simple(wsi, ctx, sizeof ctx);
+    cg_request_client_addr(cg_server_of(wsi), wsi, ctx, sizeof ctx);
     cg_log_ctx(CG_LOG_INFO, ctx, "SockJS websocket upgrade refused: %u %s", status, why);
     lws_return_http_status(wsi, status, why);
     return -1;
@@ -1567,7 +1556,7 @@ cg_sockjs_ws_filter(struct cg_server *srv, struct lws *wsi, const char *path,
     int olen, hlen;
 
     cg_sockjs_parse_path(path, len, &sp);
-    if (sp.route != CG_SJ_WEBSOCKET && sp.route != CG_SJ_RAW_WEBSOCKET)
+    if (sp.route != CG_SJ_WEBSOCKET)     /* raw /websocket: transport_ws.c */
         return refuse(wsi, HTTP_STATUS_NOT_FOUND, "no websocket endpoint here");
     olen = lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN);
     if (olen < 0)
@@ -1584,56 +1573,40 @@ cg_sockjs_ws_filter(struct cg_server *srv, struct lws *wsi, const char *path,
     return 0;
 }
 
-static int
-ws_version_of(struct lws *wsi)
-{
-    const struct lws_protocols *p = lws_get_protocol(wsi);
-
-    if (p == NULL || p->name == NULL)
-        return 0;
-    if (strcmp(p->name, "v12.stomp") == 0) return 12;
-    if (strcmp(p->name, "v11.stomp") == 0) return 11;
-    if (strcmp(p->name, "v10.stomp") == 0) return 10;
-    return 0;
-}
-
 int
 cg_sockjs_ws_on_open(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss,
                      const char *path, size_t len)
 {
-    struct cg_sockjs_path sp;
     struct cg_session_open open = { 0 };
     struct sj_ws *c;
     char token[256];
     int tlen;
 
-    cg_sockjs_parse_path(path, len, &sp);
+    (void)path;                       /* the filter admitted only .../websocket */
+    (void)len;
     if ((c = cg_calloc(1, sizeof *c)) == NULL)
         return -1;
     c->sj = srv->sockjs;
     c->wsi = wsi;
-    c->raw = sp.route == CG_SJ_RAW_WEBSOCKET;
     cg_wbuf_init(&c->out, LWS_PRE);
     cg_wbuf_init(&c->in, 0);
-    lws_get_peer_simple(wsi, c->peer, sizeof c->peer);
+    cg_request_client_addr(srv, wsi, c->peer, sizeof c->peer);
     tlen = cg_request_token(wsi, token, sizeof token);
     if (tlen > 0) {
         open.token = token;
         open.token_len = (size_t)tlen;
     }
-    open.ws_version = ws_version_of(wsi);
-    c->s = cg_session_create(srv, c->raw ? &ops_raw_ws : &ops_ws, c, &open);
+    /* sockjs-client offers no STOMP subprotocol: CONNECT decides. */
+    c->s = cg_session_create(srv, &ops_ws, c, &open);
     explicit_bzero(token, sizeof token);
     if (c->s == NULL) {
         cg_free(c);
         return -1;
     }
-    if (!c->raw) {
-        uv_timer_init(srv->loop, &c->hb);    /* cannot fail */
-        c->hb.data = c;
-        ws_hb_restart(c);
-        lws_callback_on_writable(wsi);       /* the open frame */
-    }
+    uv_timer_init(srv->loop, &c->hb);        /* cannot fail */
+    c->hb.data = c;
+    ws_hb_restart(c);
+    lws_callback_on_writable(wsi);           /* the open frame */
     pss->kind = CG_PSS_SOCKJS_WS;
     pss->obj = c;
     return 0;
@@ -1648,17 +1621,16 @@ cg_sockjs_ws_on_data(struct cg_pss *pss, const void *in, size_t len)
 
     if (c == NULL || c->s == NULL)
         return -1;
-    if (c->raw) {
-        (void)cg_session_on_bytes(c->s, in, len);
-        return 0;
-    }
-    /* Framed: a message is one JSON payload; reassemble it first. */
+    if (c->closing)
+        return 0;                     /* only the peer's close frame matters now */
+    /* A message is one JSON payload; reassemble it first. */
     if (c->in.len + len > SJ_WS_MSG_MAX) {
         cg_log_ctx(CG_LOG_INFO, c->peer, "SockJS websocket message over %d bytes: "
                    "closed", SJ_WS_MSG_MAX);
-        lws_close_reason(c->wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
-                         (unsigned char *)"message too big", 15);
-        return -1;
+        c->closing = 1;
+        cg_ws_close_politely(c->wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+                             "message too big");
+        return 0;
     }
     if (cg_wbuf_append(&c->in, in, len) < 0)
         return -1;
@@ -1676,9 +1648,10 @@ cg_sockjs_ws_on_data(struct cg_pss *pss, const void *in, size_t len)
     if (rc < 0) {
         cg_log_ctx(CG_LOG_INFO, c->peer, "SockJS websocket message: %s closed",
                    cg_sockjs_decode_strerror(rc));
-        lws_close_reason(c->wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR,
-                         (unsigned char *)"Broken JSON encoding.", 21);
-        return -1;
+        c->closing = 1;
+        cg_ws_close_politely(c->wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR,
+                             "Broken JSON encoding.");
+        return 0;
     }
     if (n > 0)
         (void)cg_session_on_bytes(c->s, cg_wbuf_data(&c->in), n);
@@ -1697,44 +1670,6 @@ ws_write(struct sj_ws *c, const char *data, size_t n)
     return 0;
 }
 
-/* Raw /websocket: transport_ws.c's writer. */
-static int
-raw_writable(struct sj_ws *c)
-{
-    const char *why = NULL;
-    int n, code = 0, more = 0;
-
-    if (c->close_code) {
-        lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
-                         (unsigned char *)c->close_why, strlen(c->close_why));
-        return -1;
-    }
-    cg_wbuf_reset(&c->out);
-    for (;;) {
-        if (c->out.len >= SJ_WRITE_BATCH) {
-            more = 1;
-            break;
-        }
-        n = cg_session_pop_frame(c->s, &c->out);
-        if (n < 0)
-            return -1;
-        if (n == 0)
-            break;
-    }
-    if (c->out.len > 0 &&
-        lws_write(c->wsi, (unsigned char *)cg_wbuf_data(&c->out), c->out.len,
-                  LWS_WRITE_TEXT) < (int)c->out.len)
-        return -1;
-    if (cg_session_wants_close(c->s, &code, &why)) {
-        lws_close_reason(c->wsi, (enum lws_close_status)code,
-                         (unsigned char *)why, why ? strlen(why) : 0);
-        return -1;
-    }
-    if (more)
-        lws_callback_on_writable(c->wsi);
-    return 0;
-}
-
 /* Framed: o, then a[...] batches and h, then c[3000,"Go away!"] and the
  * close. One message per callback. */
 static int
@@ -1743,9 +1678,11 @@ framed_writable(struct sj_ws *c)
     struct cg_wbuf *fb = &c->sj->frame;
     int n, more;
 
+    if (c->closing)
+        return 0;
     if (c->c_sent) {
-        lws_close_reason(c->wsi, LWS_CLOSE_STATUS_NORMAL, (unsigned char *)"Go away!", 8);
-        return -1;
+        c->closing = 1;
+        return cg_ws_close_politely(c->wsi, LWS_CLOSE_STATUS_NORMAL, "Go away!");
     }
     if (!c->open_sent) {
         c->open_sent = 1;
@@ -1794,7 +1731,7 @@ cg_sockjs_ws_on_writable(struct cg_pss *pss)
 
     if (c == NULL || c->s == NULL)
         return -1;
-    rc = c->raw ? raw_writable(c) : framed_writable(c);
+    rc = framed_writable(c);
     if (rc == 0 && c->out.cap > SJ_WRITE_BATCH) {
         cg_wbuf_cleanup(&c->out);     /* idle connections hold no big buffer */
         cg_wbuf_init(&c->out, LWS_PRE);
@@ -1822,12 +1759,8 @@ cg_sockjs_ws_on_closed(struct cg_pss *pss)
     c->s = NULL;
     cg_wbuf_cleanup(&c->out);
     cg_wbuf_cleanup(&c->in);
-    if (c->raw) {
-        cg_free(c);
-    } else {
-        uv_timer_stop(&c->hb);
-        uv_close((uv_handle_t *)&c->hb, on_ws_hb_closed);
-    }
+    uv_timer_stop(&c->hb);
+    uv_close((uv_handle_t *)&c->hb, on_ws_hb_closed);
 }
 
 /* ------------------------------------------------------------------------ */

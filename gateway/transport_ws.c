@@ -73,23 +73,27 @@ ws_close(void *t, int code, const char *why)
     lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, 2);
 }
 
-/* Start lws's polite close (close frame with code and reason, wait for the
- * peer's answer, 5 s at most) from lws's own timer. */
-static int
-close_politely(struct cg_ws_conn *c, int code, const char *why)
+int
+cg_ws_close_politely(struct lws *wsi, int code, const char *why)
 {
     size_t n = why ? strlen(why) : 0;
 
     if (n > 123)                      /* RFC 6455: control payload <= 125 */
         n = 123;
-    c->close_started = 1;
     /* Reading may be paused; the peer's close frame must get through. */
-    lws_rx_flow_control(c->wsi, 1);
-    lws_close_reason(c->wsi, (enum lws_close_status)code, (unsigned char *)why, n);
+    lws_rx_flow_control(wsi, 1);
+    lws_close_reason(wsi, (enum lws_close_status)code, (unsigned char *)why, n);
     /* KEEPALIVE_IDLE is the one timeout reason lws does not treat as a
      * dead socket, so the close handshake still happens. */
-    lws_set_timeout(c->wsi, PENDING_TIMEOUT_HTTP_KEEPALIVE_IDLE, LWS_TO_KILL_ASYNC);
+    lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_KEEPALIVE_IDLE, LWS_TO_KILL_ASYNC);
     return 0;
+}
+
+static int
+close_politely(struct cg_ws_conn *c, int code, const char *why)
+{
+    c->close_started = 1;
+    return cg_ws_close_politely(c->wsi, code, why);
 }
 
 static const char *
@@ -107,6 +111,34 @@ static const struct cg_transport_ops ws_ops = {
     .peer       = ws_peer,
 };
 
+/* SockJS's raw /websocket is exactly this transport at another URL. */
+static const struct cg_transport_ops ws_raw_sockjs_ops = {
+    .name       = "sockjs-raw-websocket",
+    .kind       = CG_TR_SOCKJS_RAW_WS,
+    .want_write = ws_want_write,
+    .pause_read = ws_pause_read,
+    .close      = ws_close,
+    .peer       = ws_peer,
+};
+
+/* Which transport serves an upgrade at path (relative to the base path). */
+enum ws_route { WS_NONE, WS_PLAIN, WS_SOCKJS_RAW, WS_SOCKJS };
+
+static enum ws_route
+ws_route_of(const char *path, size_t plen)
+{
+    if (path == NULL)
+        return WS_NONE;
+    if (plen == 7 && memcmp(path, "/client", 7) == 0)
+        return WS_PLAIN;
+    if (!cg_is_sockjs_path(path, plen))
+        return WS_NONE;
+    if (plen - CG_SOCKJS_PREFIX_LEN == 10 &&
+        memcmp(path + CG_SOCKJS_PREFIX_LEN, "/websocket", 10) == 0)
+        return WS_SOCKJS_RAW;
+    return WS_SOCKJS;
+}
+
 /* ---- handshake ------------------------------------------------------- */
 
 /* Refuse an upgrade with an HTTP status. lws closes the connection when the
@@ -116,7 +148,7 @@ refuse(struct lws *wsi, unsigned int status, const char *why)
 {
     char ctx[64];
 
-    lws_get_peer_simple(wsi, ctx, sizeof ctx);
+    cg_request_client_addr(cg_server_of(wsi), wsi, ctx, sizeof ctx);
     cg_log_ctx(CG_LOG_INFO, ctx, "websocket upgrade refused: %u %s", status, why);
     lws_return_http_status(wsi, status, why);
     return -1;
@@ -192,11 +224,16 @@ cg_ws_filter(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss)
     if (srv->stopping)
         return refuse(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "shutting down");
     path = cg_request_path(srv, wsi, pathbuf, sizeof pathbuf, &plen);
-    if (path != NULL && cg_is_sockjs_path(path, plen))
+    switch (ws_route_of(path, plen)) {
+    case WS_SOCKJS:
         return cg_sockjs_ws_filter(srv, wsi, path + CG_SOCKJS_PREFIX_LEN,
                                    plen - CG_SOCKJS_PREFIX_LEN);
-    if (path == NULL || !(plen == 7 && memcmp(path, "/client", 7) == 0))
+    case WS_NONE:
         return refuse(wsi, HTTP_STATUS_NOT_FOUND, "no websocket endpoint here");
+    case WS_PLAIN:
+    case WS_SOCKJS_RAW:
+        break;
+    }
 
     olen = lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN);
     if (olen < 0)
@@ -229,18 +266,20 @@ cg_ws_on_open(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss)
     char token[128], pathbuf[512];
     const char *path;
     size_t plen;
+    enum ws_route route;
     int tlen;
 
-    /* The filter admitted only /client and SockJS paths. */
+    /* The filter admitted only the routes below. */
     path = cg_request_path(srv, wsi, pathbuf, sizeof pathbuf, &plen);
-    if (path != NULL && cg_is_sockjs_path(path, plen))
+    route = ws_route_of(path, plen);
+    if (route == WS_SOCKJS)
         return cg_sockjs_ws_on_open(srv, wsi, pss, path + CG_SOCKJS_PREFIX_LEN,
                                     plen - CG_SOCKJS_PREFIX_LEN);
-    if ((c = cg_calloc(1, sizeof *c)) == NULL)
+    if (route == WS_NONE || (c = cg_calloc(1, sizeof *c)) == NULL)
         return -1;
     c->wsi = wsi;
     cg_wbuf_init(&c->out, LWS_PRE);
-    lws_get_peer_simple(wsi, c->peer, sizeof c->peer);
+    cg_request_client_addr(srv, wsi, c->peer, sizeof c->peer);
     /* Headers are still readable at ESTABLISHED in lws 4.1. */
     tlen = cg_request_token(wsi, token, sizeof token);
     if (tlen > 0) {
@@ -248,7 +287,8 @@ cg_ws_on_open(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss)
         open.token_len = (size_t)tlen;
     }
     open.ws_version = ws_version_of(wsi);
-    c->s = cg_session_create(srv, &ws_ops, c, &open);
+    c->s = cg_session_create(srv, route == WS_PLAIN ? &ws_ops : &ws_raw_sockjs_ops,
+                             c, &open);
     explicit_bzero(token, sizeof token);
     if (c->s == NULL) {
         cg_free(c);
@@ -281,8 +321,13 @@ cg_ws_on_writable(struct cg_pss *pss)
         return -1;
     if (c->close_started)
         return 0;
-    if (c->close_code)
+    if (c->close_code) {
+        if (lws_partial_buffered(c->wsi)) {
+            lws_callback_on_writable(c->wsi);   /* close frame after the rest */
+            return 0;
+        }
         return close_politely(c, c->close_code, c->close_why);
+    }
 
     cg_wbuf_reset(&c->out);
     for (;;) {
@@ -300,8 +345,19 @@ cg_ws_on_writable(struct cg_pss *pss)
         lws_write(c->wsi, (unsigned char *)cg_wbuf_data(&c->out), c->out.len,
                   LWS_WRITE_TEXT) < (int)c->out.len)
         return -1;
-    if (cg_session_wants_close(c->s, &code, &why))
+    if (cg_session_wants_close(c->s, &code, &why)) {
+        /* lws closes a connection whose output is still buffered without a
+         * close frame (it flushes, then kills the socket): the peer would
+         * see 1006 instead of our code. Close once the buffer is out. */
+        if (lws_partial_buffered(c->wsi)) {
+            c->close_code = code ? code : LWS_CLOSE_STATUS_NORMAL;
+            snprintf(c->close_why, sizeof c->close_why, "%s", why ? why : "");
+            lws_callback_on_writable(c->wsi);
+            lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
+            return 0;
+        }
         return close_politely(c, code, why);
+    }
     if (more)
         lws_callback_on_writable(c->wsi);
     else {
