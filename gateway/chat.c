@@ -760,8 +760,10 @@ send_submit(cg_chat *chat, const struct cg_chat_caller *who,
     ARG(p2.p, p2.len);
     ARG(p3.p, p3.len);
 #undef ARG
-    rc = cg_store_eval(chat->store, CG_SCRIPT_SEND, (int)NSEND_KEYS, (int)k, argv, lens,
-                       on_send_reply, q);
+    /* Sharded by the receiver: its sends, confirmations and fetches share
+     * one connection and stay in order (store.h). */
+    rc = cg_store_eval_keyed(chat->store, in->reciver, CG_SCRIPT_SEND, (int)NSEND_KEYS,
+                             (int)k, argv, lens, on_send_reply, q);
     if (rc == CG_E_STORE || rc == CG_E_CLOSED || rc == CG_E_INVAL)
         rc = 503;
 out:
@@ -902,8 +904,8 @@ recive_submit(cg_chat *chat, const struct cg_chat_caller *who, uint64_t by_id,
     lens[k++] = strlen(uid);
     argv[k] = CG_STORE_CHANNEL_PREFIX;
     lens[k++] = sizeof(CG_STORE_CHANNEL_PREFIX) - 1;
-    rc = cg_store_eval(chat->store, CG_SCRIPT_RECIVE, (int)NRECIVE_KEYS, (int)k, argv, lens,
-                       on_recive_reply, q);
+    rc = cg_store_eval_keyed(chat->store, who->uid, CG_SCRIPT_RECIVE, (int)NRECIVE_KEYS,
+                             (int)k, argv, lens, on_recive_reply, q);
     return rc == CG_E_NOMEM ? rc : rc < 0 ? 503 : 0;
 }
 
@@ -1031,8 +1033,8 @@ cg_chat_fetch(cg_chat *chat, const struct cg_chat_caller *who, int sync,
     if ((q = creq_new(chat, sync ? CG_CHAT_SYNC : CG_CHAT_INIT, who->sid, ticket, data)) == NULL)
         return CG_E_NOMEM;
     q->fetch_cb = cb;
-    rc = cg_store_eval(chat->store, CG_SCRIPT_FETCH, (int)NFETCH_KEYS, (int)k, argv, lens,
-                       on_fetch_reply, q);
+    rc = cg_store_eval_keyed(chat->store, who->uid, CG_SCRIPT_FETCH, (int)NFETCH_KEYS,
+                             (int)k, argv, lens, on_fetch_reply, q);
     if (rc < 0) {
         cg_free(q);
         return rc;

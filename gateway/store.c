@@ -1,8 +1,10 @@
 /* store.c - asynchronous Redis on the gateway's libuv loop (hiredis 0.14.1
- * async API + its libuv adapter): the three Lua scripts, plain commands,
+ * async API + its libuv adapter): the Lua scripts, plain commands,
  * and the per-user pub/sub channels.
  *
- * Two connections, each a small state machine driven by one retry timer:
+ * 1 + N connections (N = redis_connections command connections, default
+ * 4, and one subscriber), each a small state machine driven by its own
+ * retry timer, watchdog and backoff:
  *
  *            retry timer                connect + AUTH/SELECT/SCRIPT LOAD
  *   DOWN ─────────────────► [RESOLVING] ─► HANDSHAKE ───────────────────► UP
@@ -11,16 +13,26 @@
  *              redis_reconnect_max_ms,            redis_timeout_ms
  *              jittered to [d/2, d])
  *
- *   command connection     everything pipelined (replies come in order).
- *                          Handshake: [AUTH] [SELECT db] SCRIPT LOAD x3; it
- *                          is UP (= cg_store_ready()) once every script's SHA
- *                          came back: nothing is computed locally.
+ *   command connections    everything pipelined (replies come in order on
+ *                          each). A request goes to connection
+ *                          shard_key % N (cg_store_eval_keyed; plain
+ *                          commands and cg_store_eval use shard 0), so all
+ *                          requests with one key keep their order. Why N:
+ *                          Redis reads at most ~16-20 KiB per client per
+ *                          event-loop turn and, with appendfsync always,
+ *                          fsyncs once per turn; N connections let one turn
+ *                          (one fsync) carry N times as many scripts.
+ *                          Handshake: [AUTH] [SELECT db] SCRIPT LOAD per script; a
+ *                          connection is UP once every script's SHA came
+ *                          back: nothing is computed locally. cg_store_ready()
+ *                          = every command connection UP.
  *   subscriber connection  Handshake: [AUTH] PING. Once UP it SUBSCRIBEs
  *                          every uid of the set again (a batch), and is
  *                          "synced" when all of those confirmations arrived.
  *
- * The state callback reports "full" readiness: command connection UP and
- * subscriber UP + synced (see store.h). RESOLVING only happens for a host
+ * The state callback reports "full" readiness: every command connection UP
+ * and subscriber UP + synced (see store.h). A command connection that is
+ * down fails only its own shard's requests (CG_E_STORE); the others go on. RESOLVING only happens for a host
  * name: it is resolved with uv_getaddrinfo so the loop never blocks on DNS.
  *
  * Command deadline. hiredis 0.14 async has no command timeout, so each
@@ -29,7 +41,8 @@
  * which fires every pending callback with reply == NULL -> CG_E_STORE, and
  * the reconnect starts. That is what turns a hung or vanished Redis into
  * prompt 503s. A command-connection timeout also drops the subscriber,
- * which would otherwise sit on a dead server unnoticed.
+ * which would otherwise sit on a dead server unnoticed (the other command
+ * connections notice on their own, by their own watchdogs).
  *
  * Exactly-once callbacks (STYLE.md 3). Each user command is a struct req
  * given to hiredis as privdata; hiredis calls it exactly once, with the
@@ -46,10 +59,10 @@
  * touch it afterwards), and set conn->ac = NULL first so that re-entrant
  * calls (a user callback that issues a command or closes the store) see the
  * connection as gone. The adapter closes its uv_poll handle asynchronously.
- * cg_store_close() frees both contexts (callbacks fire with CG_E_CLOSED),
- * fails every waiter, cancels DNS, uv_close()s our five timers, and frees
- * the store only when the last close callback and any cancelled DNS request
- * have come back; close_cb runs just before that free. After that,
+ * cg_store_close() frees every context (callbacks fire with CG_E_CLOSED),
+ * fails every waiter, cancels DNS, uv_close()s our 1 + 2 * (N + 1) timers,
+ * and frees the store only when the last close callback and any cancelled
+ * DNS request have come back; close_cb runs just before that free. After that,
  * uv_loop_close() succeeds once the loop has run the adapter's closes too.
  *
  * Pub/sub payloads on cg:u:<uid> are passed to the push callback only for
@@ -88,23 +101,28 @@
 extern const char cg_lua_send[];
 extern const char cg_lua_recive[];
 extern const char cg_lua_fetch[];
+extern const char cg_lua_pending[];
 
 /* ---- constants ------------------------------------------------------- */
 
 #define BACKOFF_FIRST_MS      100     /* first reconnect delay (doubles) */
 #define DEFAULT_TIMEOUT_MS    2000    /* if the config gives none */
 #define DEFAULT_BACKOFF_MAX   5000
+#define DEFAULT_CMD_CONNS     4       /* if the config gives none */
+#define MAX_CMD_CONNS         64
 #define SUB_BATCH             256     /* channels per SUBSCRIBE when resyncing */
 #define SUB_BUCKETS_MIN       64
 #define SHA_LEN               40
 #define LOG_FAILURES_LOUD     3       /* warn on the first N failed attempts, */
 #define LOG_FAILURES_EVERY    10      /* then on every Nth */
 
-static const char *const script_name[CG_SCRIPT_MAX] = { "send", "recive", "fetch" };
+static const char *const script_name[CG_SCRIPT_MAX] = {
+    "send", "recive", "fetch", "pending"
+};
 
 /* ---- types ----------------------------------------------------------- */
 
-enum conn_kind { CONN_CMD = 0, CONN_SUB = 1, CONN_COUNT };
+enum conn_kind { CONN_CMD = 0, CONN_SUB = 1 };
 
 enum conn_state { CONN_DOWN = 0, CONN_RESOLVING, CONN_HANDSHAKE, CONN_UP };
 
@@ -114,7 +132,8 @@ enum hs_step { HS_AUTH = 0, HS_SELECT, HS_PING, HS_SCRIPT /* + script */ };
 struct conn {
     struct cg_store   *st;
     enum conn_kind     kind;
-    const char        *name;          /* "command" / "subscriber" for logs */
+    const char        *name;          /* "command" / "command 2/4" / "subscriber" */
+    char               namebuf[32];
     redisAsyncContext *ac;            /* NULL unless HANDSHAKE or UP */
     enum conn_state    state;
     unsigned           hs_left;       /* handshake replies still due */
@@ -174,7 +193,9 @@ struct cg_store {
     const struct cg_config  *cfg;
     struct cg_metrics       *m;
     struct redis_url         url;
-    struct conn              conn[CONN_COUNT];
+    struct conn             *conns;        /* [0] subscriber, [1..ncmd] command */
+    size_t                   nconn;        /* 1 + ncmd */
+    size_t                   ncmd;
     char                     sha[CG_SCRIPT_MAX][SHA_LEN + 1];
     int                      notified;     /* last value given to state_cb */
     size_t                   inflight;     /* user commands without an answer */
@@ -200,6 +221,9 @@ struct cg_store {
     void                   (*close_cb)(void *data);
     void                    *close_data;
 };
+
+#define SUB_CONN(st)    (&(st)->conns[0])
+#define CMD_CONN(st, i) (&(st)->conns[1 + (i)])
 
 static void conn_start(struct conn *c);
 static void notify_state(cg_store *st);
@@ -281,6 +305,7 @@ cg_store_script_source(enum cg_script script)
     case CG_SCRIPT_SEND:   return cg_lua_send;
     case CG_SCRIPT_RECIVE: return cg_lua_recive;
     case CG_SCRIPT_FETCH:  return cg_lua_fetch;
+    case CG_SCRIPT_PENDING: return cg_lua_pending;
     default:               return NULL;
     }
 }
@@ -761,14 +786,26 @@ on_watchdog(uv_timer_t *t)
            st->url.shown);
     conn_drop(c, "no reply within redis_timeout_ms");
     if (c->kind == CONN_CMD && !st->closing)
-        conn_drop(&st->conn[CONN_SUB], "the command connection timed out");
+        conn_drop(SUB_CONN(st), "the command connection timed out");
+}
+
+/* Every command connection UP (scripts loaded). */
+static int
+all_cmd_up(const cg_store *st)
+{
+    for (size_t i = 0; i < st->ncmd; i++) {
+        const struct conn *c = &st->conns[1 + i];
+        if (c->state != CONN_UP || c->ac == NULL)
+            return 0;
+    }
+    return 1;
 }
 
 static void
 notify_state(cg_store *st)
 {
-    const struct conn *sub = &st->conn[CONN_SUB];
-    int full = st->conn[CONN_CMD].state == CONN_UP && sub->state == CONN_UP && sub->synced;
+    const struct conn *sub = SUB_CONN(st);
+    int full = all_cmd_up(st) && sub->state == CONN_UP && sub->synced;
 
     if (st->closing || full == st->notified)
         return;
@@ -782,7 +819,7 @@ notify_state(cg_store *st)
 static void
 sub_confirmed(cg_store *st, uint64_t uid)
 {
-    struct conn *c = &st->conn[CONN_SUB];
+    struct conn *c = SUB_CONN(st);
     struct sub_entry *e = sub_find(st, uid);
 
     conn_progress(c);
@@ -885,15 +922,18 @@ conn_up(struct conn *c)
                "attempt%s", c->name, st->url.shown, c->failures, c->failures == 1 ? "" : "s");
     else
         cg_log(CG_LOG_NOTICE, "redis: %s connection to %s up%s", c->name, st->url.shown,
-               c->kind == CONN_CMD ? " (scripts send, recive, fetch loaded)" : "");
+               c->kind == CONN_CMD ? " (scripts send, recive, fetch, pending loaded)" : "");
     c->failures = 0;
     c->ever_up = 1;
-    /* Redis is back: the other connection need not sit out its backoff.
+    /* Redis is back: the other connections need not sit out their backoff.
      * This keeps short the window in which sends succeed while pushes
      * cannot be delivered yet (subscriber still away). */
-    struct conn *other = &st->conn[c->kind == CONN_CMD ? CONN_SUB : CONN_CMD];
-    if (other->state == CONN_DOWN && uv_is_active((uv_handle_t *)&other->retry))
-        uv_timer_start(&other->retry, on_retry, 0, 0);
+    for (size_t i = 0; i < st->nconn; i++) {
+        struct conn *other = &st->conns[i];
+        if (other != c && other->state == CONN_DOWN &&
+            uv_is_active((uv_handle_t *)&other->retry))
+            uv_timer_start(&other->retry, on_retry, 0, 0);
+    }
     if (c->kind == CONN_SUB && sub_resubscribe(c) < 0) {
         conn_drop(c, "cannot subscribe the channels again");
         return;
@@ -1292,10 +1332,8 @@ on_cmd_reply(redisAsyncContext *ac, void *rv, void *priv)
 }
 
 static int
-send_formatted(cg_store *st, struct req *q)
+send_formatted(cg_store *st, struct conn *c, struct req *q)
 {
-    struct conn *c = &st->conn[CONN_CMD];
-
     if (redisAsyncFormattedCommand(c->ac, on_cmd_reply, q, q->cmd, q->cmdlen) != REDIS_OK)
         return CG_E_STORE;
     q->sent_ns = uv_hrtime();
@@ -1304,12 +1342,19 @@ send_formatted(cg_store *st, struct req *q)
     return 0;
 }
 
-static int
-check_up(const cg_store *st)
+/* The command connection of shard_key. */
+static struct conn *
+cmd_conn(cg_store *st, uint64_t shard_key)
 {
-    if (st->closing)
+    return CMD_CONN(st, (size_t)(shard_key % st->ncmd));
+}
+
+static int
+check_up(const struct conn *c)
+{
+    if (c->st->closing)
         return CG_E_CLOSED;
-    if (st->conn[CONN_CMD].state != CONN_UP || st->conn[CONN_CMD].ac == NULL)
+    if (c->state != CONN_UP || c->ac == NULL)
         return CG_E_STORE;
     return 0;
 }
@@ -1357,13 +1402,14 @@ out:
 }
 
 static int
-submit(cg_store *st, int script, int nhead, const char **head, const size_t *headlen,
+submit(cg_store *st, uint64_t shard_key, int script, int nhead, const char **head, const size_t *headlen,
        int argc, const char **argv, const size_t *argvlen, cg_store_reply_cb cb, void *data)
 {
+    struct conn *c = cmd_conn(st, shard_key);
     struct req *q;
     int rc;
 
-    if ((rc = check_up(st)) < 0)
+    if ((rc = check_up(c)) < 0)
         return rc;
     if (argc < 0 || (argc > 0 && argv == NULL))
         return CG_E_INVAL;
@@ -1374,7 +1420,7 @@ submit(cg_store *st, int script, int nhead, const char **head, const size_t *hea
     q->data = data;
     q->script = script;
     if ((rc = format_cmd(q, nhead, head, headlen, argc, argv, argvlen)) < 0 ||
-        (rc = send_formatted(st, q)) < 0) {
+        (rc = send_formatted(st, c, q)) < 0) {
         if (q->cmd)
             redisFreeSdsCommand(q->cmd);
         cg_free(q);
@@ -1393,6 +1439,14 @@ cg_store_eval(cg_store *st, enum cg_script script, int nkeys, int argc,
               const char **argv, const size_t *argvlen,
               cg_store_reply_cb cb, void *data)
 {
+    return cg_store_eval_keyed(st, 0, script, nkeys, argc, argv, argvlen, cb, data);
+}
+
+int
+cg_store_eval_keyed(cg_store *st, uint64_t shard_key, enum cg_script script, int nkeys,
+                    int argc, const char **argv, const size_t *argvlen,
+                    cg_store_reply_cb cb, void *data)
+{
     char nk[16];
     const char *head[3];
     size_t headlen[3];
@@ -1406,7 +1460,8 @@ cg_store_eval(cg_store *st, enum cg_script script, int nkeys, int argc,
     headlen[0] = 7;
     headlen[1] = strlen(st->sha[script]);
     headlen[2] = strlen(nk);
-    return submit(st, (int)script, 3, head, headlen, argc, argv, argvlen, cb, data);
+    return submit(st, shard_key, (int)script, 3, head, headlen, argc, argv, argvlen, cb,
+                  data);
 }
 
 int
@@ -1415,13 +1470,13 @@ cg_store_command(cg_store *st, int argc, const char **argv, const size_t *argvle
 {
     if (argc < 1)
         return st->closing ? CG_E_CLOSED : CG_E_INVAL;
-    return submit(st, -1, 0, NULL, NULL, argc, argv, argvlen, cb, data);
+    return submit(st, 0, -1, 0, NULL, NULL, argc, argv, argvlen, cb, data);
 }
 
 int
 cg_store_ready(const cg_store *st)
 {
-    return check_up(st) == 0;
+    return !st->closing && all_cmd_up(st);
 }
 
 size_t
@@ -1435,7 +1490,7 @@ cg_store_inflight(const cg_store *st)
 int
 cg_store_subscribe(cg_store *st, uint64_t uid, cg_store_reply_cb cb, void *data)
 {
-    struct conn *c = &st->conn[CONN_SUB];
+    struct conn *c = SUB_CONN(st);
     struct sub_entry *e;
     struct waiter *w = NULL;
     char ch[32];
@@ -1481,7 +1536,7 @@ cg_store_subscribe(cg_store *st, uint64_t uid, cg_store_reply_cb cb, void *data)
 void
 cg_store_unsubscribe(cg_store *st, uint64_t uid)
 {
-    struct conn *c = &st->conn[CONN_SUB];
+    struct conn *c = SUB_CONN(st);
     struct sub_entry *e;
     char ch[32];
     const char *argv[2] = { "UNSUBSCRIBE", ch };
@@ -1542,6 +1597,17 @@ cg_store_create(uv_loop_t *loop, const struct cg_config *cfg,
         return CG_E_NOMEM;
     }
     st->nbuckets = SUB_BUCKETS_MIN;
+    st->ncmd = cfg->redis_connections > 0 ? (size_t)cfg->redis_connections
+                                          : DEFAULT_CMD_CONNS;
+    if (st->ncmd > MAX_CMD_CONNS)
+        st->ncmd = MAX_CMD_CONNS;
+    st->nconn = 1 + st->ncmd;
+    if ((st->conns = cg_calloc(st->nconn, sizeof *st->conns)) == NULL) {
+        cg_free(st->buckets);
+        url_cleanup(&st->url);
+        cg_free(st);
+        return CG_E_NOMEM;
+    }
     st->loop = loop;
     st->cfg = cfg;
     st->m = metrics;
@@ -1557,11 +1623,18 @@ cg_store_create(uv_loop_t *loop, const struct cg_config *cfg,
     st->defer_tail = &st->defer_head;
     uv_timer_init(loop, &st->defer);
     st->defer.data = st;
-    for (int i = 0; i < CONN_COUNT; i++) {
-        struct conn *c = &st->conn[i];
+    for (size_t i = 0; i < st->nconn; i++) {
+        struct conn *c = &st->conns[i];
         c->st = st;
-        c->kind = (enum conn_kind)i;
-        c->name = i == CONN_CMD ? "command" : "subscriber";
+        c->kind = i == 0 ? CONN_SUB : CONN_CMD;
+        if (i == 0)
+            c->name = "subscriber";
+        else if (st->ncmd == 1)
+            c->name = "command";
+        else {
+            snprintf(c->namebuf, sizeof c->namebuf, "command %zu/%zu", i, st->ncmd);
+            c->name = c->namebuf;
+        }
         uv_timer_init(loop, &c->retry);
         uv_timer_init(loop, &c->watchdog);
         c->retry.data = c;
@@ -1570,7 +1643,7 @@ cg_store_create(uv_loop_t *loop, const struct cg_config *cfg,
         /* First attempt on the next loop iteration (store.h). */
         uv_timer_start(&c->retry, on_retry, 0, 0);
     }
-    st->handles_open = 1 + 2 * CONN_COUNT;
+    st->handles_open = (unsigned)(1 + 2 * st->nconn);
     cg_log(CG_LOG_INFO, "redis: connecting to %s", st->url.shown);
     *out = st;
     return 0;
@@ -1582,14 +1655,18 @@ maybe_finish(cg_store *st)
     void (*cb)(void *);
     void *data;
 
-    if (st->handles_open > 0 || st->conn[CONN_CMD].gai_busy || st->conn[CONN_SUB].gai_busy)
+    if (st->handles_open > 0)
         return;
+    for (size_t i = 0; i < st->nconn; i++)
+        if (st->conns[i].gai_busy)
+            return;
     cb = st->close_cb;
     data = st->close_data;
     if (cb)
         cb(data);
     url_cleanup(&st->url);
     cg_free(st->buckets);
+    cg_free(st->conns);
     cg_free(st);
 }
 
@@ -1613,8 +1690,8 @@ cg_store_close(cg_store *st, void (*close_cb)(void *data), void *data)
     st->close_cb = close_cb;
     st->close_data = data;
 
-    for (int i = 0; i < CONN_COUNT; i++) {
-        struct conn *c = &st->conn[i];
+    for (size_t i = 0; i < st->nconn; i++) {
+        struct conn *c = &st->conns[i];
         redisAsyncContext *ac = c->ac;
 
         uv_timer_stop(&c->retry);
@@ -1649,10 +1726,10 @@ cg_store_close(cg_store *st, void (*close_cb)(void *data), void *data)
     uv_timer_stop(&st->defer);
     st->defer.data = st;
     uv_close((uv_handle_t *)&st->defer, on_handle_closed);
-    for (int i = 0; i < CONN_COUNT; i++) {
-        st->conn[i].retry.data = st;
-        st->conn[i].watchdog.data = st;
-        uv_close((uv_handle_t *)&st->conn[i].retry, on_handle_closed);
-        uv_close((uv_handle_t *)&st->conn[i].watchdog, on_handle_closed);
+    for (size_t i = 0; i < st->nconn; i++) {
+        st->conns[i].retry.data = st;
+        st->conns[i].watchdog.data = st;
+        uv_close((uv_handle_t *)&st->conns[i].retry, on_handle_closed);
+        uv_close((uv_handle_t *)&st->conns[i].watchdog, on_handle_closed);
     }
 }

@@ -5,7 +5,8 @@
   HGETs.
 
   KEYS[1] {u:U}:pending  zset: unconfirmed ids
-  KEYS[2] {u:U}:hist     zset: the last history_max ids
+  KEYS[2] {u:U}:hist     zset: at least the last history_max ids (send.lua
+                         trims in chunks of up to 64)
   KEYS[3] {u:U}:msg      hash: id -> MESSAGE body JSON
   KEYS[4] {u:U}:dlv      set: ids pushed (or read by init) at least once
 

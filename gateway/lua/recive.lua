@@ -7,7 +7,7 @@
   KEYS[1] {u:R}:ids      hash: msgID -> "<sender uid>:<id>:<time ms>"
   KEYS[2] {u:R}:msg      hash: id -> MESSAGE body JSON
   KEYS[3] {u:R}:pending  zset: unconfirmed ids
-  KEYS[4] {u:R}:hist     zset: the last history_max ids
+  KEYS[4] {u:R}:hist     zset: at least the last history_max ids
   KEYS[5] {u:R}:dlv      set: ids pushed at least once
 
   ARGV[1] "msgid" (ARGV[2] is a msgID) or "id" (ARGV[2] is a message id, as

@@ -8,7 +8,8 @@
   KEYS[2] {u:R}:ids      hash: msgID -> "<sender uid>:<id>:<time ms>"
   KEYS[3] {u:R}:msg      hash: id -> MESSAGE body JSON
   KEYS[4] {u:R}:pending  zset: unconfirmed ids (score = id)
-  KEYS[5] {u:R}:hist     zset: the last history_max ids (score = id)
+  KEYS[5] {u:R}:hist     zset: at least the last history_max ids (score =
+                         id; up to history_max + slack, see TRIM below)
   KEYS[6] {u:R}:seq      counter of R's message ids
   KEYS[7] {u:R}:dlv      set: ids pushed (or read by init) at least once
 
@@ -51,10 +52,18 @@ local max_pending = tonumber(ARGV[3])
 local history_max = tonumber(ARGV[4])
 local channel     = ARGV[5]
 
--- Ids trimmed from the history per call. Normally one per send; the bound
--- keeps one call short if history_max was lowered (the rest goes with the
--- following sends).
+-- History trimming is done in chunks, not one id per send: only every
+-- (slack + 1)-th id (id % (slack + 1) == 0; ids are consecutive, so that
+-- is every (slack + 1)-th stored message) looks at the history size and
+-- then drops everything beyond history_max at once, with one call per
+-- command rather than one per id. The history therefore holds between
+-- history_max and history_max + slack ids. slack is 64, or less for a small
+-- history_max (history_max / 16: 0 below 16, i.e. exact trimming). TRIM_MAX
+-- bounds one call if history_max was lowered (the rest goes with the
+-- following chunks).
 local TRIM_MAX = 128
+local slack = math.floor(history_max / 16)
+if slack > 64 then slack = 64 end
 
 -- Usernames are [A-Za-z0-9_.-] and need no escaping; anything else is
 -- escaped by cjson (without its quotes) so the body stays valid JSON.
@@ -69,20 +78,33 @@ local function body_chat_id(body)
     return string.match(body, '^{"id":%d+,"chatID":"([%w_%-]+)"')
 end
 
--- Drop everything kept for id once it is neither pending nor in history.
-local function forget(id)
-    local body = redis.call('HGET', K_MSG, id)
-    if body then
-        local cid = body_chat_id(body)
+-- Drop everything kept for the ids of gone (neither pending nor in the
+-- history any more): their bodies, their msgID entries (only where the
+-- msgID still points at that id) and their dlv marks, a few calls in all.
+local function forget(gone)
+    local bodies = redis.call('HMGET', K_MSG, unpack(gone))
+    local cids, cid_id = {}, {}
+    for i, body in ipairs(bodies) do
+        local cid = body and body_chat_id(body)
         if cid then
-            local v = redis.call('HGET', K_IDS, cid)
-            if v and string.match(v, '^%d+:(%d+):') == id then
-                redis.call('HDEL', K_IDS, cid)
+            cids[#cids + 1] = cid
+            cid_id[#cids] = gone[i]
+        end
+    end
+    if #cids > 0 then
+        local vals = redis.call('HMGET', K_IDS, unpack(cids))
+        local del = {}
+        for i, v in ipairs(vals) do
+            if v and string.match(v, '^%d+:(%d+):') == cid_id[i] then
+                del[#del + 1] = cids[i]
             end
         end
-        redis.call('HDEL', K_MSG, id)
+        if #del > 0 then
+            redis.call('HDEL', K_IDS, unpack(del))
+        end
     end
-    redis.call('SREM', K_DLV, id)
+    redis.call('HDEL', K_MSG, unpack(gone))
+    redis.call('SREM', K_DLV, unpack(gone))
 end
 
 local name = redis.call('HGET', K_USER, 'name')
@@ -119,15 +141,23 @@ redis.call('ZADD', K_PENDING, id, sid)
 redis.call('ZADD', K_HIST, id, sid)
 redis.call('HSET', K_IDS, msgid, sender .. ':' .. sid .. ':' .. stime)
 
-local excess = redis.call('ZCARD', K_HIST) - history_max
-if excess > 0 then
-    if excess > TRIM_MAX then excess = TRIM_MAX end
-    local old = redis.call('ZRANGE', K_HIST, 0, excess - 1)
-    redis.call('ZREMRANGEBYRANK', K_HIST, 0, excess - 1)
-    for _, oid in ipairs(old) do
-        if not redis.call('ZSCORE', K_PENDING, oid) then
-            forget(oid)
+if id % (slack + 1) == 0 then
+    local excess = redis.call('ZCARD', K_HIST) - history_max
+    if excess > 0 then
+        if excess > TRIM_MAX then excess = TRIM_MAX end
+        local old = redis.call('ZRANGE', K_HIST, 0, excess - 1)
+        redis.call('ZREMRANGEBYRANK', K_HIST, 0, excess - 1)
+        -- The ones still pending stay: one range read finds them (scores
+        -- are ids; old holds the history's lowest ids, in order).
+        local still = {}
+        for _, p in ipairs(redis.call('ZRANGEBYSCORE', K_PENDING, old[1], old[#old])) do
+            still[p] = true
         end
+        local gone = {}
+        for _, oid in ipairs(old) do
+            if not still[oid] then gone[#gone + 1] = oid end
+        end
+        if #gone > 0 then forget(gone) end
     end
 end
 

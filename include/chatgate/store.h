@@ -1,10 +1,20 @@
 /* store.h - asynchronous Redis: Lua scripts, plain commands, and the per-user
  * pub/sub channels, all on the gateway's libuv loop (hiredis libuv adapter).
  *
- * Two connections: one command connection (everything pipelined, replies in
- * order) and one subscriber connection. Both reconnect with exponential
- * backoff up to redis_reconnect_max_ms; after a reconnect the scripts are
- * loaded again (SCRIPT LOAD) and every channel is subscribed again.
+ * redis_connections command connections (default 4; everything pipelined,
+ * replies in order on each) and one subscriber connection. Requests are
+ * sharded over the command connections by a shard key (cg_store_eval_keyed;
+ * chat.c passes the uid whose keys the script touches, i.e. the receiver),
+ * so ORDERING GUARANTEE: requests submitted with the same shard key are
+ * executed by Redis and answered in submission order; requests with
+ * different keys may run and be answered in any order relative to each
+ * other. cg_store_eval() and cg_store_command() use shard key 0. Several
+ * connections exist because Redis reads at most ~16-20 KiB per client per
+ * event-loop turn and, with appendfsync always, fsyncs once per turn: N
+ * connections let one fsync cover N times as many scripts.
+ * Every connection reconnects on its own with exponential backoff up to
+ * redis_reconnect_max_ms; after a reconnect the scripts are loaded again
+ * (SCRIPT LOAD) and every channel is subscribed again.
  *
  * Redis data model (ARCHITECTURE.md "Redis"). Keys of one user share the hash
  * tag {u:<uid>} so every script touches one slot and runs on Redis Cluster:
@@ -17,7 +27,9 @@
  *   {u:<uid>}:ids           hash: msgID -> "<sender uid>:<id>:<time ms>"
  *   {u:<uid>}:msg           hash: id -> MESSAGE body JSON
  *   {u:<uid>}:pending       zset: id (score id) while unconfirmed
- *   {u:<uid>}:hist          zset: the last history_max ids (sync window)
+ *   {u:<uid>}:hist          zset: at least the last history_max ids (sync
+ *                           window; send.lua trims in chunks, so up to
+ *                           history_max + min(64, history_max / 16))
  *   {u:<uid>}:dlv           set: ids pushed at least once (-> redelivered)
  *
  * Channel cg:u:<uid> carries one of (first byte is the type):
@@ -47,6 +59,7 @@ enum cg_script {
     CG_SCRIPT_SEND = 0,    /* dedupe, id, store, pending, history, PUBLISH */
     CG_SCRIPT_RECIVE,      /* confirm: leave pending, PUBLISH "D" to sender */
     CG_SCRIPT_FETCH,       /* read pending (init) or history (sync) after id */
+    CG_SCRIPT_PENDING,     /* size and oldest time of one pending inbox (metrics) */
     CG_SCRIPT_MAX,
 };
 
@@ -62,13 +75,16 @@ typedef void (*cg_store_push_cb)(uint64_t uid, const char *payload, size_t len,
 /* The store became ready (connected, scripts loaded, channels subscribed)
  * or stopped being ready.
  *
- * ready == 1 fires when the command connection is up with every script
+ * ready == 1 fires when every command connection is up with every script
  * loaded AND the subscriber connection is up with every channel of the set
- * subscribed again; ready == 0 fires when either connection is lost. So
+ * subscribed again; ready == 0 fires when any connection is lost. So
  * ready == 1 may follow a 0 after any reconnect: pushes published while the
  * subscriber was away were missed (the messages are safe in the pending
  * inboxes), and a caller that holds live sessions should read their pending
- * messages again (init). cg_store_ready() reports the command side only. */
+ * messages again (init). cg_store_ready() reports the command side only.
+ * While one command connection is down, only the requests of its shard fail
+ * (CG_E_STORE, at once or through the callback for those in flight); the
+ * other shards keep working. */
 typedef void (*cg_store_state_cb)(int ready, void *data);
 
 /* Create the store and start connecting (asynchronously; the first attempt
@@ -79,28 +95,37 @@ int cg_store_create(struct uv_loop_s *loop, const struct cg_config *cfg,
 void cg_store_set_push_cb(cg_store *st, cg_store_push_cb cb, void *data);
 void cg_store_set_state_cb(cg_store *st, cg_store_state_cb cb, void *data);
 
-/* Close both connections. Every outstanding callback is called with
+/* Close every connection. Every outstanding callback is called with
  * CG_E_CLOSED before close_cb (may be NULL) fires; free happens after.
  * Call it once; it may be called from inside any store callback. No state
  * callback fires once it was called. */
 void cg_store_close(cg_store *st, void (*close_cb)(void *data), void *data);
 
-/* 1 when the command connection is up and every script is loaded. */
+/* 1 when every command connection is up and every script is loaded. */
 int cg_store_ready(const cg_store *st);
 
 /* Number of commands sent and not yet answered. */
 size_t cg_store_inflight(const cg_store *st);
 
 /* EVALSHA script with nkeys keys followed by the rest of argv (argc items
- * in all). Returns CG_E_STORE at once when not ready. */
+ * in all), on the command connection of shard_key (shard_key % N). Requests
+ * with the same shard_key are answered in the order they were submitted
+ * (see the top). Returns CG_E_STORE at once when that connection is not up.
+ * Pass the uid whose {u:<uid>} keys the script touches. */
+int cg_store_eval_keyed(cg_store *st, uint64_t shard_key, enum cg_script script,
+                        int nkeys, int argc, const char **argv, const size_t *argvlen,
+                        cg_store_reply_cb cb, void *data);
+
+/* cg_store_eval_keyed() with shard_key 0. */
 int cg_store_eval(cg_store *st, enum cg_script script, int nkeys, int argc,
                   const char **argv, const size_t *argvlen,
                   cg_store_reply_cb cb, void *data);
 
-/* Any other command (GET, SET, HGETALL, INCR, PUBLISH, ...). Not for
+/* Any other command (GET, SET, HGETALL, INCR, PUBLISH, ...), on shard 0:
+ * plain commands keep their order among themselves. Not for
  * (P)SUBSCRIBE/MONITOR, and not for commands that may legitimately take
  * longer than redis_timeout_ms (BLPOP ...): the command deadline would drop
- * the connection. Returns CG_E_STORE at once when not ready, CG_E_CLOSED
+ * the connection. Returns CG_E_STORE at once when shard 0 is down, CG_E_CLOSED
  * once closing, CG_E_NOMEM. */
 int cg_store_command(cg_store *st, int argc, const char **argv,
                      const size_t *argvlen, cg_store_reply_cb cb, void *data);

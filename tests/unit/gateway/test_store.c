@@ -1276,6 +1276,234 @@ Test(store, every_failed_allocation_is_clean_on_a_live_store)
     finish();
 }
 
+/* ---- several command connections (redis_connections) -------------------- */
+
+static void four_conns(struct cg_config *c) { c->redis_connections = 4; }
+static void one_conn(struct cg_config *c) { c->redis_connections = 1; }
+static void chunk_history(struct cg_config *c) { c->history_max = 32; }
+
+/* Client ids (CLIENT LIST TYPE normal) whose last command was cmd; returns
+ * how many, the first in *id. */
+static size_t
+clients_with_cmd(const char *cmd, long long *id)
+{
+    redisReply *r = rcommand("CLIENT LIST TYPE normal");
+    char needle[64];
+    size_t n = 0;
+
+    cr_assert(r && r->type == REDIS_REPLY_STRING);
+    snprintf(needle, sizeof needle, " cmd=%s ", cmd);
+    for (char *line = r->str; line && *line; ) {
+        char *nl = strchr(line, '\n');
+        if (nl)
+            *nl = '\0';
+        if (strstr(line, needle)) {
+            if (n++ == 0 && id)
+                *id = strtoll(line + 3, NULL, 10);    /* "id=<n> ..." */
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    freeReplyObject(r);
+    return n;
+}
+
+static size_t
+normal_clients(void)
+{
+    redisReply *r = rcommand("CLIENT LIST TYPE normal");
+    size_t n = 0;
+
+    cr_assert(r && r->type == REDIS_REPLY_STRING);
+    for (const char *p = r->str; (p = strstr(p, "id=")) != NULL; p += 3)
+        if (p == r->str || p[-1] == '\n')
+            n++;
+    freeReplyObject(r);
+    return n;
+}
+
+#define NORDER 40
+
+Test(store, interleaved_sends_to_two_shards_keep_each_receivers_order)
+{
+    static struct ans a2[NORDER], a3[NORDER];
+    struct cg_chat_conn conn;
+    struct cg_chat_caller who = { .sid = 1, .uid = 1, .name = "alice" };
+    size_t done;
+
+    start(four_conns);
+    add_users();
+    /* The fixture's connection, 4 command connections and the subscriber
+     * (TYPE normal until its first SUBSCRIBE). */
+    cr_assert(eq(sz, normal_clients(), 6));
+    cg_chat_conn_init(&conn, &E.cfg);
+    for (int i = 0; i < NORDER; i++) {
+        char body[128];
+        snprintf(body, sizeof body,
+                 "{\"msgID\":\"ord2-%04d\",\"reciverId\":2,\"content\":\"%d\"}", i, i);
+        cr_assert(eq(int, cg_chat_send(E.chat, &conn, &who, body, strlen(body), on_done,
+                                       &a2[i], NULL), 0));
+        snprintf(body, sizeof body,
+                 "{\"msgID\":\"ord3-%04d\",\"reciverId\":3,\"content\":\"%d\"}", i, i);
+        cr_assert(eq(int, cg_chat_send(E.chat, &conn, &who, body, strlen(body), on_done,
+                                       &a3[i], NULL), 0));
+    }
+    do {
+        done = 0;
+        for (int i = 0; i < NORDER; i++)
+            done += (size_t)(a2[i].called + a3[i].called);
+        if (done < 2 * NORDER)
+            uv_run(&E.loop, UV_RUN_ONCE);
+    } while (done < 2 * NORDER);
+    for (int i = 0; i < NORDER; i++) {
+        struct result r2 = parse_status(&a2[i]), r3 = parse_status(&a3[i]);
+        cr_assert(eq(int, r2.code, 200));
+        cr_assert(eq(int, r3.code, 200));
+        /* Per receiver: answered in submission order, ids 1, 2, 3, ... */
+        cr_assert(eq(i64, r2.id, i + 1));
+        cr_assert(eq(i64, r3.id, i + 1));
+        if (i > 0) {
+            cr_assert(a2[i].seq > a2[i - 1].seq, "receiver 2 answered out of order");
+            cr_assert(a3[i].seq > a3[i - 1].seq, "receiver 3 answered out of order");
+        }
+    }
+    /* Two receivers, two shards (2 % 4, 3 % 4): two connections ran scripts. */
+    cr_assert(eq(sz, clients_with_cmd("evalsha", NULL), 2));
+    for (int i = 0; i < NORDER; i++) {
+        free(a2[i].body);
+        free(a3[i].body);
+        a2[i].body = a3[i].body = NULL;
+    }
+    finish();
+}
+
+Test(store, killed_command_connection_fails_only_its_shard_and_reconnects)
+{
+    struct ans a2 = { 0 }, a3 = { 0 };
+    struct cg_chat_conn conn;
+    struct cg_chat_caller who = { .sid = 1, .uid = 1, .name = "alice" };
+    static const char b2[] = "{\"msgID\":\"kill-0002\",\"reciverId\":2,\"content\":\"x\"}";
+    static const char b3[] = "{\"msgID\":\"kill-0003\",\"reciverId\":3,\"content\":\"y\"}";
+    long long victim = 0;
+    char cmd[64];
+    redisReply *r;
+    struct result res;
+
+    signal(SIGPIPE, SIG_IGN);
+    start(four_conns);
+    add_users();
+    subscribe_wait(3);
+    /* The connection of receiver 2's shard is the only one that ran a script. */
+    cr_assert(eq(int, send_msg(1, "alice", 2, "kill-0001", "a").code, 200));
+    cr_assert(eq(sz, clients_with_cmd("evalsha", &victim), 1));
+
+    /* Two sends queued (not yet written: the loop has not run), then the
+     * shard-2 connection is killed under them. */
+    cg_chat_conn_init(&conn, &E.cfg);
+    cr_assert(eq(int, cg_chat_send(E.chat, &conn, &who, b2, sizeof b2 - 1, on_done, &a2,
+                                   NULL), 0));
+    cr_assert(eq(int, cg_chat_send(E.chat, &conn, &who, b3, sizeof b3 - 1, on_done, &a3,
+                                   NULL), 0));
+    snprintf(cmd, sizeof cmd, "CLIENT KILL ID %lld", victim);
+    r = rcommand(cmd);
+    cr_assert(r && r->type == REDIS_REPLY_INTEGER && r->integer == 1);
+    freeReplyObject(r);
+
+    RUN_UNTIL(a2.called && a3.called, 5000);
+    res = parse_status(&a2);
+    cr_assert(eq(int, res.code, 503), "the killed shard fails: %s", a2.body);
+    res = parse_status(&a3);
+    cr_assert(eq(int, res.code, 200), "the other shard is unaffected: %s", a3.body);
+    cr_assert(eq(i64, res.id, 1));
+    RUN_UNTIL(find_push(3, "M1:") != NULL, 5000);
+    cr_assert(find_push(3, "M1:") != NULL, "the subscriber is unaffected");
+    cr_assert(eq(u64, E.m.sends[CG_SEND_503], 1));
+
+    /* Not ready while one command connection is down; then all back. */
+    cr_assert(E.nstates >= 2);
+    cr_assert(eq(int, E.states[1], 0));
+    RUN_UNTIL(E.full == 1 && cg_store_ready(E.st), 5000);
+    cr_assert(eq(int, E.full, 1));
+    cr_assert(eq(int, cg_store_ready(E.st), 1));
+    cr_assert(E.m.redis_reconnects >= 1);
+    cr_assert(eq(sz, normal_clients(), 5), "4 command connections + the fixture's");
+    /* The queued send never reached Redis: its retry is stored now, as id 2. */
+    res = send_msg(1, "alice", 2, "kill-0002", "x");
+    cr_assert(eq(int, res.code, 200));
+    cr_assert(eq(i64, res.id, 2));
+    free(a2.body);
+    free(a3.body);
+    finish();
+}
+
+Test(store, one_command_connection_works_too)
+{
+    struct fetched f;
+
+    start(one_conn);
+    add_users();
+    cr_assert(eq(sz, normal_clients(), 3), "fixture, 1 command, subscriber");
+    cr_assert(eq(int, send_msg(1, "alice", 2, "one-0001", "a").code, 200));
+    cr_assert(eq(int, send_msg(1, "alice", 3, "one-0002", "b").code, 200));
+    cr_assert(eq(int, do_recive(2, "bob", "one-0001", 0).code, 200));
+    do_fetch(&f, 3, 0, 0, 10);
+    cr_assert(eq(sz, f.n, 1));
+    fetched_free(&f);
+    finish();
+}
+
+Test(store, history_is_trimmed_in_chunks_and_keeps_pending)
+{
+    char mid[32], idk[16];
+    struct result r;
+
+    start(chunk_history);      /* history_max 32: slack 2, trims at ids % 3 == 0 */
+    add_users();
+    subscribe_wait(2);         /* pushes reach a subscriber: dlv marks are set */
+    for (int i = 1; i <= 40; i++) {
+        snprintf(mid, sizeof mid, "chunk-%04d", i);
+        r = send_msg(1, "alice", 2, mid, "x");
+        cr_assert(eq(int, r.code, 200));
+        cr_assert(eq(i64, r.id, i));
+    }
+    /* Trimmed at id 39 to 32 (8..39), then 40 added. */
+    cr_assert(eq(i64, rint_("ZCARD %s", "{u:2}:hist", NULL), 33));
+    cr_assert(eq(i64, rint_("HLEN %s", "{u:2}:msg", NULL), 40), "all still pending");
+    /* Confirm 1..20 but 3: those outside the history are forgotten at once. */
+    for (int i = 1; i <= 20; i++) {
+        if (i == 3)
+            continue;
+        snprintf(mid, sizeof mid, "chunk-%04d", i);
+        cr_assert(eq(int, do_recive(2, "bob", mid, 0).code, 200));
+    }
+    cr_assert(eq(i64, rint_("HEXISTS %s %s", "{u:2}:msg", "1"), 0));
+    cr_assert(eq(i64, rint_("HEXISTS %s %s", "{u:2}:msg", "8"), 1), "in the history");
+    r = send_msg(1, "alice", 2, "chunk-0041", "x");
+    cr_assert(eq(i64, rint_("ZCARD %s", "{u:2}:hist", NULL), 34), "no trim at id 41");
+    cr_assert(eq(i64, rint_("HEXISTS %s %s", "{u:2}:msg", "8"), 1));
+    r = send_msg(1, "alice", 2, "chunk-0042", "x");
+    /* Trim at 42: 8, 9, 10 leave the history in one go; confirmed, so forgotten. */
+    cr_assert(eq(i64, rint_("ZCARD %s", "{u:2}:hist", NULL), 32));
+    for (int i = 8; i <= 10; i++) {
+        snprintf(idk, sizeof idk, "%d", i);
+        snprintf(mid, sizeof mid, "chunk-%04d", i);
+        cr_assert(eq(i64, rint_("HEXISTS %s %s", "{u:2}:msg", idk), 0));
+        cr_assert(eq(i64, rint_("HEXISTS %s %s", "{u:2}:ids", mid), 0));
+        cr_assert(eq(i64, rint_("SISMEMBER %s %s", "{u:2}:dlv", idk), 0));
+    }
+    /* 3 is still pending: kept, with its msgID and its delivered mark. */
+    cr_assert(eq(i64, rint_("HEXISTS %s %s", "{u:2}:msg", "3"), 1));
+    cr_assert(eq(i64, rint_("HEXISTS %s %s", "{u:2}:ids", "chunk-0003"), 1));
+    cr_assert(eq(i64, rint_("SISMEMBER %s %s", "{u:2}:dlv", "3"), 1));
+    /* msg = the 32 in the history (11..42) + 3. */
+    cr_assert(eq(i64, rint_("HLEN %s", "{u:2}:msg", NULL), 33));
+    cr_assert(eq(i64, rint_("HLEN %s", "{u:2}:ids", NULL), 33));
+    /* A msgID used again after its confirmation is not dropped by the trim
+     * of its old id. */
+    cr_assert(eq(int, send_msg(1, "alice", 2, "chunk-0011", "again").code, 200));
+    cr_assert(eq(int, do_recive(2, "bob", "chunk-0011", 0).code, 200));
+    finish();
+}
+
 /* No server at all: the store keeps retrying with backoff, counts every
  * failed attempt, and still closes cleanly at any moment. */
 static void
