@@ -28,6 +28,7 @@
 #include "chatgate/log.h"
 #include "chatgate/registry.h"
 #include "chatgate/store.h"
+#include "http_body.h"
 #include "lws_glue.h"
 
 enum http_method { M_OTHER = 0, M_GET, M_POST, M_OPTIONS, M_HEAD };
@@ -158,37 +159,17 @@ req_unref(struct cg_http_req *r)
     cg_free(r);
 }
 
-/* Parse the JSON object body; answers 400 and returns NULL on failure. */
-static json_t *
-body_object(struct cg_http_req *r)
-{
-    json_error_t e;
-    json_t *j = json_loadb(r->body.len ? cg_wbuf_data(&r->body) : "", r->body.len,
-                           JSON_REJECT_DUPLICATES, &e);
-
-    if (j == NULL || !json_is_object(j)) {
-        json_decref(j);
-        respond_error(r, 400, "body must be a JSON object");
-        return NULL;
-    }
-    return j;
-}
-
+/* Decode r's credentials body; answers 400 and returns -1 on failure. */
 static int
-body_credentials(struct cg_http_req *r, json_t *j, const char **name,
-                 size_t *nlen, const char **pw, size_t *pwlen)
+body_credentials(struct cg_http_req *r, struct cg_credentials *c)
 {
-    json_t *n = json_object_get(j, "username"), *p = json_object_get(j, "password");
+    const char *why = NULL;
 
-    if (!json_is_string(n) || !json_is_string(p)) {
-        respond_error(r, 400, "username and password are required strings");
-        return -1;
-    }
-    *name = json_string_value(n);
-    *nlen = json_string_length(n);
-    *pw = json_string_value(p);
-    *pwlen = json_string_length(p);
-    return 0;
+    if (cg_http_decode_credentials(r->body.len ? cg_wbuf_data(&r->body) : NULL,
+                                   r->body.len, c, &why) == 0)
+        return 0;
+    respond_error(r, 400, why);
+    return -1;
 }
 
 /* ---- handlers -------------------------------------------------------------- */
@@ -213,21 +194,18 @@ on_registered(int err, const struct cg_principal *who, const char *token, void *
 static void
 h_register(struct cg_http_req *r, const char *rest)
 {
-    const char *name, *pw;
-    size_t nlen, pwlen;
-    json_t *j = body_object(r);
+    struct cg_credentials c;
 
     (void)rest;
-    if (j == NULL)
+    if (body_credentials(r, &c) < 0)
         return;
-    if (body_credentials(r, j, &name, &nlen, &pw, &pwlen) == 0 &&
-        cg_auth_register(r->srv->auth, name, nlen, pw, pwlen, on_registered,
-                         req_hold(r)) < 0) {
+    if (cg_auth_register(r->srv->auth, c.name, c.name_len, c.password,
+                         c.password_len, on_registered, req_hold(r)) < 0) {
         req_unref(r);
         respond_error(r, 400, "username must be 1-32 of [A-Za-z0-9_.-] and "
                       "password 8-128 bytes");
     }
-    json_decref(j);
+    cg_credentials_cleanup(&c);
 }
 
 static void
@@ -250,25 +228,22 @@ on_logged_in(int err, const struct cg_principal *who, const char *token, void *d
 static void
 h_login(struct cg_http_req *r, const char *rest)
 {
-    const char *name, *pw;
-    size_t nlen, pwlen;
-    json_t *j = body_object(r);
+    struct cg_credentials c;
+    int rc;
 
     (void)rest;
-    if (j == NULL)
+    if (body_credentials(r, &c) < 0)
         return;
-    if (body_credentials(r, j, &name, &nlen, &pw, &pwlen) == 0) {
-        int rc = cg_auth_login(r->srv->auth, name, nlen, pw, pwlen, r->addr,
-                               on_logged_in, req_hold(r));
-        if (rc < 0) {
-            req_unref(r);
-            if (rc == CG_E_AUTH)
-                respond_error(r, 401, "wrong username or password");
-            else
-                respond_auth_error(r, rc);
-        }
+    rc = cg_auth_login(r->srv->auth, c.name, c.name_len, c.password, c.password_len,
+                       r->addr, on_logged_in, req_hold(r));
+    if (rc < 0) {
+        req_unref(r);
+        if (rc == CG_E_AUTH)
+            respond_error(r, 401, "wrong username or password");
+        else
+            respond_auth_error(r, rc);
     }
-    json_decref(j);
+    cg_credentials_cleanup(&c);
 }
 
 static void
