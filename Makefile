@@ -28,6 +28,10 @@ test: build-test build-fuzz
 	cd build/test && ctest --output-on-failure -j$(JOBS)
 	cd build/fuzz && ctest --output-on-failure -j$(JOBS) -L fuzz
 
+# Long forms of the reliability tests by hand (tests/reliability, CHATGATE_SOAK=1).
+soak: build-test
+	bash tests/reliability/soak.sh build/test
+
 # Long-form fuzzing by hand: FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 600
 fuzz: deps
