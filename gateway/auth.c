@@ -441,7 +441,7 @@ key_name(char *buf, size_t cap, const char *lname)
 static void
 key_user(char *buf, size_t cap, uint64_t uid)
 {
-    snprintf(buf, cap, "{u:%llu}:user", (unsigned long long)uid);
+    cg_store_key(buf, cap, uid, "user");
 }
 
 static void
@@ -628,7 +628,7 @@ step_logout(struct auth_op *op, redisReply *r, int err)
             if (cg_store_command(op->a->store, 2, del, l, NULL, NULL) < 0)
                 goto fail_store;
         }
-        snprintf(ch, sizeof ch, "cg:u:%llu", (unsigned long long)op->who.uid);
+        cg_store_channel(ch, sizeof ch, op->who.uid);
         snprintf(msg, sizeof msg, "L%s", op->who.token_hash);
         remember_bad(op->a, op->who.token_hash);
         return cmd(op, 3, (const char *[]){ "PUBLISH", ch, msg });
@@ -666,7 +666,7 @@ step_lookup(struct auth_op *op, redisReply *r, int err)
         if (r->type != REDIS_REPLY_STRING || r->len > CG_NAME_MAX)
             return op_finish(op, CG_E_NOTFOUND);
         memcpy(op->who.name, r->str, r->len + 1);
-        snprintf(ch, sizeof ch, "cg:u:%llu", (unsigned long long)op->who.uid);
+        cg_store_channel(ch, sizeof ch, op->who.uid);
         return cmd(op, 3, (const char *[]){ "PUBSUB", "NUMSUB", ch });
     case 3: /* [channel, count] */
         if (err < 0 || r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
