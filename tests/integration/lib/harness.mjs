@@ -839,7 +839,12 @@ export class StompSession {
     };
   }
 
-  connect() {
+  /**
+   * How this session reaches the gateway: the stomp.js webSocketFactory and
+   * the CONNECT headers. A plain `ws` WebSocket here; SockJSStompSession
+   * (sockjs.mjs) swaps in SockJS and keeps everything else.
+   */
+  _transport(fail) {
     const o = this.opts;
     const via = o.tokenVia || 'srect';
     let url = this.gw.wsUrl(o.path || '/client');
@@ -853,21 +858,28 @@ export class StompSession {
       else if (via === 'header') connectHeaders.token = token;
     }
     const protocols = o.protocols === undefined ? ['v12.stomp', 'v11.stomp', 'v10.stomp'] : o.protocols;
+    const factory = () => {
+      this.ws = new WebSocket(url, protocols, wsOpts);
+      this.ws.on('unexpected-response', (req, res) => {
+        fail(new Error(`WebSocket handshake to ${url} answered HTTP ${res.statusCode}`));
+        req.destroy();
+      });
+      this.ws.on('error', (e) => fail(e));
+      return this.ws;
+    };
+    return { factory, connectHeaders };
+  }
+
+  connect() {
+    const o = this.opts;
     const [hbOut, hbIn] = o.heartbeat || [10000, 10000];
 
     return new Promise((resolve, reject) => {
       let settled = false;
       const fail = (e) => { if (!settled) { settled = true; reject(e); } };
+      const { factory, connectHeaders } = this._transport(fail);
       const client = new StompJsClient({
-        webSocketFactory: () => {
-          this.ws = new WebSocket(url, protocols, wsOpts);
-          this.ws.on('unexpected-response', (req, res) => {
-            fail(new Error(`WebSocket handshake to ${url} answered HTTP ${res.statusCode}`));
-            req.destroy();
-          });
-          this.ws.on('error', (e) => fail(e));
-          return this.ws;
-        },
+        webSocketFactory: factory,
         connectHeaders,
         reconnectDelay: 0,
         heartbeatOutgoing: hbOut,

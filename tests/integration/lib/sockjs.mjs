@@ -217,59 +217,19 @@ export class SockJSPage {
  * StompSession's helpers (chat, confirm, init, mailboxes) work unchanged.
  */
 export class SockJSStompSession extends StompSession {
-  connect() {
+  _transport() {
     const o = this.opts;
     const url = sockjsUrl(this.gw, this.user?.token);
-    const [hbOut, hbIn] = o.heartbeat || [10000, 10000];
-    // eslint-disable-next-line no-shadow
-    const { Client } = require('@stomp/stompjs');
-    return withTimeout(new Promise((resolve, reject) => {
-      let settled = false;
-      const fail = (e) => { if (!settled) { settled = true; reject(e); } };
-      const client = new Client({
-        webSocketFactory: () => {
-          this.ws = new SockJS(url, null, o.transport ? { transports: [o.transport] } : {});
-          return this.ws;
-        },
-        connectHeaders: { ...(o.connectHeaders || {}) },
-        reconnectDelay: 0,
-        heartbeatOutgoing: hbOut,
-        heartbeatIncoming: hbIn,
-        splitLargeFrames: !!o.splitLargeFrames,
-        maxWebSocketChunkSize: o.chunkSize || 8 * 1024,
-        debug: () => {},
-        onConnect: (frame) => {
-          this.connectedFrame = this._wrap(frame);
-          if (o.subscribe === false) {
-            settled = true;
-            resolve(this);
-            return;
-          }
-          this._subscribeDefaults().then(() => { settled = true; resolve(this); }, fail);
-        },
-        onStompError: (frame) => {
-          const f = this._wrap(frame);
-          this.errors.push(f);
-          fail(new Error(`ERROR frame: ${f.headers.message || ''} ${f.body || ''}`));
-        },
-        onUnhandledMessage: (m) => this.other.push(this._wrap(m)),
-        onUnhandledReceipt: (r) => this.receipts.push(this._wrap(r)),
-        onUnhandledFrame: (f) => this.other.push(this._wrap(f)),
-        onWebSocketClose: (evt) => {
-          this.closeInfo = { code: evt.code, reason: evt.reason, at: Date.now() };
-          this._onClosed(this.closeInfo);
-          fail(new Error(`connection closed before CONNECTED/receipt: ${evt.code} ${evt.reason}`));
-        },
-      });
-      this.client = client;
-      client.activate();
-    }), 15000, `@stomp/stompjs over SockJS ${o.transport || ''}`);
+    const factory = () => {
+      this.ws = new SockJS(url, null, o.transport ? { transports: [o.transport] } : {});
+      return this.ws;
+    };
+    return { factory, connectHeaders: { ...(o.connectHeaders || {}) } };
   }
 
-  async terminate() {
-    if (this.closeInfo) return;
-    await withTimeout(this.client.deactivate({ force: true }), 3000, 'deactivate').catch(() => {});
-    try { this.ws?.close(); } catch { /* ignore */ }
+  connect() {
+    return withTimeout(super.connect(), 15000,
+      `@stomp/stompjs over SockJS ${this.opts.transport || ''}`);
   }
 }
 
