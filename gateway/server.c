@@ -63,16 +63,50 @@
  * connection. */
 #define WS_RX_BUFFER 4096
 
-/* Connection events go to the transport that owns the connection (the
- * pss kind); new upgrades and requests are routed by transport_ws.c and
- * http_api.c. */
+/* What a connection's owner does with the events of an open connection.
+ * New upgrades and requests are routed by transport_ws.c and http_api.c,
+ * which set pss->kind; owner_of() picks the row from it. */
+struct conn_handlers {
+    int  (*data)(struct cg_pss *pss, const void *in, size_t len);
+    int  (*writable)(struct cg_pss *pss);
+    int  (*body_done)(struct cg_pss *pss);
+    void (*closed)(struct cg_pss *pss);
+};
+
+/* WebSocket rows have no body_done: that event is HTTP only. */
+static const struct conn_handlers ws_handlers = {
+    cg_ws_on_data, cg_ws_on_writable, NULL, cg_ws_on_closed,
+};
+static const struct conn_handlers sockjs_ws_handlers = {
+    cg_sockjs_ws_on_data, cg_sockjs_ws_on_writable, NULL, cg_sockjs_ws_on_closed,
+};
+static const struct conn_handlers http_handlers = {
+    cg_http_on_body, cg_http_on_writable, cg_http_on_body_done, cg_http_on_closed,
+};
+static const struct conn_handlers sockjs_http_handlers = {
+    cg_sockjs_http_on_body, cg_sockjs_http_on_writable, cg_sockjs_http_on_body_done,
+    cg_sockjs_http_on_closed,
+};
+
+/* The owner of a connection's WebSocket (ws = 1) or HTTP events: SockJS
+ * if the pss says so, else the plain transport / HTTP API, whose handlers
+ * cope with a missing or fresh pss (lws frees it when an HTTP transaction
+ * ends). */
+static const struct conn_handlers *
+owner_of(const struct cg_pss *pss, int ws)
+{
+    enum cg_pss_kind kind = pss ? pss->kind : CG_PSS_NONE;
+
+    if (ws)
+        return kind == CG_PSS_SOCKJS_WS ? &sockjs_ws_handlers : &ws_handlers;
+    return kind == CG_PSS_SOCKJS_HTTP ? &sockjs_http_handlers : &http_handlers;
+}
+
 static int
 on_lws_event(struct lws *wsi, enum lws_callback_reasons reason, void *user,
              void *in, size_t len)
 {
     struct cg_pss *pss = user;
-    int sockjs = pss && (pss->kind == CG_PSS_SOCKJS_WS ||
-                         pss->kind == CG_PSS_SOCKJS_HTTP);
 
     switch (reason) {
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
@@ -85,32 +119,24 @@ on_lws_event(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         return cg_ws_filter(cg_server_of(wsi), wsi, pss);
     case LWS_CALLBACK_ESTABLISHED:
         return cg_ws_on_open(cg_server_of(wsi), wsi, pss);
-    case LWS_CALLBACK_RECEIVE:
-        return sockjs ? cg_sockjs_ws_on_data(pss, in, len)
-                      : cg_ws_on_data(pss, in, len);
-    case LWS_CALLBACK_SERVER_WRITEABLE:
-        return sockjs ? cg_sockjs_ws_on_writable(pss) : cg_ws_on_writable(pss);
-    case LWS_CALLBACK_CLOSED:
-        if (sockjs)
-            cg_sockjs_ws_on_closed(pss);
-        else
-            cg_ws_on_closed(pss);
-        return 0;
-
     case LWS_CALLBACK_HTTP:
         return cg_http_on_request(cg_server_of(wsi), wsi, pss);
+
+    case LWS_CALLBACK_RECEIVE:
+        return owner_of(pss, 1)->data(pss, in, len);
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return owner_of(pss, 1)->writable(pss);
+    case LWS_CALLBACK_CLOSED:
+        owner_of(pss, 1)->closed(pss);
+        return 0;
     case LWS_CALLBACK_HTTP_BODY:
-        return sockjs ? cg_sockjs_http_on_body(pss, in, len)
-                      : cg_http_on_body(pss, in, len);
+        return owner_of(pss, 0)->data(pss, in, len);
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-        return sockjs ? cg_sockjs_http_on_body_done(pss) : cg_http_on_body_done(pss);
+        return owner_of(pss, 0)->body_done(pss);
     case LWS_CALLBACK_HTTP_WRITEABLE:
-        return sockjs ? cg_sockjs_http_on_writable(pss) : cg_http_on_writable(pss);
+        return owner_of(pss, 0)->writable(pss);
     case LWS_CALLBACK_CLOSED_HTTP:
-        if (sockjs)
-            cg_sockjs_http_on_closed(pss);
-        else
-            cg_http_on_closed(pss);
+        owner_of(pss, 0)->closed(pss);
         return 0;
 
     default:
