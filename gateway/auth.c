@@ -491,6 +491,13 @@ parse_token_record(const redisReply *r, struct cg_principal *who)
     return 0;
 }
 
+/* The store failed or Redis answered with an error: no usable reply. */
+static int
+no_reply(const redisReply *r, int err)
+{
+    return err < 0 || r == NULL || r->type == REDIS_REPLY_ERROR;
+}
+
 /* ---- the steps of each operation -------------------------------------------- */
 
 static void
@@ -528,7 +535,7 @@ step_register(struct auth_op *op, redisReply *r, int err)
         }
         return cmd(op, 4, (const char *[]){ "SET", k2, uid, "NX" });
     case 10: /* SET name NX */
-        if (err < 0 || r == NULL || r->type == REDIS_REPLY_ERROR)
+        if (no_reply(r, err))
             goto fail_store;
         if (r->type == REDIS_REPLY_NIL) {
             key_user(k1, sizeof k1, op->who.uid);
@@ -554,7 +561,7 @@ step_login(struct auth_op *op, redisReply *r, int err)
 
     switch (op->step++) {
     case 0: /* GET name -> uid */
-        if (err < 0 || r == NULL)
+        if (no_reply(r, err))
             goto fail_store;
         if (r->type == REDIS_REPLY_NIL || reply_u64(r, &op->who.uid) < 0)
             return op_finish(op, CG_E_AUTH);
@@ -586,7 +593,7 @@ step_login(struct auth_op *op, redisReply *r, int err)
         snprintf(ttl, sizeof ttl, "%lld", (long long)op->a->cfg->token_ttl_s * 1000);
         return cmd(op, 5, (const char *[]){ "SET", k, val, "PX", ttl });
     case 3:
-        if (err < 0 || r == NULL || r->type == REDIS_REPLY_ERROR)
+        if (no_reply(r, err))
             goto fail_store;
         cg_log(CG_LOG_INFO, "user %s (uid %llu) logged in", op->who.name,
                (unsigned long long)op->who.uid);
@@ -600,7 +607,7 @@ fail_store:
 static void
 step_check(struct auth_op *op, redisReply *r, int err)
 {
-    if (err < 0 || r == NULL || r->type == REDIS_REPLY_ERROR)
+    if (no_reply(r, err))
         return op_finish(op, err < 0 ? err : CG_E_STORE);
     if (parse_token_record(r, &op->who) < 0 || op->who.expires_ms <= cg_now_ms()) {
         remember_bad(op->a, op->who.token_hash);
@@ -617,7 +624,7 @@ step_logout(struct auth_op *op, redisReply *r, int err)
 
     switch (op->step++) {
     case 0:
-        if (err < 0 || r == NULL || r->type == REDIS_REPLY_ERROR)
+        if (no_reply(r, err))
             goto fail_store;
         if (parse_token_record(r, &op->who) < 0)
             return op_finish(op, CG_E_AUTH);
@@ -633,7 +640,7 @@ step_logout(struct auth_op *op, redisReply *r, int err)
         remember_bad(op->a, op->who.token_hash);
         return cmd(op, 3, (const char *[]){ "PUBLISH", ch, msg });
     case 1:
-        if (err < 0 || r == NULL || r->type == REDIS_REPLY_ERROR)
+        if (no_reply(r, err))
             goto fail_store;
         cg_log(CG_LOG_INFO, "user %s (uid %llu) logged out", op->who.name,
                (unsigned long long)op->who.uid);
@@ -651,7 +658,7 @@ step_lookup(struct auth_op *op, redisReply *r, int err)
 
     switch (op->step++) {
     case 0: /* GET name -> uid (skipped when looking up by uid) */
-        if (err < 0 || r == NULL || r->type == REDIS_REPLY_ERROR)
+        if (no_reply(r, err))
             goto fail_store;
         if (reply_u64(r, &op->who.uid) < 0)
             return op_finish(op, CG_E_NOTFOUND);
@@ -661,7 +668,7 @@ step_lookup(struct auth_op *op, redisReply *r, int err)
         key_user(k, sizeof k, op->who.uid);
         return cmd(op, 3, (const char *[]){ "HGET", k, "name" });
     case 2:
-        if (err < 0 || r == NULL || r->type == REDIS_REPLY_ERROR)
+        if (no_reply(r, err))
             goto fail_store;
         if (r->type != REDIS_REPLY_STRING || r->len > CG_NAME_MAX)
             return op_finish(op, CG_E_NOTFOUND);
