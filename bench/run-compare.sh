@@ -39,7 +39,8 @@
 # generator spreads sessions over them. One process per core is the
 # deployment ARCHITECTURE.md describes; each process has its own Redis
 # connections. --reuse-port does not work with Debian's lws 4.1.6, hence
-# separate ports), GW_ONLY_P2P (1: only the gateway p2p matrix).
+# separate ports), GW_ONLY_P2P (1: only the gateway p2p matrix), GW_RATES
+# (with GW_ONLY_P2P: fixed total rates to run after it, e.g. "1000 2000").
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -293,6 +294,10 @@ for users in $USERS_LIST; do
   done
 done
 if [ "$GW_ONLY_P2P" = 1 ]; then
+  for rate in ${GW_RATES:-}; do
+    lg "gw-p2p-u${USERS_LIST%% *}-rate$rate" p2p $(gw_args) --users "${USERS_LIST%% *}" \
+       --window 256 --rate "$rate"
+  done
   python3 -c 'import json,sys
 for l in open(sys.argv[1]):
     r=json.loads(l); a=r["send_200_ms"]
@@ -331,7 +336,7 @@ lg "gw-fanout" fanout $(gw_args) --senders 4 --devices 10 --window 16
 stop_gateway
 start_gateway
 lg "gw-backlog" backlog --port "$gw_ports" --server-pids "$gw_pid" --redis-pid "$redis_pid" \
-   --redis "unix://$RSOCK" --backlog "$BACKLOG" --send-lua "$top/gateway/lua/send.lua" \
+   --redis "unix://$RSOCK" --backlog "$BACKLOG" --chat-lua "$top/gateway/lua/chat.lua" \
    --duration 120
 stop_gateway
 start_gateway

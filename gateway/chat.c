@@ -25,7 +25,10 @@
  * cg_store_channel(). Script KEYS/ARGV are listed at the top of each
  * gateway/lua/<name>.lua and mirrored by the *_KEYS tables below.
  *
- * The MESSAGE body is assembled by send.lua from three pieces made here;
+ * Sends and confirmations are operations of gateway/lua/chat.lua, which
+ * the store runs in batches (store.h); fetches are calls of fetch.lua.
+ *
+ * The MESSAGE body is assembled by chat.lua from three pieces made here;
  * the content is JSON-escaped exactly once, by jw_str(), so what the
  * receiver parses equals what the sender sent. */
 #include "fmacros.h"
@@ -89,11 +92,20 @@ static const char *const FETCH_KEYS[]  = { "pending", "hist", "msg", "dlv" };
 
 /* ---- types ----------------------------------------------------------- */
 
+/* Growable output with a sticky error (STYLE.md 3). */
+struct jw {
+    char  *p;
+    size_t len, cap;
+    int    err;
+};
+
 struct cg_chat {
     const struct cg_config *cfg;
     struct cg_store        *store;
     struct cg_metrics      *m;
     struct creq            *reqs;      /* waiting for Redis */
+    struct jw               pieces;    /* send's body pieces, reused */
+    char                    max_pending[24], history_max[24];
 };
 
 struct creq {
@@ -111,13 +123,6 @@ struct creq {
 };
 
 /* ---- JSON writer ----------------------------------------------------- */
-
-/* Growable output with a sticky error (STYLE.md 3). */
-struct jw {
-    char  *p;
-    size_t len, cap;
-    int    err;
-};
 
 static void
 jw_reserve(struct jw *w, size_t n)
@@ -154,9 +159,9 @@ jw_raw(struct jw *w, const char *s, size_t n)
 static void
 jw_u64(struct jw *w, uint64_t v)
 {
-    char b[24];
-    int n = snprintf(b, sizeof b, "%llu", (unsigned long long)v);
-    jw_raw(w, b, (size_t)n);
+    char b[CG_U64_STR_MAX];
+
+    jw_raw(w, b, cg_u64_str(b, v));
 }
 
 static void
@@ -709,67 +714,63 @@ cg_chat_conn_init(struct cg_chat_conn *c, const struct cg_config *cfg)
     c->last_ms = cg_mono_ms();
 }
 
-/* Run the send script. Returns 0 (the reply will answer), 503 when the
- * store refused at once, or CG_E_NOMEM. */
+/* Queue the send operation. Returns 0 (the reply will answer), 503 when
+ * the store refused at once, or CG_E_NOMEM. */
 static int
 send_submit(cg_chat *chat, const struct cg_chat_caller *who,
             const struct cg_chat_send_req *in, struct creq *q)
 {
-    char keys[NSEND_KEYS][CG_STORE_KEY_MAX], sender[24], maxp[24], histmax[24], chan[32];
-    const char *argv[NSEND_KEYS + 8];
-    size_t lens[NSEND_KEYS + 8];
-    struct jw p1 = { 0 }, p2 = { 0 }, p3 = { 0 };
-    size_t k = NSEND_KEYS;
-    int rc;
+    char keys[NSEND_KEYS][CG_STORE_KEY_MAX], sender[24], chan[32];
+    const char *argv[NSEND_KEYS + 9];
+    size_t lens[NSEND_KEYS + 9];
+    struct jw *w = &chat->pieces;
+    size_t k = NSEND_KEYS, p1, p2;
+    int rc, chan_len;
 
     if (chat->store == NULL)
         return 503;
     if (build_keys(in->reciver, SEND_KEYS, NSEND_KEYS, keys, argv, lens) < 0 ||
-        cg_store_channel(chan, sizeof chan, in->reciver) < 0)
+        (chan_len = cg_store_channel(chan, sizeof chan, in->reciver)) < 0)
         return 503;
-    snprintf(sender, sizeof sender, "%llu", (unsigned long long)who->uid);
-    snprintf(maxp, sizeof maxp, "%lld", (long long)chat->cfg->max_pending);
-    snprintf(histmax, sizeof histmax, "%lld", (long long)chat->cfg->history_max);
 
     /* {"id":ID ,"chatID":"..","sender":"..","reciver":" NAME
      * ","content":"..","time": TIME ,"senderId":S,"reciverId":R} */
-    jw_lit(&p1, ",\"chatID\":");
-    jw_str(&p1, in->msgid, in->msgid_len);
-    jw_lit(&p1, ",\"sender\":");
-    jw_str(&p1, who->name ? who->name : "", who->name ? strlen(who->name) : 0);
-    jw_lit(&p1, ",\"reciver\":\"");
-    jw_lit(&p2, "\",\"content\":");
-    jw_str(&p2, in->content, in->content_len);
-    jw_lit(&p2, ",\"time\":");
-    jw_lit(&p3, ",\"senderId\":");
-    jw_u64(&p3, who->uid);
-    jw_lit(&p3, ",\"reciverId\":");
-    jw_u64(&p3, in->reciver);
-    jw_lit(&p3, "}");
-    if (p1.err || p2.err || p3.err) {
-        rc = CG_E_NOMEM;
-        goto out;
-    }
+    w->len = 0;
+    w->err = 0;
+    jw_lit(w, ",\"chatID\":");
+    jw_str(w, in->msgid, in->msgid_len);
+    jw_lit(w, ",\"sender\":");
+    jw_str(w, who->name ? who->name : "", who->name ? strlen(who->name) : 0);
+    jw_lit(w, ",\"reciver\":\"");
+    p1 = w->len;
+    jw_lit(w, "\",\"content\":");
+    jw_str(w, in->content, in->content_len);
+    jw_lit(w, ",\"time\":");
+    p2 = w->len;
+    jw_lit(w, ",\"senderId\":");
+    jw_u64(w, who->uid);
+    jw_lit(w, ",\"reciverId\":");
+    jw_u64(w, in->reciver);
+    jw_lit(w, "}");
+    if (w->err)
+        return CG_E_NOMEM;
 #define ARG(s, n) (argv[k] = (s), lens[k] = (n), k++)
-    ARG(sender, strlen(sender));
+    ARG("send", 4);
+    ARG(sender, cg_u64_str(sender, who->uid));
     ARG(in->msgid, in->msgid_len);
-    ARG(maxp, strlen(maxp));
-    ARG(histmax, strlen(histmax));
-    ARG(chan, strlen(chan));
-    ARG(p1.p, p1.len);
-    ARG(p2.p, p2.len);
-    ARG(p3.p, p3.len);
+    ARG(chat->max_pending, strlen(chat->max_pending));
+    ARG(chat->history_max, strlen(chat->history_max));
+    ARG(chan, (size_t)chan_len);
+    ARG(w->p, p1);
+    ARG(w->p + p1, p2 - p1);
+    ARG(w->p + p2, w->len - p2);
 #undef ARG
     /* Sharded by the receiver: its sends, confirmations and fetches share
      * one connection and stay in order (store.h). */
-    rc = cg_store_eval_keyed(chat->store, in->reciver, CG_SCRIPT_SEND, (int)NSEND_KEYS,
-                             (int)k, argv, lens, on_send_reply, q);
+    rc = cg_store_chat_op(chat->store, in->reciver, (int)NSEND_KEYS, (int)k, argv, lens,
+                          on_send_reply, q);
     if (rc == CG_E_STORE || rc == CG_E_CLOSED || rc == CG_E_INVAL)
         rc = 503;
-out:
-    cg_free(p1.p);
-    cg_free(p2.p);
-    cg_free(p3.p);
     return rc;
 }
 
@@ -879,21 +880,21 @@ recive_submit(cg_chat *chat, const struct cg_chat_caller *who, uint64_t by_id,
               struct creq *q)
 {
     char keys[NRECIVE_KEYS][CG_STORE_KEY_MAX], idbuf[24], uid[24];
-    const char *argv[NRECIVE_KEYS + 4];
-    size_t lens[NRECIVE_KEYS + 4];
+    const char *argv[NRECIVE_KEYS + 5];
+    size_t lens[NRECIVE_KEYS + 5];
     size_t k = NRECIVE_KEYS;
     int rc;
 
     if (chat->store == NULL ||
         build_keys(who->uid, RECIVE_KEYS, NRECIVE_KEYS, keys, argv, lens) < 0)
         return 503;
-    snprintf(uid, sizeof uid, "%llu", (unsigned long long)who->uid);
+    argv[k] = "recive";
+    lens[k++] = 6;
     if (by_id) {
-        snprintf(idbuf, sizeof idbuf, "%llu", (unsigned long long)by_id);
         argv[k] = "id";
         lens[k++] = 2;
         argv[k] = idbuf;
-        lens[k++] = strlen(idbuf);
+        lens[k++] = cg_u64_str(idbuf, by_id);
     } else {
         argv[k] = "msgid";
         lens[k++] = 5;
@@ -901,11 +902,11 @@ recive_submit(cg_chat *chat, const struct cg_chat_caller *who, uint64_t by_id,
         lens[k++] = q->msgid_len;
     }
     argv[k] = uid;
-    lens[k++] = strlen(uid);
+    lens[k++] = cg_u64_str(uid, who->uid);
     argv[k] = CG_STORE_CHANNEL_PREFIX;
     lens[k++] = sizeof(CG_STORE_CHANNEL_PREFIX) - 1;
-    rc = cg_store_eval_keyed(chat->store, who->uid, CG_SCRIPT_RECIVE, (int)NRECIVE_KEYS,
-                             (int)k, argv, lens, on_recive_reply, q);
+    rc = cg_store_chat_op(chat->store, who->uid, (int)NRECIVE_KEYS, (int)k, argv, lens,
+                          on_recive_reply, q);
     return rc == CG_E_NOMEM ? rc : rc < 0 ? 503 : 0;
 }
 
@@ -1057,6 +1058,8 @@ cg_chat_create(const struct cg_config *cfg, struct cg_store *store,
     chat->cfg = cfg;
     chat->store = store;
     chat->m = metrics;
+    snprintf(chat->max_pending, sizeof chat->max_pending, "%lld", (long long)cfg->max_pending);
+    snprintf(chat->history_max, sizeof chat->history_max, "%lld", (long long)cfg->history_max);
     *out = chat;
     return 0;
 }
@@ -1080,5 +1083,6 @@ cg_chat_destroy(cg_chat *chat)
         else
             q->fetch_cb(q->sid, q->ticket, CG_E_CLOSED, NULL, 0, 0, q->data);
     }
+    cg_free(chat->pieces.p);
     cg_free(chat);
 }

@@ -148,6 +148,12 @@ static const struct opt options[] = {
         "Redis command connections; requests are sharded by receiver uid so each "
         "inbox keeps its order, and more connections let Redis fsync more "
         "messages at once (appendfsync always)"),
+    /* The sends and confirmations of one loop turn go to Redis as one
+     * script call per connection (store.h "Batching"): fewer calls and
+     * round trips, and Redis writes their effects to the AOF together. */
+    INT(redis_batch_max, 128, 1, 4096,
+        "most chat operations (sends, confirmations) in one Redis script call; "
+        "1 sends each on its own"),
 
     /* --- auth ----------------------------------------------------------- */
     /* 1 minute .. 1 year. */

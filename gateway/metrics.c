@@ -134,6 +134,8 @@ SCALAR(auth_failures);
 SCALAR(login_limited);
 SCALAR(redis_errors);
 SCALAR(redis_reconnects);
+SCALAR(redis_batches);
+SCALAR(redis_batch_ops);
 SCALAR(http_requests);
 SCALAR(pending_messages);
 SCALAR(pending_sampled_users);
@@ -173,6 +175,11 @@ static const struct family families[] = {
            "Redis commands that failed or timed out.", redis_errors_sample),
     FAMILY("redis_reconnects_total", "counter",
            "Reconnections to Redis after a lost connection.", redis_reconnects_sample),
+    FAMILY("redis_batches_total", "counter",
+           "Calls of the chat script (each a batch of sends and confirmations).",
+           redis_batches_sample),
+    FAMILY("redis_batch_ops_total", "counter",
+           "Sends and confirmations carried by those calls.", redis_batch_ops_sample),
     FAMILY("http_requests_total", "counter", "HTTP API requests served.",
            http_requests_sample),
     FAMILY("pending_messages", "gauge",

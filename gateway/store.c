@@ -98,8 +98,7 @@
 #include "chatgate/store.h"
 
 /* Generated from gateway/lua/<name>.lua by embed_lua.cmake. */
-extern const char cg_lua_send[];
-extern const char cg_lua_recive[];
+extern const char cg_lua_chat[];
 extern const char cg_lua_fetch[];
 extern const char cg_lua_pending[];
 
@@ -111,16 +110,41 @@ extern const char cg_lua_pending[];
 #define DEFAULT_CMD_CONNS     4       /* if the config gives none */
 #define MAX_CMD_CONNS         64
 #define SUB_BATCH             256     /* channels per SUBSCRIBE when resyncing */
+#define DEFAULT_BATCH_OPS     128     /* chat operations per EVALSHA, if unset */
+#define BATCH_MAX_BYTES       (1u << 20) /* flush a batch at once past this */
 #define SUB_BUCKETS_MIN       64
 #define SHA_LEN               40
 #define LOG_FAILURES_LOUD     3       /* warn on the first N failed attempts, */
 #define LOG_FAILURES_EVERY    10      /* then on every Nth */
 
 static const char *const script_name[CG_SCRIPT_MAX] = {
-    "send", "recive", "fetch", "pending"
+    "chat", "fetch", "pending"
 };
 
 /* ---- types ----------------------------------------------------------- */
+
+/* A growable byte buffer (RESP being built). */
+struct rbuf {
+    char   *p;
+    size_t  len, cap;
+};
+
+/* One queued chat operation: whom to tell. */
+struct op {
+    cg_store_reply_cb  cb;
+    void              *data;
+};
+
+/* The chat operations queued on one command connection during the current
+ * loop turn, in order: their keys and their arguments as RESP bulk
+ * strings, and their callbacks. flush_batch() sends them as one EVALSHA of
+ * the chat script. */
+struct batch {
+    struct rbuf  keys, args;
+    size_t       nkeys, nargs;
+    struct op   *ops;
+    size_t       nops, cap;
+};
 
 enum conn_kind { CONN_CMD = 0, CONN_SUB = 1 };
 
@@ -147,6 +171,7 @@ struct conn {
     int                gai_busy;      /* gai request in flight */
     size_t             resub_left;    /* SUB: confirmations of the resync batch due */
     int                synced;        /* SUB: resync batch fully confirmed */
+    struct batch       batch;         /* CMD: chat operations not sent yet */
 };
 
 struct redis_url {
@@ -177,14 +202,18 @@ struct sub_entry {
     struct waiter   **wtail;
 };
 
+/* One command on the wire: a plain command, a script call, or a batch of
+ * chat operations (ops != NULL; cb is unused, each op has its own). */
 struct req {
     struct cg_store   *st;
     cg_store_reply_cb  cb;
     void              *data;
+    struct op         *ops;
+    size_t             nops;
     int                script;    /* enum cg_script, or -1 for a plain command */
     int                retried;   /* NOSCRIPT retry done */
     uint64_t           sent_ns;
-    char              *cmd;       /* formatted EVALSHA (sds), kept for the retry */
+    char              *cmd;       /* formatted command (cg_malloc), kept for the retry */
     size_t             cmdlen;
 };
 
@@ -198,7 +227,10 @@ struct cg_store {
     size_t                   ncmd;
     char                     sha[CG_SCRIPT_MAX][SHA_LEN + 1];
     int                      notified;     /* last value given to state_cb */
-    size_t                   inflight;     /* user commands without an answer */
+    size_t                   inflight;     /* user requests without an answer */
+    size_t                   batch_ops;    /* chat operations per EVALSHA, at most */
+    uv_check_t               flush;        /* sends the batches after each I/O phase */
+    int                      flush_armed;
     uint64_t                 timeout_ms;
     uint64_t                 backoff_max_ms;
     uint64_t                 rng;
@@ -267,17 +299,31 @@ count_error(cg_store *st)
 int
 cg_store_key(char *buf, size_t cap, uint64_t uid, const char *suffix)
 {
-    int n = snprintf(buf, cap, "{u:%llu}:%s", (unsigned long long)uid, suffix);
+    char digits[CG_U64_STR_MAX];
+    size_t dlen = cg_u64_str(digits, uid), slen = strlen(suffix);
+    size_t n = 3 + dlen + 2 + slen;                     /* {u:<uid>}:<suffix> */
 
-    return (n < 0 || (size_t)n >= cap) ? CG_E_INVAL : n;
+    if (n >= cap)
+        return CG_E_INVAL;
+    memcpy(buf, "{u:", 3);
+    memcpy(buf + 3, digits, dlen);
+    memcpy(buf + 3 + dlen, "}:", 2);
+    memcpy(buf + 5 + dlen, suffix, slen + 1);
+    return (int)n;
 }
 
 int
 cg_store_channel(char *buf, size_t cap, uint64_t uid)
 {
-    int n = snprintf(buf, cap, CG_STORE_CHANNEL_PREFIX "%llu", (unsigned long long)uid);
+    static const size_t plen = sizeof(CG_STORE_CHANNEL_PREFIX) - 1;
+    char digits[CG_U64_STR_MAX];
+    size_t dlen = cg_u64_str(digits, uid);
 
-    return (n < 0 || (size_t)n >= cap) ? CG_E_INVAL : n;
+    if (plen + dlen >= cap)
+        return CG_E_INVAL;
+    memcpy(buf, CG_STORE_CHANNEL_PREFIX, plen);
+    memcpy(buf + plen, digits, dlen + 1);
+    return (int)(plen + dlen);
 }
 
 /* uid of a channel name "cg:u:<digits>", or 0. */
@@ -302,8 +348,7 @@ const char *
 cg_store_script_source(enum cg_script script)
 {
     switch (script) {
-    case CG_SCRIPT_SEND:   return cg_lua_send;
-    case CG_SCRIPT_RECIVE: return cg_lua_recive;
+    case CG_SCRIPT_CHAT:   return cg_lua_chat;
     case CG_SCRIPT_FETCH:  return cg_lua_fetch;
     case CG_SCRIPT_PENDING: return cg_lua_pending;
     default:               return NULL;
@@ -1240,16 +1285,114 @@ conn_start(struct conn *c)
 
 /* ---- commands -------------------------------------------------------- */
 
+/* ---- RESP ------------------------------------------------------------ */
+
+static int
+rbuf_reserve(struct rbuf *b, size_t n)
+{
+    size_t cap = b->cap ? b->cap : 256;
+    char *p;
+
+    if (b->len + n <= b->cap)
+        return 0;
+    while (cap < b->len + n)
+        cap *= 2;
+    if ((p = cg_realloc(b->p, cap)) == NULL)
+        return CG_E_NOMEM;
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+/* Decimal digits of v into end[-n..0), returns n. */
+static size_t
+put_u64(char *end, uint64_t v)
+{
+    char *p = end;
+
+    do
+        *--p = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    return (size_t)(end - p);
+}
+
+/* "<type><n>\r\n" */
+static void
+rbuf_len_line(struct rbuf *b, char type, size_t n)
+{
+    char tmp[24];
+    size_t k = put_u64(tmp + sizeof tmp, n);
+
+    b->p[b->len++] = type;
+    memcpy(b->p + b->len, tmp + sizeof tmp - k, k);
+    b->len += k;
+    b->p[b->len++] = '\r';
+    b->p[b->len++] = '\n';
+}
+
+/* One bulk string "$<n>\r\n<s>\r\n". */
+static int
+rbuf_bulk(struct rbuf *b, const char *s, size_t n)
+{
+    if (rbuf_reserve(b, n + 26) < 0)
+        return CG_E_NOMEM;
+    rbuf_len_line(b, '$', n);
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len++] = '\r';
+    b->p[b->len++] = '\n';
+    return 0;
+}
+
+static int
+rbuf_array(struct rbuf *b, size_t n)
+{
+    if (rbuf_reserve(b, 24) < 0)
+        return CG_E_NOMEM;
+    rbuf_len_line(b, '*', n);
+    return 0;
+}
+
+/* ---- commands -------------------------------------------------------- */
+
+/* Tell one queued operation; its share of inflight ends here. */
+static void
+op_finish(cg_store *st, const struct op *o, redisReply *r, int err)
+{
+    st->inflight--;
+    if (o->cb)
+        o->cb(r, err, o->data);
+}
+
+/* A batch's reply is one element per operation (chat.lua). Anything else
+ * (an error for the whole batch, or a reply of another shape) goes to
+ * every operation as it is; they answer 503. */
+static void
+finish_ops(struct req *q, redisReply *r, int err)
+{
+    int whole = r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == q->nops;
+
+    if (r != NULL && !whole && r->type != REDIS_REPLY_ERROR)
+        cg_log(CG_LOG_WARN, "redis: the chat script answered a batch of %zu operations "
+               "with a reply of type %d; answering 503 to each", q->nops, r->type);
+    for (size_t i = 0; i < q->nops; i++)
+        op_finish(q->st, &q->ops[i], whole ? r->element[i] : r, err);
+}
+
 static void
 req_finish(struct req *q, redisReply *r, int err)
 {
     cg_store *st = q->st;
 
-    st->inflight--;
-    if (q->cb)
-        q->cb(r, err, q->data);
-    if (q->cmd)
-        redisFreeSdsCommand(q->cmd);
+    if (q->ops) {
+        finish_ops(q, r, err);
+        cg_free(q->ops);
+    } else {
+        st->inflight--;
+        if (q->cb)
+            q->cb(r, err, q->data);
+    }
+    cg_free(q->cmd);
     cg_free(q);
 }
 
@@ -1332,12 +1475,11 @@ on_cmd_reply(redisAsyncContext *ac, void *rv, void *priv)
 }
 
 static int
-send_formatted(cg_store *st, struct conn *c, struct req *q)
+send_formatted(struct conn *c, struct req *q)
 {
     if (redisAsyncFormattedCommand(c->ac, on_cmd_reply, q, q->cmd, q->cmdlen) != REDIS_OK)
         return CG_E_STORE;
     q->sent_ns = uv_hrtime();
-    st->inflight++;
     conn_expect(c, 1);
     return 0;
 }
@@ -1364,41 +1506,172 @@ static int
 format_cmd(struct req *q, int nhead, const char **head, const size_t *headlen,
            int argc, const char **argv, const size_t *argvlen)
 {
-    const char *sv[32];
-    size_t sl[32];
-    const char **v = sv;
-    size_t *l = sl;
-    int n = nhead + argc, len, rc = 0;
+    struct rbuf b = { 0 };
+    int rc = rbuf_array(&b, (size_t)(nhead + argc));
 
-    if (n > 32) {
-        v = cg_malloc((size_t)n * sizeof *v);
-        l = cg_malloc((size_t)n * sizeof *l);
-        if (v == NULL || l == NULL) {
-            rc = CG_E_NOMEM;
-            goto out;
-        }
+    for (int i = 0; rc == 0 && i < nhead; i++)
+        rc = rbuf_bulk(&b, head[i], headlen[i]);
+    for (int i = 0; rc == 0 && i < argc; i++)
+        rc = rbuf_bulk(&b, argv[i], argvlen ? argvlen[i] : strlen(argv[i]));
+    if (rc < 0) {
+        cg_free(b.p);
+        return rc;
     }
-    for (int i = 0; i < nhead; i++) {
-        v[i] = head[i];
-        l[i] = headlen[i];
-    }
-    for (int i = 0; i < argc; i++) {
-        v[nhead + i] = argv[i];
-        l[nhead + i] = argvlen ? argvlen[i] : strlen(argv[i]);
-    }
-    len = redisFormatSdsCommandArgv(&q->cmd, n, v, l);
-    if (len < 0) {
-        q->cmd = NULL;
+    q->cmd = b.p;
+    q->cmdlen = b.len;
+    return 0;
+}
+
+/* ---- batches of chat operations -------------------------------------- */
+
+static void
+batch_clear(struct batch *b)
+{
+    b->keys.len = b->args.len = 0;
+    b->nkeys = b->nargs = 0;
+    b->nops = 0;
+}
+
+/* Take the queued operations off c's batch (the caller owns the array). */
+static struct op *
+batch_take(struct batch *b, size_t *n)
+{
+    struct op *ops = b->ops;
+
+    *n = b->nops;
+    b->ops = NULL;
+    b->cap = 0;
+    batch_clear(b);
+    return ops;
+}
+
+/* Fail every queued operation of c. Only from a loop callback or
+ * cg_store_close(), never from inside a caller's request. */
+static void
+batch_fail(struct conn *c, int err)
+{
+    size_t n;
+    struct op *ops = batch_take(&c->batch, &n);
+
+    /* Detached first: a callback may queue new operations. */
+    for (size_t i = 0; i < n; i++)
+        op_finish(c->st, &ops[i], NULL, err);
+    cg_free(ops);
+}
+
+/* Send c's queued operations as one EVALSHA of the chat script. On
+ * failure they stay queued and the error is returned; from_check (the loop's
+ * check callback, where callbacks may run) fails them instead. */
+static int
+flush_batch(struct conn *c, int from_check)
+{
+    struct batch *b = &c->batch;
+    cg_store *st = c->st;
+    struct rbuf cmd = { 0 };
+    struct req *q = NULL;
+    char nk[24];
+    size_t nkl, n;
+    int rc;
+
+    if (b->nops == 0)
+        return 0;
+    if ((rc = check_up(c)) < 0)
+        goto fail;
+    nkl = put_u64(nk + sizeof nk, b->nkeys);
+    if ((rc = rbuf_reserve(&cmd, 128 + b->keys.len + b->args.len)) < 0 ||
+        (rc = rbuf_array(&cmd, 3 + b->nkeys + b->nargs)) < 0 ||
+        (rc = rbuf_bulk(&cmd, "EVALSHA", 7)) < 0 ||
+        (rc = rbuf_bulk(&cmd, st->sha[CG_SCRIPT_CHAT], SHA_LEN)) < 0 ||
+        (rc = rbuf_bulk(&cmd, nk + sizeof nk - nkl, nkl)) < 0)
+        goto fail;
+    memcpy(cmd.p + cmd.len, b->keys.p, b->keys.len);
+    cmd.len += b->keys.len;
+    memcpy(cmd.p + cmd.len, b->args.p, b->args.len);
+    cmd.len += b->args.len;
+    if ((q = cg_calloc(1, sizeof *q)) == NULL) {
         rc = CG_E_NOMEM;
-        goto out;
+        goto fail;
     }
-    q->cmdlen = (size_t)len;
-out:
-    if (v != sv)
-        cg_free(v);
-    if (l != sl)
-        cg_free(l);
+    q->st = st;
+    q->script = CG_SCRIPT_CHAT;
+    q->cmd = cmd.p;
+    q->cmdlen = cmd.len;
+    q->ops = b->ops;
+    q->nops = b->nops;
+    if ((rc = send_formatted(c, q)) < 0)
+        goto fail;
+    if (st->m) {
+        st->m->redis_batches++;
+        st->m->redis_batch_ops += b->nops;
+    }
+    (void)batch_take(b, &n);
+    return 0;
+fail:
+    cg_free(q);
+    cg_free(cmd.p);
+    if (from_check)
+        batch_fail(c, rc == CG_E_CLOSED ? CG_E_CLOSED : CG_E_STORE);
     return rc;
+}
+
+static void
+on_flush(uv_check_t *h)
+{
+    cg_store *st = h->data;
+
+    uv_check_stop(h);
+    st->flush_armed = 0;
+    for (size_t i = 0; i < st->ncmd; i++)
+        flush_batch(CMD_CONN(st, i), 1);
+}
+
+int
+cg_store_chat_op(cg_store *st, uint64_t shard_key, int nkeys, int argc, const char **argv,
+                 const size_t *argvlen, cg_store_reply_cb cb, void *data)
+{
+    struct conn *c;
+    struct batch *b;
+    size_t klen, alen;
+    int rc = 0;
+
+    if (st->closing)
+        return CG_E_CLOSED;
+    if (nkeys < 0 || argc <= nkeys || argv == NULL || argvlen == NULL)
+        return CG_E_INVAL;
+    c = cmd_conn(st, shard_key);
+    if ((rc = check_up(c)) < 0)
+        return rc;
+    b = &c->batch;
+    if (b->nops == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 16;
+        struct op *ops = cg_realloc(b->ops, cap * sizeof *ops);
+        if (ops == NULL)
+            return CG_E_NOMEM;
+        b->ops = ops;
+        b->cap = cap;
+    }
+    klen = b->keys.len;
+    alen = b->args.len;
+    for (int i = 0; rc == 0 && i < argc; i++)
+        rc = rbuf_bulk(i < nkeys ? &b->keys : &b->args, argv[i], argvlen[i]);
+    if (rc < 0) {
+        b->keys.len = klen;
+        b->args.len = alen;
+        return rc;
+    }
+    b->nkeys += (size_t)nkeys;
+    b->nargs += (size_t)(argc - nkeys);
+    b->ops[b->nops].cb = cb;
+    b->ops[b->nops].data = data;
+    b->nops++;
+    st->inflight++;
+    if (b->nops >= st->batch_ops || b->keys.len + b->args.len >= BATCH_MAX_BYTES)
+        (void)flush_batch(c, 0);       /* on failure the check retries */
+    if (b->nops > 0 && !st->flush_armed) {
+        uv_check_start(&st->flush, on_flush);
+        st->flush_armed = 1;
+    }
+    return 0;
 }
 
 static int
@@ -1413,6 +1686,9 @@ submit(cg_store *st, uint64_t shard_key, int script, int nhead, const char **hea
         return rc;
     if (argc < 0 || (argc > 0 && argv == NULL))
         return CG_E_INVAL;
+    /* Whatever was queued on this connection before runs before this. */
+    if ((rc = flush_batch(c, 0)) < 0)
+        return rc;
     if ((q = cg_calloc(1, sizeof *q)) == NULL)
         return CG_E_NOMEM;
     q->st = st;
@@ -1420,15 +1696,15 @@ submit(cg_store *st, uint64_t shard_key, int script, int nhead, const char **hea
     q->data = data;
     q->script = script;
     if ((rc = format_cmd(q, nhead, head, headlen, argc, argv, argvlen)) < 0 ||
-        (rc = send_formatted(st, c, q)) < 0) {
-        if (q->cmd)
-            redisFreeSdsCommand(q->cmd);
+        (rc = send_formatted(c, q)) < 0) {
+        cg_free(q->cmd);
         cg_free(q);
         return rc;
     }
+    st->inflight++;
     /* Plain commands are never re-sent: drop their copy now. */
     if (script < 0) {
-        redisFreeSdsCommand(q->cmd);
+        cg_free(q->cmd);
         q->cmd = NULL;
     }
     return 0;
@@ -1451,7 +1727,8 @@ cg_store_eval_keyed(cg_store *st, uint64_t shard_key, enum cg_script script, int
     const char *head[3];
     size_t headlen[3];
 
-    if ((unsigned)script >= CG_SCRIPT_MAX || nkeys < 0 || nkeys > argc)
+    if ((unsigned)script >= CG_SCRIPT_MAX || script == CG_SCRIPT_CHAT || nkeys < 0 ||
+        nkeys > argc)
         return st->closing ? CG_E_CLOSED : CG_E_INVAL;
     snprintf(nk, sizeof nk, "%d", nkeys);
     head[0] = "EVALSHA";
@@ -1620,9 +1897,13 @@ cg_store_create(uv_loop_t *loop, const struct cg_config *cfg,
     st->rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)st;
     if (st->rng == 0)
         st->rng = 0x9E3779B97F4A7C15ULL;
+    st->batch_ops = cfg->redis_batch_max > 0 ? (size_t)cfg->redis_batch_max
+                                             : DEFAULT_BATCH_OPS;
     st->defer_tail = &st->defer_head;
     uv_timer_init(loop, &st->defer);
     st->defer.data = st;
+    uv_check_init(loop, &st->flush);
+    st->flush.data = st;
     for (size_t i = 0; i < st->nconn; i++) {
         struct conn *c = &st->conns[i];
         c->st = st;
@@ -1643,7 +1924,7 @@ cg_store_create(uv_loop_t *loop, const struct cg_config *cfg,
         /* First attempt on the next loop iteration (store.h). */
         uv_timer_start(&c->retry, on_retry, 0, 0);
     }
-    st->handles_open = (unsigned)(1 + 2 * st->nconn);
+    st->handles_open = (unsigned)(2 + 2 * st->nconn);
     cg_log(CG_LOG_INFO, "redis: connecting to %s", st->url.shown);
     *out = st;
     return 0;
@@ -1666,6 +1947,11 @@ maybe_finish(cg_store *st)
         cb(data);
     url_cleanup(&st->url);
     cg_free(st->buckets);
+    for (size_t i = 0; i < st->nconn; i++) {
+        cg_free(st->conns[i].batch.keys.p);
+        cg_free(st->conns[i].batch.args.p);
+        cg_free(st->conns[i].batch.ops);
+    }
     cg_free(st->conns);
     cg_free(st);
 }
@@ -1702,6 +1988,7 @@ cg_store_close(cg_store *st, void (*close_cb)(void *data), void *data)
         c->state = CONN_DOWN;
         if (ac)
             redisAsyncFree(ac);   /* pending callbacks: CG_E_CLOSED */
+        batch_fail(c, CG_E_CLOSED);
     }
 
     /* Subscription waiters, then everything queued for the next turn. */
@@ -1726,6 +2013,9 @@ cg_store_close(cg_store *st, void (*close_cb)(void *data), void *data)
     uv_timer_stop(&st->defer);
     st->defer.data = st;
     uv_close((uv_handle_t *)&st->defer, on_handle_closed);
+    uv_check_stop(&st->flush);
+    st->flush_armed = 0;
+    uv_close((uv_handle_t *)&st->flush, on_handle_closed);
     for (size_t i = 0; i < st->nconn; i++) {
         st->conns[i].retry.data = st;
         st->conns[i].watchdog.data = st;

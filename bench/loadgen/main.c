@@ -38,7 +38,7 @@ usage(FILE *f)
 "               or until nothing arrived for this many seconds (cap 120 s)\n"
 "  --senders 4  --devices 10             (fanout)\n"
 "  --conns 1000  --conns-per-user 1  --hold 2  --src-addrs 1  (idle)\n"
-"  --backlog 100000  --redis unix:///path|127.0.0.1:6379  --send-lua gateway/lua/send.lua\n"
+"  --backlog 100000  --redis unix:///path|127.0.0.1:6379  --chat-lua gateway/lua/chat.lua\n"
 "  --fill-conns 8  --confirm             (backlog)\n"
 "  --concurrency 256                     (connects / HTTP requests in flight)\n"
 "  --prefix lg  --password lg-bench-password  (gateway accounts <prefix><i>)\n"
@@ -60,7 +60,7 @@ main(int argc, char **argv)
         { "duration", 1, 0, 'd' }, { "drain", 1, 0, 'D' }, { "content-bytes", 1, 0, 'c' },
         { "senders", 1, 0, 'S' }, { "devices", 1, 0, 'v' }, { "conns", 1, 0, 'C' },
         { "conns-per-user", 1, 0, 'U' }, { "hold", 1, 0, 'o' }, { "src-addrs", 1, 0, 'a' },
-        { "backlog", 1, 0, 'B' }, { "redis", 1, 0, 'R' }, { "send-lua", 1, 0, 'L' },
+        { "backlog", 1, 0, 'B' }, { "redis", 1, 0, 'R' }, { "chat-lua", 1, 0, 'L' },
         { "fill-conns", 1, 0, 'F' }, { "confirm", 0, 0, 'K' }, { "concurrency", 1, 0, 'n' },
         { "prefix", 1, 0, 'P' }, { "password", 1, 0, 'x' }, { "rabbit-prefetch", 1, 0, 'f' },
         { "server-pids", 1, 0, 's' }, { "redis-pid", 1, 0, 'i' }, { "label", 1, 0, 'l' },
@@ -73,7 +73,7 @@ main(int argc, char **argv)
         .users = 100, .window = 16, .warmup = 3, .duration = -1, .drain = 5,
         .content_bytes = 128, .conns = 1000, .conns_per_user = 1, .concurrency = 256,
         .nsrc = 1, .devices = 10, .senders = 4, .backlog = 100000, .fill_conns = 8,
-        .send_lua = "gateway/lua/send.lua", .hold = 2,
+        .chat_lua = "gateway/lua/chat.lua", .hold = 2,
     };
     const char *scen;
     int ch;
@@ -122,7 +122,7 @@ main(int argc, char **argv)
         case 'a': o.nsrc = atoi(optarg); break;
         case 'B': o.backlog = atoi(optarg); break;
         case 'R': o.redis = optarg; break;
-        case 'L': o.send_lua = optarg; break;
+        case 'L': o.chat_lua = optarg; break;
         case 'F': o.fill_conns = atoi(optarg); break;
         case 'K': o.confirm = 1; break;
         case 'n': o.concurrency = atoi(optarg); break;

@@ -7,7 +7,7 @@
  *             each login from its own 127.1.x.y source address (the
  *             gateway rate-limits logins per address)
  *   [FILL]    backlog only: bring the user's pending inbox to N with the
- *             gateway's own send.lua, EVALSHA pipelined over a few Redis
+ *             gateway's own chat.lua, EVALSHA pipelined over a few Redis
  *             connections (hiredis)
  *   CONNECT   every session: TCP, WebSocket, CONNECT, SUBSCRIBEs with a
  *             receipt on the last; `concurrency` in flight
@@ -820,8 +820,9 @@ read_file(const char *path, size_t *len)
     return buf;
 }
 
-/* Bring R's pending inbox to o->backlog with send.lua, pipelined over
- * fill_conns connections: each round appends up to 200 EVALSHAs to every
+/* Bring R's pending inbox to o->backlog with chat.lua (one send operation
+ * per call), pipelined over fill_conns connections: each round appends up
+ * to 200 EVALSHAs to every
  * connection, flushes them all, then reads all the replies, so Redis
  * always has several clients' worth of commands per event-loop turn
  * (Redis reads at most 16 KiB per client per turn, and appendfsync
@@ -836,16 +837,16 @@ backlog_fill(struct run *r)
     char sha[48], keys[7][64], msgid[64], p1[256], p2[4500], p3[128], sid[24],
          maxp[24], chan[48];
     static const char *suffix[7] = { "user", "ids", "msg", "pending", "hist", "seq", "dlv" };
-    const char *argv[3 + 7 + 8];
-    size_t lens[3 + 7 + 8], src_len;
+    const char *argv[3 + 7 + 9];
+    size_t lens[3 + 7 + 9], src_len;
     char *src;
     int nconn = o->fill_conns < 1 ? 1 : o->fill_conns > 16 ? 16 : o->fill_conns;
     long long have;
     uint64_t todo, done = 0, i = 0, t0 = lg_now_ns();
     int ok = -1;
 
-    if ((src = read_file(o->send_lua, &src_len)) == NULL) {
-        fprintf(stderr, "loadgen: cannot read %s (--send-lua)\n", o->send_lua);
+    if ((src = read_file(o->chat_lua, &src_len)) == NULL) {
+        fprintf(stderr, "loadgen: cannot read %s (--chat-lua)\n", o->chat_lua);
         return -1;
     }
     for (int k = 0; k < nconn; k++)
@@ -875,7 +876,7 @@ backlog_fill(struct run *r)
              snd->uid, rcv->uid);
     snprintf(p2, sizeof p2, "\",\"content\":\"%s\",\"time\":", r->content);
     fprintf(stderr, "loadgen: backlog: %lld pending, filling %" PRIu64 " with EVALSHA "
-            "send.lua over %d connections\n", have, todo, nconn);
+            "chat.lua over %d connections\n", have, todo, nconn);
     while (done < todo) {
         uint64_t per[16] = { 0 };
 
@@ -893,6 +894,7 @@ backlog_fill(struct run *r)
                     argv[n] = keys[q];
                     lens[n++] = strlen(keys[q]);
                 }
+                argv[n] = "send"; lens[n++] = 4;
                 argv[n] = sid; lens[n++] = strlen(sid);
                 argv[n] = msgid; lens[n++] = (size_t)ml;
                 argv[n] = maxp; lens[n++] = strlen(maxp);
@@ -916,11 +918,14 @@ backlog_fill(struct run *r)
             for (uint64_t j = 0; j < per[k]; j++) {
                 if (redisGetReply(rc[k], (void **)&rep) != REDIS_OK || rep == NULL)
                     goto out;
-                if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
-                    rep->element[0]->integer != 200) {
+                /* One operation per call: {{code, id, time}}. */
+                const redisReply *op = rep->type == REDIS_REPLY_ARRAY && rep->elements == 1
+                                     ? rep->element[0] : NULL;
+                if (op == NULL || op->type != REDIS_REPLY_ARRAY || op->elements < 1 ||
+                    op->element[0]->integer != 200) {
                     fprintf(stderr, "loadgen: fill: unexpected reply (code %lld)\n",
-                            rep->type == REDIS_REPLY_ARRAY && rep->elements ?
-                            rep->element[0]->integer : -1LL);
+                            op && op->type == REDIS_REPLY_ARRAY && op->elements ?
+                            op->element[0]->integer : -1LL);
                     freeReplyObject(rep);
                     goto out;
                 }

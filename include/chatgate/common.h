@@ -58,4 +58,10 @@ void cg_alloc_fail_after(unsigned long n);
 int64_t cg_now_ms(void);
 uint64_t cg_mono_ms(void);
 
+/* v in decimal, NUL-terminated, into buf (at least CG_U64_STR_MAX bytes);
+ * returns the number of digits. For hot paths, where snprintf's parsing of
+ * its format shows in profiles. */
+#define CG_U64_STR_MAX 21
+size_t cg_u64_str(char *buf, uint64_t v);
+
 #endif

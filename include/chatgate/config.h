@@ -27,6 +27,7 @@ struct cg_config {
     int64_t  redis_timeout_ms;       /* connect timeout / command deadline */
     int64_t  redis_reconnect_max_ms; /* backoff ceiling */
     int64_t  redis_connections;      /* command connections (sharded by uid): 4; 0 = 4 */
+    int64_t  redis_batch_max;        /* chat operations per script call: 128; 0 = 128 */
 
     /* --- auth --------------------------------------------------------- */
     int64_t  token_ttl_s;            /* 7 days */

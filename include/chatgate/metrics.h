@@ -55,6 +55,8 @@ struct cg_metrics {
     uint64_t login_limited;
     uint64_t redis_errors;
     uint64_t redis_reconnects;
+    uint64_t redis_batches;           /* chat script calls (batches) */
+    uint64_t redis_batch_ops;         /* chat operations in them */
     uint64_t http_requests;
     /* Pending inboxes of the users connected here, as of the last sample
      * (inbox_stats.c says what exactly is sampled and why). */

@@ -3,12 +3,20 @@
  *
  * redis_connections command connections (default 4; everything pipelined,
  * replies in order on each) and one subscriber connection. Requests are
- * sharded over the command connections by a shard key (cg_store_eval_keyed;
- * chat.c passes the uid whose keys the script touches, i.e. the receiver),
- * so ORDERING GUARANTEE: requests submitted with the same shard key are
- * executed by Redis and answered in submission order; requests with
- * different keys may run and be answered in any order relative to each
- * other. cg_store_eval() and cg_store_command() use shard key 0. Several
+ * sharded over the command connections by a shard key (cg_store_chat_op,
+ * cg_store_eval_keyed; chat.c passes the uid whose keys the script touches,
+ * i.e. the receiver), so ORDERING GUARANTEE: requests submitted with the
+ * same shard key are executed by Redis and answered in submission order
+ * (chat operations and other requests alike); requests with different keys
+ * may run and be answered in any order relative to each other.
+ * cg_store_eval() and cg_store_command() use shard key 0.
+ *
+ * Batching: the chat operations (send, recive) submitted during one turn of
+ * the loop are queued per connection and sent as one EVALSHA of the chat
+ * script (gateway/lua/chat.lua) right after the loop's I/O phase (a
+ * uv_check handle), or at once when redis_batch_max operations are queued.
+ * Any other request on that connection first sends what is queued, which
+ * keeps the order above. Several
  * connections exist because Redis reads at most ~16-20 KiB per client per
  * event-loop turn and, with appendfsync always, fsyncs once per turn: N
  * connections let one fsync cover N times as many scripts.
@@ -28,7 +36,7 @@
  *   {u:<uid>}:msg           hash: id -> MESSAGE body JSON
  *   {u:<uid>}:pending       zset: id (score id) while unconfirmed
  *   {u:<uid>}:hist          zset: at least the last history_max ids (sync
- *                           window; send.lua trims in chunks, so up to
+ *                           window; chat.lua trims in chunks, so up to
  *                           history_max + min(64, history_max / 16))
  *   {u:<uid>}:dlv           set: ids pushed at least once (-> redelivered)
  *
@@ -56,8 +64,8 @@ struct cg_metrics;
 typedef struct cg_store cg_store;
 
 enum cg_script {
-    CG_SCRIPT_SEND = 0,    /* dedupe, id, store, pending, history, PUBLISH */
-    CG_SCRIPT_RECIVE,      /* confirm: leave pending, PUBLISH "D" to sender */
+    CG_SCRIPT_CHAT = 0,    /* a batch of sends and confirmations (chat.lua);
+                            * only through cg_store_chat_op() */
     CG_SCRIPT_FETCH,       /* read pending (init) or history (sync) after id */
     CG_SCRIPT_PENDING,     /* size and oldest time of one pending inbox (metrics) */
     CG_SCRIPT_MAX,
@@ -106,6 +114,18 @@ int cg_store_ready(const cg_store *st);
 
 /* Number of commands sent and not yet answered. */
 size_t cg_store_inflight(const cg_store *st);
+
+/* Queue one operation of the chat script on the command connection of
+ * shard_key: argv[0..nkeys) are its keys, argv[nkeys] its name ("send",
+ * "recive"), the rest its arguments, as chat.lua defines them. cb gets
+ * this operation's own reply (its element of the batch's reply: an array,
+ * or an error reply when this operation or the whole batch failed). Sent
+ * with the other operations of this loop turn (see the top). Returns
+ * CG_E_STORE at once when that connection is not up, CG_E_CLOSED once
+ * closing, CG_E_INVAL, CG_E_NOMEM. */
+int cg_store_chat_op(cg_store *st, uint64_t shard_key, int nkeys, int argc,
+                     const char **argv, const size_t *argvlen,
+                     cg_store_reply_cb cb, void *data);
 
 /* EVALSHA script with nkeys keys followed by the rest of argv (argc items
  * in all), on the command connection of shard_key (shard_key % N). Requests

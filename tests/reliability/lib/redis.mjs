@@ -105,25 +105,26 @@ export class RedisPipe {
 
 const SEND_KEYS = ['user', 'ids', 'msg', 'pending', 'hist', 'seq', 'dlv'];
 
-/** The EVALSHA of send.lua that chat.c would issue for this message. */
+/** The EVALSHA of chat.lua that the store would issue for this message as a
+ * batch of one send operation (chat.c's send_submit). */
 export function sendScriptArgs(sha, { sender, msgID, to, content, maxPending, historyMax = 1000 }) {
   const keys = SEND_KEYS.map((k) => `{u:${to}}:${k}`);
   const p1 = `,"chatID":${JSON.stringify(msgID)},"sender":${JSON.stringify(sender.username)},"reciver":"`;
   const p2 = `","content":${JSON.stringify(content)},"time":`;
   const p3 = `,"senderId":${sender.uid},"reciverId":${to}}`;
-  return ['EVALSHA', sha, keys.length, ...keys, String(sender.uid), msgID, String(maxPending), String(historyMax),
+  return ['EVALSHA', sha, keys.length, ...keys, 'send', String(sender.uid), msgID, String(maxPending), String(historyMax),
     `cg:u:${to}`, p1, p2, p3];
 }
 
 /**
  * Stores `count` messages from sender to receiver uid `to` by running
- * send.lua directly, `batch` commands per pipeline. Returns
+ * chat.lua directly (one send per call), `batch` calls per pipeline. Returns
  * [{msgID, content, id, time}] in order. Throws on any non-200.
  */
 export async function fillInbox(port, { sender, to, count, maxPending, historyMax = 1000, batch = 2000, prefix = 'bl' }) {
   const r = await RedisPipe.connect(port);
   try {
-    const src = fs.readFileSync(path.join(REPO_ROOT, 'gateway/lua/send.lua'), 'utf8');
+    const src = fs.readFileSync(path.join(REPO_ROOT, 'gateway/lua/chat.lua'), 'utf8');
     const sha = await r.call('SCRIPT', 'LOAD', src);
     const out = [];
     for (let i = 0; i < count; i += batch) {
@@ -136,8 +137,9 @@ export async function fillInbox(port, { sender, to, count, maxPending, historyMa
         cmds.push(sendScriptArgs(sha, { sender, msgID, to, content, maxPending, historyMax }));
       }
       const replies = await r.pipeline(cmds);
-      replies.forEach((rep, k) => {
-        if (!Array.isArray(rep) || rep[0] !== 200) throw new Error(`send.lua answered ${rep instanceof Error ? rep.message : JSON.stringify(rep)} for message ${i + k + 1}`);
+      replies.forEach((batchRep, k) => {
+        const rep = Array.isArray(batchRep) ? batchRep[0] : batchRep;
+        if (!Array.isArray(rep) || rep[0] !== 200) throw new Error(`chat.lua answered ${rep instanceof Error ? rep.message : JSON.stringify(rep)} for message ${i + k + 1}`);
         out.push({ ...msgs[k], id: rep[1], time: rep[2] });
       });
     }

@@ -39,6 +39,7 @@ static const struct int_opt int_opts[] = {
     { "redis_timeout_ms",        2000,    100,  60000 },
     { "redis_reconnect_max_ms",  5000,    100,  300000 },
     { "redis_connections",       4,       1,      64 },
+    { "redis_batch_max",         128,     1,    4096 },
     { "token_ttl_s",             604800,  60,   31536000 },
     { "password_iterations",     100000,  1000, 10000000 },
     { "max_frame_bytes",         65536,   4096, 16777216 },

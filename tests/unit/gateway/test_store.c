@@ -530,7 +530,7 @@ Test(store, becomes_ready_after_connect_and_loads_scripts)
     cr_assert(eq(int, E.nstates, 1));
     cr_assert(eq(int, E.states[0], 1));
     cr_assert(eq(sz, cg_store_inflight(E.st), 0));
-    cr_assert(cg_store_script_source(CG_SCRIPT_SEND) != NULL);
+    cr_assert(cg_store_script_source(CG_SCRIPT_CHAT) != NULL);
     cr_assert(cg_store_script_source(CG_SCRIPT_MAX) == NULL);
     finish();
 }
@@ -1619,4 +1619,202 @@ ParameterizedTest(struct url_case *c, store_url, parse)
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     cr_assert(eq(int, uv_loop_close(&loop), 0));
+}
+
+/* ---- batches of chat operations (store.h "Batching") --------------------- */
+
+#define NBATCH 10
+
+/* Submit NBATCH sends to bob without running the loop in between (one loop
+ * turn), then wait for every answer. */
+static void
+send_burst(struct ans *a, const char *prefix)
+{
+    struct cg_chat_conn conn;
+    struct cg_chat_caller who = { .sid = 1, .uid = 1, .name = "alice" };
+    int done;
+
+    cg_chat_conn_init(&conn, &E.cfg);
+    for (int i = 0; i < NBATCH; i++) {
+        char body[128];
+        snprintf(body, sizeof body, "{\"msgID\":\"%s-%04d\",\"reciverId\":2,\"content\":\"%d\"}",
+                 prefix, i, i);
+        cr_assert(eq(int, cg_chat_send(E.chat, &conn, &who, body, strlen(body), on_done, &a[i],
+                                       NULL), 0));
+    }
+    cr_assert(eq(sz, cg_store_inflight(E.st), NBATCH), "queued operations count as in flight");
+    do {
+        done = 0;
+        for (int i = 0; i < NBATCH; i++)
+            done += a[i].called;
+        if (done < NBATCH)
+            uv_run(&E.loop, UV_RUN_ONCE);
+    } while (done < NBATCH);
+}
+
+static long long
+evalsha_calls(void)
+{
+    redisReply *r = rcommand("INFO commandstats");
+    const char *p;
+    long long n = 0;
+
+    cr_assert(r && r->type == REDIS_REPLY_STRING);
+    if ((p = strstr(r->str, "cmdstat_evalsha:calls=")) != NULL)
+        n = strtoll(p + strlen("cmdstat_evalsha:calls="), NULL, 10);
+    freeReplyObject(r);
+    return n;
+}
+
+static void
+check_burst(struct ans *a)
+{
+    for (int i = 0; i < NBATCH; i++) {
+        struct result r = parse_status(&a[i]);
+        cr_assert(eq(int, r.code, 200));
+        cr_assert(eq(i64, r.id, i + 1), "ids in submission order");
+        if (i > 0)
+            cr_assert(a[i].seq > a[i - 1].seq, "answered in submission order");
+        free(a[i].body);
+        a[i].body = NULL;
+    }
+}
+
+Test(store, sends_of_one_loop_turn_go_to_redis_as_one_script_call)
+{
+    static struct ans a[NBATCH];
+
+    start(one_conn);
+    add_users();
+    freeReplyObject(rcommand("CONFIG RESETSTAT"));
+    send_burst(a, "burst");
+    check_burst(a);
+    cr_assert(eq(i64, evalsha_calls(), 1));
+    cr_assert(eq(u64, E.m.redis_batches, 1));
+    cr_assert(eq(u64, E.m.redis_batch_ops, NBATCH));
+    cr_assert(eq(sz, cg_store_inflight(E.st), 0));
+    /* All stored by one script run: one clock reading for the batch. */
+    cr_assert(eq(i64, rint_("ZCARD %s", "{u:2}:pending", NULL), NBATCH));
+    finish();
+}
+
+static void batch_of_three(struct cg_config *c) { c->redis_connections = 1; c->redis_batch_max = 3; }
+static void no_batching(struct cg_config *c) { c->redis_connections = 1; c->redis_batch_max = 1; }
+
+Test(store, a_full_batch_is_sent_at_once_and_batch_max_1_sends_each_alone)
+{
+    static struct ans a[NBATCH];
+
+    start(batch_of_three);
+    add_users();
+    freeReplyObject(rcommand("CONFIG RESETSTAT"));
+    send_burst(a, "three");
+    check_burst(a);
+    cr_assert(eq(i64, evalsha_calls(), 4));          /* 3 + 3 + 3 + 1 */
+    finish();
+
+    memset(a, 0, sizeof a);
+    start(no_batching);
+    add_users();
+    freeReplyObject(rcommand("CONFIG RESETSTAT"));
+    send_burst(a, "alone");
+    check_burst(a);
+    cr_assert(eq(i64, evalsha_calls(), NBATCH));
+    finish();
+}
+
+Test(store, a_fetch_after_queued_operations_runs_after_them)
+{
+    static struct ans s1, s2, rc;
+    struct fetched f = { 0 };
+    struct cg_chat_conn conn;
+    struct cg_chat_caller alice = { .sid = 1, .uid = 1, .name = "alice" };
+    struct cg_chat_caller bob = { .sid = 2, .uid = 2, .name = "bob" };
+    static const char b1[] = "{\"msgID\":\"order-0001\",\"reciverId\":2,\"content\":\"a\"}";
+    static const char b2[] = "{\"msgID\":\"order-0002\",\"reciverId\":2,\"content\":\"b\"}";
+    static const char c1[] = "{\"msgID\":\"order-0001\"}";
+
+    start(one_conn);
+    add_users();
+    cg_chat_conn_init(&conn, &E.cfg);
+    /* One loop turn: two sends, a confirmation of the first, an init. The
+     * init must see exactly what the three before it left pending. */
+    cr_assert(eq(int, cg_chat_send(E.chat, &conn, &alice, b1, strlen(b1), on_done, &s1, NULL), 0));
+    cr_assert(eq(int, cg_chat_send(E.chat, &conn, &alice, b2, strlen(b2), on_done, &s2, NULL), 0));
+    cr_assert(eq(int, cg_chat_recive(E.chat, &bob, c1, strlen(c1), 0, on_done, &rc, NULL), 0));
+    cr_assert(eq(int, cg_chat_fetch(E.chat, &bob, 0, 0, 10, on_fetch, &f, NULL), 0));
+    RUN_UNTIL(f.called && s1.called && s2.called && rc.called, 5000);
+    cr_assert(eq(int, parse_status(&s1).code, 200));
+    cr_assert(eq(int, parse_status(&s2).code, 200));
+    cr_assert(eq(int, parse_status(&rc).code, 200));
+    cr_assert(s1.seq < s2.seq && s2.seq < rc.seq);
+    cr_assert(eq(int, f.err, 0));
+    cr_assert(eq(sz, f.n, 1), "init saw the confirmation that was submitted before it");
+    cr_assert(eq(u64, f.id[0], 2));
+    fetched_free(&f);
+    free(s1.body);
+    free(s2.body);
+    free(rc.body);
+    s1.body = s2.body = rc.body = NULL;
+    finish();
+}
+
+Test(store, one_failing_operation_does_not_fail_its_batch)
+{
+    static struct ans ok1, bad, ok2;
+    struct cg_chat_conn conn;
+    struct cg_chat_caller alice = { .sid = 1, .uid = 1, .name = "alice" };
+    static const char b1[] = "{\"msgID\":\"fail-0001\",\"reciverId\":2,\"content\":\"a\"}";
+    static const char bx[] = "{\"msgID\":\"fail-0002\",\"reciverId\":3,\"content\":\"b\"}";
+    static const char b2[] = "{\"msgID\":\"fail-0003\",\"reciverId\":2,\"content\":\"c\"}";
+
+    start(one_conn);
+    add_users();
+    /* carol's pending inbox is a string: her send raises WRONGTYPE inside
+     * the script. */
+    freeReplyObject(rcommand("SET {u:3}:pending oops"));
+    cg_chat_conn_init(&conn, &E.cfg);
+    cr_assert(eq(int, cg_chat_send(E.chat, &conn, &alice, b1, strlen(b1), on_done, &ok1, NULL), 0));
+    cr_assert(eq(int, cg_chat_send(E.chat, &conn, &alice, bx, strlen(bx), on_done, &bad, NULL), 0));
+    cr_assert(eq(int, cg_chat_send(E.chat, &conn, &alice, b2, strlen(b2), on_done, &ok2, NULL), 0));
+    RUN_UNTIL(ok1.called && bad.called && ok2.called, 5000);
+    cr_assert(eq(int, parse_status(&ok1).code, 200));
+    cr_assert(eq(int, parse_status(&bad).code, 503));
+    cr_assert(eq(int, parse_status(&ok2).code, 200));
+    cr_assert(eq(u64, E.m.redis_batches, 1));
+    cr_assert(eq(i64, rint_("ZCARD %s", "{u:2}:pending", NULL), 2));
+    free(ok1.body);
+    free(bad.body);
+    free(ok2.body);
+    ok1.body = bad.body = ok2.body = NULL;
+    finish();
+}
+
+Test(store, closing_with_queued_operations_answers_each_closed)
+{
+    static struct ans a[NBATCH];
+    struct cg_chat_conn conn;
+    struct cg_chat_caller who = { .sid = 1, .uid = 1, .name = "alice" };
+
+    start(one_conn);
+    add_users();
+    cg_chat_conn_init(&conn, &E.cfg);
+    for (int i = 0; i < 3; i++) {
+        char body[128];
+        snprintf(body, sizeof body, "{\"msgID\":\"queued-%04d\",\"reciverId\":2,\"content\":\"x\"}", i);
+        cr_assert(eq(int, cg_chat_send(E.chat, &conn, &who, body, strlen(body), on_done, &a[i],
+                                       NULL), 0));
+    }
+    /* Nothing has been written yet: the store closes under them. */
+    cg_store_close(E.st, on_closed, NULL);
+    E.st = NULL;
+    for (int i = 0; i < 3; i++) {
+        cr_assert(eq(int, a[i].called, 1));
+        cr_assert(eq(int, a[i].err, CG_E_CLOSED));
+    }
+    RUN_UNTIL(E.closed != 0, 5000);
+    cr_assert(E.closed != 0);
+    /* Nothing was stored. */
+    cr_assert(eq(i64, rint_("EXISTS %s", "{u:2}:pending", NULL), 0));
+    finish();
 }

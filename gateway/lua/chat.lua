@@ -1,0 +1,305 @@
+--[[ chat.lua - a batch of chat state changes: sends and confirmations.
+
+  The gateway collects the sends and confirmations that arrive in one turn
+  of its event loop and runs them here in one EVALSHA per Redis connection
+  (store.c), in the order they arrived. Each operation is atomic on its own
+  and behaves exactly as if it ran alone; the batch only saves the per-call
+  cost (script dispatch, argument and reply conversion, the MULTI/EXEC of
+  effect replication) and takes one reading of the clock.
+
+  KEYS and ARGV are the operations' keys and arguments, concatenated in
+  operation order. Operation i's first argument names it, and that fixes how
+  many keys and arguments it takes:
+
+    ARGV  "send"   + 8 arguments, 7 keys   (SEND below)
+    ARGV  "recive" + 4 arguments, 5 keys   (RECIVE below)
+
+  Every key of one operation shares one user's hash tag {u:U}. On Redis
+  Cluster a batch must therefore only hold operations on users of one hash
+  slot (store.c groups by connection; a cluster client would group by slot).
+
+  Returns one reply per operation, in order; an operation that raised an
+  error (out of memory, a wrong type) returns that error as its element and
+  does not stop the others.
+
+  SEND - store one chat message durably and push it.
+    KEYS  {u:R}:user     hash: name (the receiver's username)
+          {u:R}:ids      hash: msgID -> "<sender uid>:<id>:<time ms>"
+          {u:R}:msg      hash: id -> MESSAGE body JSON
+          {u:R}:pending  zset: unconfirmed ids (score = id)
+          {u:R}:hist     zset: at least the last history_max ids (score =
+                         id; up to history_max + slack, see trim below)
+          {u:R}:seq      counter of R's message ids
+          {u:R}:dlv      set: ids pushed (or read by init) at least once
+    ARGV  sender uid (decimal)
+          msgID (client's id, [A-Za-z0-9_-]{8,64}, validated by the caller)
+          max_pending  (507 when the pending inbox already holds this many)
+          history_max  (ids kept in hist for sync)
+          channel      cg:u:<R>
+          body piece between id and receiver name:
+            ,"chatID":"<msgID>","sender":"<sender name>","reciver":"
+          body piece between receiver name and time:
+            ","content":<content as a JSON string>,"time":
+          body tail:  ,"senderId":<S>,"reciverId":<R>}
+    The body stored and pushed is therefore
+      {"id":ID,"chatID":"..","sender":"..","reciver":"NAME","content":"..",
+       "time":TIME,"senderId":S,"reciverId":R}
+    in exactly that key order (PROTOCOL.md section 4).
+    Reply {code, id, time ms}:
+      {200, id, time}  stored (or a retry of the same (sender, msgID): the
+                       first id and time, nothing stored or published again)
+      {404, 0, 0}      the receiver does not exist
+      {409, 0, 0}      msgID is still pending for R from another sender.
+                       Once that message is confirmed (no longer pending)
+                       the msgID is free again for any sender: the new
+                       message is stored and ids[msgID] points to it from
+                       then on (PROTOCOL.md: "already pending ... from
+                       another sender").
+      {507, 0, 0}      R's pending inbox holds max_pending messages
+    Nothing is written on any answer but a first 200.
+
+  RECIVE - the receiver R confirms one message.
+    KEYS  {u:R}:ids, {u:R}:msg, {u:R}:pending, {u:R}:hist, {u:R}:dlv
+    ARGV  "msgid" (the next argument is a msgID) or "id" (a message id, as
+          a STOMP ACK names it; the msgID is read from the stored body)
+          the msgID or the id (decimal, no leading zeros)
+          R (decimal), for the notification
+          channel prefix "cg:u:" (the sender's channel is prefix .. sender)
+    Reply {code, sender uid, id, stored time ms, first, msgID}:
+      {200, S, id, t, 1, msgID}  confirmed now: left the pending inbox, and
+                                 the sender's channel got
+                                 D{"msgID":"..","id":N,"reciverId":R,"time":T}
+                                 (T = now, ms)
+      {200, S, id, t, 0, msgID}  confirmed before: nothing changes, nothing
+                                 is published
+      {404, 0, 0, 0, 0, ""}      never addressed to R (or forgotten:
+                                 confirmed and out of the history window)
+    A confirmation by msgID applies to the newest message with that msgID
+    (SEND lets a msgID be used again once its message is confirmed).
+]]
+
+-- History trimming is done in chunks, not one id per send: only every
+-- (slack + 1)-th id (id % (slack + 1) == 0; ids are consecutive, so that
+-- is every (slack + 1)-th stored message) looks at the history size and
+-- then drops everything beyond history_max at once, with one call per
+-- command rather than one per id. The history therefore holds between
+-- history_max and history_max + slack ids. slack is 64, or less for a small
+-- history_max (history_max / 16: 0 below 16, i.e. exact trimming). TRIM_MAX
+-- bounds one call if history_max was lowered (the rest goes with the
+-- following chunks).
+local TRIM_MAX = 128
+
+-- One reading of the clock for the whole batch: its operations are stored
+-- in one atomic step. Read on first use (a batch of failed sends needs none).
+local now_ms, now_str
+local function clock()
+    if not now_ms then
+        local t = redis.call('TIME')
+        now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        now_str = string.format('%d', now_ms)
+    end
+    return now_ms, now_str
+end
+
+-- Usernames are [A-Za-z0-9_.-] and need no escaping; anything else is
+-- escaped by cjson (without its quotes) so the body stays valid JSON.
+local function json_inner(s)
+    if string.find(s, '^[%w_.%-]*$') then return s end
+    return string.sub(cjson.encode(s), 2, -2)
+end
+
+-- The msgID of a stored body: it sits at a fixed place because SEND builds
+-- every body.
+local function body_chat_id(body)
+    return string.match(body, '^{"id":%d+,"chatID":"([%w_%-]+)"')
+end
+
+-- Drop everything kept for the ids of gone (neither pending nor in the
+-- history any more): their bodies, their msgID entries (only where the
+-- msgID still points at that id) and their dlv marks, a few calls in all.
+local function forget(K_IDS, K_MSG, K_DLV, gone)
+    local bodies = redis.call('HMGET', K_MSG, unpack(gone))
+    local cids, cid_id = {}, {}
+    for i, body in ipairs(bodies) do
+        local cid = body and body_chat_id(body)
+        if cid then
+            cids[#cids + 1] = cid
+            cid_id[#cids] = gone[i]
+        end
+    end
+    if #cids > 0 then
+        local vals = redis.call('HMGET', K_IDS, unpack(cids))
+        local del = {}
+        for i, v in ipairs(vals) do
+            if v and string.match(v, '^%d+:(%d+):') == cid_id[i] then
+                del[#del + 1] = cids[i]
+            end
+        end
+        if #del > 0 then
+            redis.call('HDEL', K_IDS, unpack(del))
+        end
+    end
+    redis.call('HDEL', K_MSG, unpack(gone))
+    redis.call('SREM', K_DLV, unpack(gone))
+end
+
+local function trim(K_IDS, K_MSG, K_PENDING, K_HIST, K_DLV, history_max)
+    local excess = redis.call('ZCARD', K_HIST) - history_max
+    if excess <= 0 then return end
+    if excess > TRIM_MAX then excess = TRIM_MAX end
+    local old = redis.call('ZRANGE', K_HIST, 0, excess - 1)
+    redis.call('ZREMRANGEBYRANK', K_HIST, 0, excess - 1)
+    -- The ones still pending stay: one range read finds them (scores are
+    -- ids; old holds the history's lowest ids, in order).
+    local still = {}
+    for _, p in ipairs(redis.call('ZRANGEBYSCORE', K_PENDING, old[1], old[#old])) do
+        still[p] = true
+    end
+    local gone = {}
+    for _, oid in ipairs(old) do
+        if not still[oid] then gone[#gone + 1] = oid end
+    end
+    if #gone > 0 then forget(K_IDS, K_MSG, K_DLV, gone) end
+end
+
+local function send(k, a)
+    local K_USER, K_IDS, K_MSG, K_PENDING = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
+    local K_HIST, K_SEQ, K_DLV = KEYS[k + 4], KEYS[k + 5], KEYS[k + 6]
+    local sender, msgid = ARGV[a], ARGV[a + 1]
+    local max_pending, history_max = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+    local channel = ARGV[a + 4]
+
+    local name = redis.call('HGET', K_USER, 'name')
+    if not name then
+        return {404, 0, 0}
+    end
+
+    local prev = redis.call('HGET', K_IDS, msgid)
+    if prev then
+        local s, pid, pt = string.match(prev, '^(%d+):(%d+):(%d+)$')
+        if s == sender then
+            return {200, tonumber(pid), tonumber(pt)}
+        end
+        if redis.call('ZSCORE', K_PENDING, pid) then
+            return {409, 0, 0}
+        end
+        -- Confirmed: the msgID is free again (see 409 above).
+    end
+
+    if redis.call('ZCARD', K_PENDING) >= max_pending then
+        return {507, 0, 0}
+    end
+
+    local id = redis.call('INCR', K_SEQ)
+    local time, stime = clock()
+    local sid = string.format('%d', id)
+    local body = '{"id":' .. sid .. ARGV[a + 5] .. json_inner(name) .. ARGV[a + 6] ..
+                 stime .. ARGV[a + 7]
+
+    redis.call('HSET', K_MSG, sid, body)
+    redis.call('ZADD', K_PENDING, sid, sid)
+    redis.call('ZADD', K_HIST, sid, sid)
+    redis.call('HSET', K_IDS, msgid, sender .. ':' .. sid .. ':' .. stime)
+
+    local slack = math.min(64, math.floor(history_max / 16))
+    if id % (slack + 1) == 0 then
+        trim(K_IDS, K_MSG, K_PENDING, K_HIST, K_DLV, history_max)
+    end
+
+    -- A positive count means some gateway node holds a session of R and
+    -- got the push: a later init reports the message as redelivered.
+    if redis.call('PUBLISH', channel, 'M' .. sid .. ':' .. stime .. ':' .. body) > 0 then
+        redis.call('SADD', K_DLV, sid)
+    end
+    return {200, id, time}
+end
+
+local NOT_FOUND = {404, 0, 0, 0, 0, ''}
+
+local function recive(k, a)
+    local K_IDS, K_MSG, K_PENDING, K_HIST, K_DLV =
+        KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
+    local mode, key, reciver, prefix = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+
+    local msgid = key
+    if mode == 'id' then
+        local body = redis.call('HGET', K_MSG, key)
+        if not body then return NOT_FOUND end
+        -- Every body is built by SEND with the chatID second; fall back to
+        -- a full decode should that ever change.
+        msgid = body_chat_id(body)
+        if not msgid then
+            local ok, doc = pcall(cjson.decode, body)
+            if not ok or type(doc) ~= 'table' or type(doc.chatID) ~= 'string' then
+                return NOT_FOUND
+            end
+            msgid = doc.chatID
+        end
+    end
+
+    local v = redis.call('HGET', K_IDS, msgid)
+    if not v then return NOT_FOUND end
+    local sender, id, t = string.match(v, '^(%d+):(%d+):(%d+)$')
+    if not sender then return NOT_FOUND end
+    if mode == 'id' and id ~= key then
+        -- The msgID was used again by a newer message after this one was
+        -- confirmed (SEND): this one is confirmed already, answer as a
+        -- repeated confirmation, from what its body says.
+        if redis.call('ZSCORE', K_PENDING, key) then return NOT_FOUND end
+        local body = redis.call('HGET', K_MSG, key)
+        local bt, bs = string.match(body, ',"time":(%d+),"senderId":(%d+),"reciverId":%d+}$')
+        if not bt then return NOT_FOUND end
+        return {200, tonumber(bs), tonumber(key), tonumber(bt), 0, msgid}
+    end
+
+    local first = 0
+    if redis.call('ZREM', K_PENDING, id) == 1 then
+        first = 1
+        redis.call('SREM', K_DLV, id)
+        if not redis.call('ZSCORE', K_HIST, id) then
+            redis.call('HDEL', K_MSG, id)
+            redis.call('HDEL', K_IDS, msgid)
+        end
+        local _, ms = clock()
+        redis.call('PUBLISH', prefix .. sender,
+                   'D{"msgID":"' .. msgid .. '","id":' .. id .. ',"reciverId":' ..
+                   reciver .. ',"time":' .. ms .. '}')
+    end
+    return {200, tonumber(sender), tonumber(id), tonumber(t), first, msgid}
+end
+
+-- name -> {function, keys, arguments after the name}
+local OPS = {
+    send   = {send, 7, 8},
+    recive = {recive, 5, 4},
+}
+
+-- Check the layout of the whole batch before anything runs: a malformed
+-- batch is the caller's bug and is refused as a whole.
+local k, a = 1, 1
+while a <= #ARGV do
+    local op = OPS[ARGV[a]]
+    if not op or a + op[3] > #ARGV then
+        return redis.error_reply('ERR chat.lua: bad operation "' .. tostring(ARGV[a]) ..
+                                 '" at argument ' .. a)
+    end
+    k, a = k + op[2], a + 1 + op[3]
+end
+if k ~= #KEYS + 1 then
+    return redis.error_reply('ERR chat.lua: the operations take ' .. (k - 1) ..
+                             ' keys, ' .. #KEYS .. ' were given')
+end
+
+local out = {}
+k, a = 1, 1
+while a <= #ARGV do
+    local op = OPS[ARGV[a]]
+    local ok, r = pcall(op[1], k, a + 1)
+    if ok then
+        out[#out + 1] = r
+    else
+        out[#out + 1] = {err = type(r) == 'table' and r.err or tostring(r)}
+    end
+    k, a = k + op[2], a + 1 + op[3]
+end
+return out
