@@ -48,6 +48,7 @@
 #include "chatgate/log.h"
 #include "chatgate/metrics.h"
 #include "chatgate/store.h"
+#include "json_scan.h"
 
 /* Hard cap of one fetch (fetch.lua clamps to the same). */
 #define FETCH_LIMIT_MAX 1000
@@ -409,6 +410,40 @@ refuse(struct cg_chat_send_req *out, int code, const char *reason)
     return code;
 }
 
+enum { SF_MSGID, SF_RECIVER, SF_RECEIVER, SF_CONTENT, SF_MAX };
+
+/* The common case without jansson (json_scan.h): a plain object with a
+ * valid msgID, one receiver id as a number and a content string without
+ * escapes, within max_content_bytes. 1 when out is filled (200), 0 when
+ * the full decoder must decide. content then points into body. */
+static int
+decode_send_fast(const char *body, size_t len, const struct cg_config *cfg,
+                 struct cg_chat_send_req *out)
+{
+    struct cg_jscan_field f[SF_MAX] = {
+        [SF_MSGID]    = { .name = "msgID",      .type = CG_JSCAN_STRING },
+        [SF_RECIVER]  = { .name = "reciverId",  .type = CG_JSCAN_UINT },
+        [SF_RECEIVER] = { .name = "receiverId", .type = CG_JSCAN_UINT },
+        [SF_CONTENT]  = { .name = "content",    .type = CG_JSCAN_STRING },
+    };
+    const struct cg_jscan_field *to;
+
+    if (cg_jscan_object(body, len, f, SF_MAX) < 0 || !f[SF_MSGID].seen ||
+        !f[SF_CONTENT].seen || f[SF_RECIVER].seen == f[SF_RECEIVER].seen ||
+        !msgid_ok(f[SF_MSGID].str, f[SF_MSGID].len) ||
+        (cfg->max_content_bytes >= 0 &&
+         f[SF_CONTENT].len > (uint64_t)cfg->max_content_bytes))
+        return 0;
+    to = f[SF_RECIVER].seen ? &f[SF_RECIVER] : &f[SF_RECEIVER];
+    memcpy(out->msgid, f[SF_MSGID].str, f[SF_MSGID].len);
+    out->msgid[f[SF_MSGID].len] = '\0';
+    out->msgid_len = f[SF_MSGID].len;
+    out->reciver = to->num;
+    out->content = f[SF_CONTENT].str;
+    out->content_len = f[SF_CONTENT].len;
+    return 1;
+}
+
 int
 cg_chat_decode_send(const char *body, size_t len, const struct cg_config *cfg,
                     struct cg_chat_send_req *out)
@@ -418,6 +453,8 @@ cg_chat_decode_send(const char *body, size_t len, const struct cg_config *cfg,
     uint64_t a = 0, b = 0;
 
     memset(out, 0, sizeof *out);
+    if (decode_send_fast(body, len, cfg, out))
+        return 200;
     if ((doc = load_body(body, len, &jerr)) == NULL) {
         scan_msgid(body ? body : "", body ? len : 0, out->msgid, &out->msgid_len);
         if (json_error_is_unicode(&jerr))
@@ -468,11 +505,19 @@ cg_chat_send_req_cleanup(struct cg_chat_send_req *req)
 int
 cg_chat_decode_recive(const char *body, size_t len, struct cg_chat_recive_req *out)
 {
+    struct cg_jscan_field id = { .name = "msgID", .type = CG_JSCAN_STRING };
     json_error_t jerr;
     json_t *doc;
     int code = 200;
 
     memset(out, 0, sizeof *out);
+    /* The common case without jansson (json_scan.h). */
+    if (cg_jscan_object(body, len, &id, 1) == 0 && id.seen && msgid_ok(id.str, id.len)) {
+        memcpy(out->msgid, id.str, id.len);
+        out->msgid[id.len] = '\0';
+        out->msgid_len = id.len;
+        return 200;
+    }
     if ((doc = load_body(body, len, &jerr)) == NULL) {
         scan_msgid(body ? body : "", body ? len : 0, out->msgid, &out->msgid_len);
         out->reason = "malformed JSON";

@@ -144,7 +144,8 @@ struct cg_chat_send_req {
                                                  could be read */
     size_t      msgid_len;
     uint64_t    reciver;        /* receiver uid (> 0) */
-    const char *content;        /* UTF-8, may hold NUL; borrowed from doc */
+    const char *content;        /* UTF-8, may hold NUL; borrowed from doc,
+                                   or from the body itself */
     size_t      content_len;    /* bytes */
     const char *reason;         /* why the body was refused (code != 200) */
     char        reason_buf[96];
@@ -158,6 +159,7 @@ struct cg_chat_send_req {
  * cfg->max_content_bytes UTF-8 bytes). Duplicate keys are refused.
  * Returns 200, 400 (malformed) or 413 (content too large, or not UTF-8:
  * raw invalid UTF-8 or an escaped lone surrogate anywhere in the body).
+ * out->content may point into body: keep body until done with out.
  * Always call cg_chat_send_req_cleanup() afterwards. */
 int  cg_chat_decode_send(const char *body, size_t len, const struct cg_config *cfg,
                          struct cg_chat_send_req *out);

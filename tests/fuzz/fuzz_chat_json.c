@@ -9,7 +9,9 @@
  *   - the JSON escaper round-trips: the content of a valid send, rendered
  *     into a status body (as its msgID field, which takes any bytes) and
  *     parsed back by jansson, is byte-for-byte the content that came in;
- *   - every rendered status is valid JSON.
+ *   - every rendered status is valid JSON;
+ *   - the allocation-free scanner (json_scan.h) agrees with jansson on
+ *     everything it accepts: same members, same values.
  * Any broken promise aborts, which libFuzzer reports as a crash. */
 #include "fmacros.h"
 
@@ -24,6 +26,7 @@
 #include "chatgate/chat.h"
 #include "chatgate/common.h"
 #include "chatgate/config.h"
+#include "json_scan.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -62,6 +65,38 @@ render_parse(int code, const char *p, size_t n, const char *reason)
     return o;
 }
 
+/* What cg_jscan_object accepts, jansson must read the same way. */
+static void
+check_scanner(const char *body, size_t size)
+{
+    struct cg_jscan_field f[] = {
+        { .name = "msgID", .type = CG_JSCAN_STRING },
+        { .name = "reciverId", .type = CG_JSCAN_UINT },
+        { .name = "content", .type = CG_JSCAN_STRING },
+    };
+    size_t n = sizeof f / sizeof f[0], seen = 0;
+    json_t *o;
+
+    if (cg_jscan_object(body, size, f, n) < 0)
+        return;
+    o = json_loadb(body, size, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
+    check(o != NULL && json_is_object(o));
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_object_get(o, f[i].name);
+        check((v != NULL) == (f[i].seen != 0));
+        if (v == NULL)
+            continue;
+        seen++;
+        if (f[i].type == CG_JSCAN_STRING)
+            check(json_is_string(v) && json_string_length(v) == f[i].len &&
+                  memcmp(json_string_value(v), f[i].str, f[i].len) == 0);
+        else
+            check(json_is_integer(v) && (uint64_t)json_integer_value(v) == f[i].num);
+    }
+    check(json_object_size(o) == seen);
+    json_decref(o);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -74,6 +109,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int code;
 
     cfg.max_content_bytes = 16384;
+    check_scanner(body, size);
 
     code = cg_chat_decode_send(body, size, &cfg, &s);
     check(code == 200 || code == 400 || code == 413);
