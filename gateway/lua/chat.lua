@@ -11,8 +11,8 @@
   operation order. Operation i's first argument names it, and that fixes how
   many keys and arguments it takes:
 
-    ARGV  "send"   + 8 arguments, 7 keys   (SEND below)
-    ARGV  "recive" + 4 arguments, 5 keys   (RECIVE below)
+    ARGV  "send"   + 8 arguments, 5 keys   (SEND below)
+    ARGV  "recive" + 4 arguments, 3 keys   (RECIVE below)
 
   Every key of one operation shares one user's hash tag {u:U}. On Redis
   Cluster a batch must therefore only hold operations on users of one hash
@@ -22,15 +22,20 @@
   error (out of memory, a wrong type) returns that error as its element and
   does not stop the others.
 
+  Data of one receiver R (store.h has the whole model):
+    {u:R}:msg      hash: "<id>"       -> MESSAGE body JSON
+                         "m:<msgID>"  -> "<sender uid>:<id>:<time ms>:<p>",
+                         the msgID's newest message; p is 1 once the message
+                         was pushed to a session or read by an init (a
+                         later init marks it redelivered), else 0
+    {u:R}:pending  zset: unconfirmed ids (score = id)
+    {u:R}:hist     zset: at least the last history_max ids (score = id; up
+                   to history_max + slack, see trim below)
+
   SEND - store one chat message durably and push it.
     KEYS  {u:R}:user     hash: name (the receiver's username)
-          {u:R}:ids      hash: msgID -> "<sender uid>:<id>:<time ms>"
-          {u:R}:msg      hash: id -> MESSAGE body JSON
-          {u:R}:pending  zset: unconfirmed ids (score = id)
-          {u:R}:hist     zset: at least the last history_max ids (score =
-                         id; up to history_max + slack, see trim below)
+          {u:R}:msg, {u:R}:pending, {u:R}:hist
           {u:R}:seq      counter of R's message ids
-          {u:R}:dlv      set: ids pushed (or read by init) at least once
     ARGV  sender uid (decimal)
           msgID (client's id, [A-Za-z0-9_-]{8,64}, validated by the caller)
           max_pending  (507 when the pending inbox already holds this many)
@@ -52,14 +57,14 @@
       {409, 0, 0}      msgID is still pending for R from another sender.
                        Once that message is confirmed (no longer pending)
                        the msgID is free again for any sender: the new
-                       message is stored and ids[msgID] points to it from
+                       message is stored and m:<msgID> points to it from
                        then on (PROTOCOL.md: "already pending ... from
                        another sender").
       {507, 0, 0}      R's pending inbox holds max_pending messages
     Nothing is written on any answer but a first 200.
 
   RECIVE - the receiver R confirms one message.
-    KEYS  {u:R}:ids, {u:R}:msg, {u:R}:pending, {u:R}:hist, {u:R}:dlv
+    KEYS  {u:R}:msg, {u:R}:pending, {u:R}:hist
     ARGV  "msgid" (the next argument is a msgID) or "id" (a message id, as
           a STOMP ACK names it; the msgID is read from the stored body)
           the msgID or the id (decimal, no leading zeros)
@@ -114,36 +119,37 @@ local function body_chat_id(body)
     return string.match(body, '^{"id":%d+,"chatID":"([%w_%-]+)"')
 end
 
+-- "<sender>:<id>:<time>:<p>" -> sender, id, time, p (strings)
+local function parse_entry(v)
+    return string.match(v, '^(%d+):(%d+):(%d+):?([01]?)$')
+end
+
 -- Drop everything kept for the ids of gone (neither pending nor in the
--- history any more): their bodies, their msgID entries (only where the
--- msgID still points at that id) and their dlv marks, a few calls in all.
-local function forget(K_IDS, K_MSG, K_DLV, gone)
+-- history any more): their bodies and their msgID entries (only where the
+-- msgID still points at that id), in two reads and one delete.
+local function forget(K_MSG, gone)
     local bodies = redis.call('HMGET', K_MSG, unpack(gone))
-    local cids, cid_id = {}, {}
+    local mkeys, mkey_id = {}, {}
     for i, body in ipairs(bodies) do
         local cid = body and body_chat_id(body)
         if cid then
-            cids[#cids + 1] = cid
-            cid_id[#cids] = gone[i]
+            mkeys[#mkeys + 1] = 'm:' .. cid
+            mkey_id[#mkeys] = gone[i]
         end
     end
-    if #cids > 0 then
-        local vals = redis.call('HMGET', K_IDS, unpack(cids))
-        local del = {}
+    local del = {unpack(gone)}
+    if #mkeys > 0 then
+        local vals = redis.call('HMGET', K_MSG, unpack(mkeys))
         for i, v in ipairs(vals) do
-            if v and string.match(v, '^%d+:(%d+):') == cid_id[i] then
-                del[#del + 1] = cids[i]
+            if v and select(2, parse_entry(v)) == mkey_id[i] then
+                del[#del + 1] = mkeys[i]
             end
         end
-        if #del > 0 then
-            redis.call('HDEL', K_IDS, unpack(del))
-        end
     end
-    redis.call('HDEL', K_MSG, unpack(gone))
-    redis.call('SREM', K_DLV, unpack(gone))
+    redis.call('HDEL', K_MSG, unpack(del))
 end
 
-local function trim(K_IDS, K_MSG, K_PENDING, K_HIST, K_DLV, history_max)
+local function trim(K_MSG, K_PENDING, K_HIST, history_max)
     local excess = redis.call('ZCARD', K_HIST) - history_max
     if excess <= 0 then return end
     if excess > TRIM_MAX then excess = TRIM_MAX end
@@ -159,24 +165,32 @@ local function trim(K_IDS, K_MSG, K_PENDING, K_HIST, K_DLV, history_max)
     for _, oid in ipairs(old) do
         if not still[oid] then gone[#gone + 1] = oid end
     end
-    if #gone > 0 then forget(K_IDS, K_MSG, K_DLV, gone) end
+    if #gone > 0 then forget(K_MSG, gone) end
 end
 
+-- Receivers' names read by this batch (false: no such user).
+local names = {}
+
 local function send(k, a)
-    local K_USER, K_IDS, K_MSG, K_PENDING = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
-    local K_HIST, K_SEQ, K_DLV = KEYS[k + 4], KEYS[k + 5], KEYS[k + 6]
+    local K_USER, K_MSG, K_PENDING, K_HIST, K_SEQ =
+        KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
     local sender, msgid = ARGV[a], ARGV[a + 1]
     local max_pending, history_max = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
     local channel = ARGV[a + 4]
 
-    local name = redis.call('HGET', K_USER, 'name')
+    local name = names[K_USER]
+    if name == nil then
+        name = redis.call('HGET', K_USER, 'name') or false
+        names[K_USER] = name
+    end
     if not name then
         return {404, 0, 0}
     end
 
-    local prev = redis.call('HGET', K_IDS, msgid)
+    local mkey = 'm:' .. msgid
+    local prev = redis.call('HGET', K_MSG, mkey)
     if prev then
-        local s, pid, pt = string.match(prev, '^(%d+):(%d+):(%d+)$')
+        local s, pid, pt = parse_entry(prev)
         if s == sender then
             return {200, tonumber(pid), tonumber(pt)}
         end
@@ -195,21 +209,22 @@ local function send(k, a)
     local sid = string.format('%d', id)
     local body = '{"id":' .. sid .. ARGV[a + 5] .. json_inner(name) .. ARGV[a + 6] ..
                  stime .. ARGV[a + 7]
+    local entry = sender .. ':' .. sid .. ':' .. stime .. ':'
 
-    redis.call('HSET', K_MSG, sid, body)
+    -- Stored as pushed (the common case), then corrected when no gateway
+    -- node holds a session of R: a positive PUBLISH count means one got it,
+    -- and a later init reports the message as redelivered.
+    redis.call('HSET', K_MSG, sid, body, mkey, entry .. '1')
     redis.call('ZADD', K_PENDING, sid, sid)
     redis.call('ZADD', K_HIST, sid, sid)
-    redis.call('HSET', K_IDS, msgid, sender .. ':' .. sid .. ':' .. stime)
 
     local slack = math.min(64, math.floor(history_max / 16))
     if id % (slack + 1) == 0 then
-        trim(K_IDS, K_MSG, K_PENDING, K_HIST, K_DLV, history_max)
+        trim(K_MSG, K_PENDING, K_HIST, history_max)
     end
 
-    -- A positive count means some gateway node holds a session of R and
-    -- got the push: a later init reports the message as redelivered.
-    if redis.call('PUBLISH', channel, 'M' .. sid .. ':' .. stime .. ':' .. body) > 0 then
-        redis.call('SADD', K_DLV, sid)
+    if redis.call('PUBLISH', channel, 'M' .. sid .. ':' .. stime .. ':' .. body) == 0 then
+        redis.call('HSET', K_MSG, mkey, entry .. '0')
     end
     return {200, id, time}
 end
@@ -217,8 +232,7 @@ end
 local NOT_FOUND = {404, 0, 0, 0, 0, ''}
 
 local function recive(k, a)
-    local K_IDS, K_MSG, K_PENDING, K_HIST, K_DLV =
-        KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
+    local K_MSG, K_PENDING, K_HIST = KEYS[k], KEYS[k + 1], KEYS[k + 2]
     local mode, key, reciver, prefix = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
 
     local msgid = key
@@ -237,9 +251,10 @@ local function recive(k, a)
         end
     end
 
-    local v = redis.call('HGET', K_IDS, msgid)
+    local mkey = 'm:' .. msgid
+    local v = redis.call('HGET', K_MSG, mkey)
     if not v then return NOT_FOUND end
-    local sender, id, t = string.match(v, '^(%d+):(%d+):(%d+)$')
+    local sender, id, t = parse_entry(v)
     if not sender then return NOT_FOUND end
     if mode == 'id' and id ~= key then
         -- The msgID was used again by a newer message after this one was
@@ -255,10 +270,8 @@ local function recive(k, a)
     local first = 0
     if redis.call('ZREM', K_PENDING, id) == 1 then
         first = 1
-        redis.call('SREM', K_DLV, id)
         if not redis.call('ZSCORE', K_HIST, id) then
-            redis.call('HDEL', K_MSG, id)
-            redis.call('HDEL', K_IDS, msgid)
+            redis.call('HDEL', K_MSG, id, mkey)
         end
         local _, ms = clock()
         redis.call('PUBLISH', prefix .. sender,
@@ -270,8 +283,8 @@ end
 
 -- name -> {function, keys, arguments after the name}
 local OPS = {
-    send   = {send, 7, 8},
-    recive = {recive, 5, 4},
+    send   = {send, 5, 8},
+    recive = {recive, 3, 4},
 }
 
 -- Check the layout of the whole batch before anything runs: a malformed

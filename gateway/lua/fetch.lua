@@ -1,14 +1,15 @@
 --[[ fetch.lua - read a batch of a user's messages after a given id.
 
   Every key shares the user's hash tag {u:U}, so the script runs on Redis
-  Cluster. Reads are bounded: one ZRANGEBYSCORE ... LIMIT and at most limit
-  HGETs.
+  Cluster. Reads are bounded: one ZRANGEBYSCORE ... LIMIT, then a few
+  calls over at most limit ids.
 
   KEYS[1] {u:U}:pending  zset: unconfirmed ids
-  KEYS[2] {u:U}:hist     zset: at least the last history_max ids (send.lua
+  KEYS[2] {u:U}:hist     zset: at least the last history_max ids (chat.lua
                          trims in chunks of up to 64)
-  KEYS[3] {u:U}:msg      hash: id -> MESSAGE body JSON
-  KEYS[4] {u:U}:dlv      set: ids pushed (or read by init) at least once
+  KEYS[3] {u:U}:msg      hash: id -> MESSAGE body JSON, and
+                         m:<msgID> -> "<sender>:<id>:<time>:<p>" (p = 1 once
+                         pushed to a session or read by an init)
 
   ARGV[1] "init" (read the pending inbox) or "sync" (read the history)
   ARGV[2] after: only ids > after (decimal; 0 = from the start)
@@ -16,13 +17,15 @@
 
   Returns {more, id1, time1, redelivered1, body1, id2, ...}, oldest first:
     more         1 when further messages follow the last one returned
-    redelivered  init: 1 if the id was already in dlv (pushed before or read
-                 by an earlier init); init then adds every returned id to
-                 dlv. sync: 1 if the id is in dlv or no longer pending
-                 (confirmed); sync changes nothing.
+    redelivered  init: 1 if the message was pushed before or read by an
+                 earlier init; init then marks every returned message as
+                 read. sync: 1 if it was pushed or read by an init, or is
+                 no longer pending (confirmed); sync changes nothing.
+  Four or five calls whatever the batch size: the range, the bodies, their
+  msgID entries, (sync) their pending scores, (init) the marks.
 ]]
 
-local K_PENDING, K_HIST, K_MSG, K_DLV = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local K_PENDING, K_HIST, K_MSG = KEYS[1], KEYS[2], KEYS[3]
 
 local init  = ARGV[1] == 'init'
 local after = ARGV[2]
@@ -41,29 +44,57 @@ local n = #ids
 if n > limit then
     out[1] = 1
     n = limit
+    ids[limit + 1] = nil
 end
+if n == 0 then return out end
 
+local bodies = redis.call('HMGET', K_MSG, unpack(ids))
+
+-- The msgID entry of each body (absent for a body without one).
+local mkeys, mkey_of = {}, {}
 for i = 1, n do
-    local id = ids[i]
-    local body = redis.call('HGET', K_MSG, id)
+    local cid = bodies[i] and string.match(bodies[i], '^{"id":%d+,"chatID":"([%w_%-]+)"')
+    if cid then
+        mkeys[#mkeys + 1] = 'm:' .. cid
+        mkey_of[i] = #mkeys
+    end
+end
+local entries = #mkeys > 0 and redis.call('HMGET', K_MSG, unpack(mkeys)) or {}
+local pending = (not init) and redis.call('ZMSCORE', K_PENDING, unpack(ids)) or nil
+
+local marks = {}
+for i = 1, n do
+    local body = bodies[i]
     if body then
+        local id = ids[i]
         -- The time sits at a fixed place at the end of every body (the
         -- content before it is a JSON string, so it cannot fake the tail).
         local t = string.match(body, ',"time":(%d+),"senderId":%d+,"reciverId":%d+}$')
+        local j = mkey_of[i]
+        local e = j and entries[j]
+        local s, eid, et, p
+        if e then s, eid, et, p = string.match(e, '^(%d+):(%d+):(%d+):?([01]?)$') end
+        -- An entry that no longer names this id: the msgID was used again
+        -- after this message was confirmed.
+        local own = eid == id
         local red
         if init then
-            red = (redis.call('SADD', K_DLV, id) == 0) and 1 or 0
-        elseif redis.call('SISMEMBER', K_DLV, id) == 1 or
-               not redis.call('ZSCORE', K_PENDING, id) then
-            red = 1
+            red = (not own or p == '1') and 1 or 0
+            if own and p ~= '1' then
+                marks[#marks + 1] = mkeys[j]
+                marks[#marks + 1] = s .. ':' .. eid .. ':' .. et .. ':1'
+            end
         else
-            red = 0
+            red = ((own and p == '1') or not own or not pending[i]) and 1 or 0
         end
         out[#out + 1] = tonumber(id)
         out[#out + 1] = tonumber(t) or 0
         out[#out + 1] = red
         out[#out + 1] = body
     end
+end
+if #marks > 0 then
+    redis.call('HSET', K_MSG, unpack(marks))
 end
 
 return out

@@ -32,13 +32,15 @@
  *   cg:tok:<sha256 hex>     string: "<uid>:<expires ms>:<name>", PX = ttl
  *   {u:<uid>}:user          hash: name, pw (PBKDF2 record), created
  *   {u:<uid>}:seq           INCR counter of the user's message ids (sync key)
- *   {u:<uid>}:ids           hash: msgID -> "<sender uid>:<id>:<time ms>"
- *   {u:<uid>}:msg           hash: id -> MESSAGE body JSON
+ *   {u:<uid>}:msg           hash: "<id>" -> MESSAGE body JSON, and
+ *                           "m:<msgID>" -> "<sender uid>:<id>:<time ms>:<p>"
+ *                           for the msgID's newest message (dedupe, confirm
+ *                           by msgID); p is 1 once pushed to a session or
+ *                           read by an init (-> redelivered), else 0
  *   {u:<uid>}:pending       zset: id (score id) while unconfirmed
  *   {u:<uid>}:hist          zset: at least the last history_max ids (sync
  *                           window; chat.lua trims in chunks, so up to
  *                           history_max + min(64, history_max / 16))
- *   {u:<uid>}:dlv           set: ids pushed at least once (-> redelivered)
  *
  * Channel cg:u:<uid> carries one of (first byte is the type):
  *   "M<id>:<time ms>:<body json>"  a new chat message for uid

@@ -27,9 +27,9 @@ const SCRIPTS = ['send', 'recive', 'fetch', 'pending'];
 const OPS = new Set(['send', 'recive']);
 // The key suffixes of each, in chat.c's order (SEND_KEYS, ...).
 const KEYS = {
-  send: ['user', 'ids', 'msg', 'pending', 'hist', 'seq', 'dlv'],
-  recive: ['ids', 'msg', 'pending', 'hist', 'dlv'],
-  fetch: ['pending', 'hist', 'msg', 'dlv'],
+  send: ['user', 'msg', 'pending', 'hist', 'seq'],
+  recive: ['msg', 'pending', 'hist'],
+  fetch: ['pending', 'hist', 'msg'],
   pending: ['pending', 'msg'],
 };
 const keys = (uid, script) => KEYS[script].map((s) => `{u:${uid}}:${s}`);
