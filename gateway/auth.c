@@ -6,7 +6,8 @@
  *
  *   register: EXISTS name -> [pool] hash -> INCR cg:uid -> HSET user +
  *             SET name NX (pipelined) -> 201 | DEL user -> 409
- *   login:    GET name -> HMGET user name pw -> [pool] verify -> SET token
+ *   login:    INCR x 3 (the login limit, below) -> GET name ->
+ *             HMGET user name pw -> [pool] verify -> SET token
  *   check:    GET cg:tok:<sha256>
  *   logout:   GET token -> DEL token + PUBLISH "L<hash>" to the user
  *   lookup:   [GET name] -> HGET user name -> PUBSUB NUMSUB (online)
@@ -18,7 +19,30 @@
  *
  * The node also remembers tokens it knows are invalid (revoked here or
  * elsewhere, or looked up and not found) in a small direct-mapped cache,
- * so the WebSocket handshake can refuse them synchronously. */
+ * so the WebSocket handshake can refuse them synchronously.
+ *
+ * Login limit. Failed logins (a wrong password or an unknown name) are
+ * counted in Redis, shared by every node, in three fixed windows checked
+ * narrowest first (<addr> is cg_proxies_limit_key() of the client address
+ * that proxies.c derives, so an IPv6 client counts by its /64):
+ *
+ *   bucket            key                          config
+ *   account, address  cg:login:ua:<lname>:<addr>   login_account_addr_*
+ *   address           cg:login:a:<addr>            login_addr_*
+ *   account           cg:login:u:<lname>           login_account_*
+ *
+ * An attempt takes one count from each bucket in that order, one round
+ * trip each (INCR; then PEXPIRE .. NX starts the window when the INCR made
+ * the key, so every key expires), and stops at the first bucket over its
+ * max: CG_E_LIMIT (HTTP 429) with who->retry_after_s from that key's PTTL.
+ * An attempt refused by a narrow bucket never reaches a wider one, so an
+ * attacker hammering an account from one address only fills its own
+ * (account, address) bucket: the account's own bucket, which would lock
+ * the owner out at every address, sees at most what that bucket lets
+ * through (cg_auth_create() warns when the config lets one address fill
+ * it). Every count taken is given back (DECR) unless the attempt fails on
+ * the password or the name, so the buckets count failures only: a user
+ * logging in often, or many users behind one NAT, are never limited. */
 #include "fmacros.h"
 
 #include <stdio.h>
@@ -38,6 +62,7 @@
 #include "chatgate/log.h"
 #include "chatgate/metrics.h"
 #include "chatgate/store.h"
+#include "proxies.h"
 
 #define SALT_BYTES   16
 #define HASH_BYTES   32
@@ -46,22 +71,21 @@
 /* Known-invalid tokens remembered per node: 1024 x ~72 bytes. */
 #define BAD_SLOTS    1024
 #define BAD_KEEP_MS  (10 * 60 * 1000)
-/* Login attempts: per account and per address, a token bucket refilled at
- * LOGIN_RATE per second up to LOGIN_BURST (brute force slows to a crawl,
- * a person mistyping is never blocked). */
-#define LIMIT_SLOTS  4096
-#define LOGIN_BURST  10.0
-#define LOGIN_RATE   0.2
+/* "cg:login:ua:" + a 32-byte name + ':' + a 64-byte address key. */
+#define LIMIT_KEY_MAX 128
 
 struct bad_token {
     char     hash[CG_TOKEN_HASH_LEN + 1];
     uint64_t until_ms;
 };
 
-struct login_bucket {
-    uint64_t key;          /* hash of "u:<name>" or "a:<addr>"; 0 = free */
-    double   tokens;
-    uint64_t last_ms;
+/* The login limit's buckets, narrowest first (the order they are taken). */
+enum limit_bucket { LB_ACCOUNT_ADDR, LB_ADDR, LB_ACCOUNT, LB_N };
+
+struct limit_rule {
+    const char *option;      /* the config option of max, for logs */
+    int64_t     max;         /* failures allowed per window */
+    int64_t     window_s;
 };
 
 struct cg_auth {
@@ -72,7 +96,7 @@ struct cg_auth {
     unsigned                ops;       /* in flight */
     int                     closing;
     struct bad_token        bad[BAD_SLOTS];
-    struct login_bucket     limits[LIMIT_SLOTS];
+    struct limit_rule       rules[LB_N];
 };
 
 enum op_kind { OP_REGISTER, OP_LOGIN, OP_CHECK, OP_LOGOUT, OP_LOOKUP };
@@ -91,6 +115,21 @@ struct auth_op {
     size_t              pw_len;
     char                record[160];   /* "pbkdf2-sha256$it$salt$hash" */
     char                token[CG_TOKEN_LEN + 1];
+    /* login only */
+    char                addr[64];      /* cg_proxies_limit_key() of the client */
+    int                 reserved;      /* limit buckets holding a count of this
+                                          attempt (given back unless it fails
+                                          on the password) */
+    long long           count;         /* the last bucket's count after INCR */
+};
+
+/* Login op steps: 0 .. LB_N-1 take a count from that bucket. */
+enum {
+    LOGIN_PTTL = LB_N,     /* a bucket refused: its PTTL -> Retry-After */
+    LOGIN_NAME,            /* GET name -> uid */
+    LOGIN_RECORD,          /* HMGET name pw */
+    LOGIN_VERIFIED,        /* the pool checked the password */
+    LOGIN_TOKEN,           /* SET token */
 };
 
 /* ---- small pure helpers ------------------------------------------------- */
@@ -230,32 +269,6 @@ cg_auth_token_peek(cg_auth *a, const char *tok, size_t len)
     return 0;
 }
 
-/* ---- login rate limit ------------------------------------------------------ */
-
-/* Take one attempt from the bucket of key; 0 if allowed, -1 if limited. */
-static int
-limit_take(cg_auth *a, const char *prefix, const char *what)
-{
-    char key[128];
-    int n = snprintf(key, sizeof key, "%s%s", prefix, what);
-    uint64_t k = fnv1a(key, n > 0 ? (size_t)n : 0), now = cg_mono_ms();
-    struct login_bucket *b = &a->limits[k % LIMIT_SLOTS];
-
-    if (b->key != k) {               /* new or evicted: start full */
-        b->key = k;
-        b->tokens = LOGIN_BURST;
-        b->last_ms = now;
-    }
-    b->tokens += (double)(now - b->last_ms) / 1000.0 * LOGIN_RATE;
-    if (b->tokens > LOGIN_BURST)
-        b->tokens = LOGIN_BURST;
-    b->last_ms = now;
-    if (b->tokens < 1.0)
-        return -1;
-    b->tokens -= 1.0;
-    return 0;
-}
-
 /* ---- password hashing (runs on the thread pool) --------------------------- */
 
 static int
@@ -357,8 +370,11 @@ op_create(cg_auth *a, enum op_kind kind, cg_auth_cb cb, void *data)
     return op;
 }
 
+static void limit_give_back(struct auth_op *op);
+
 /* Finish op: call its callback exactly once, then free it (and the auth
- * object, if it was destroyed meanwhile and this was its last op). */
+ * object, if it was destroyed meanwhile and this was its last op). A login
+ * that did not fail on the password gives its limit counts back first. */
 static void
 op_finish(struct auth_op *op, int err)
 {
@@ -366,7 +382,9 @@ op_finish(struct auth_op *op, int err)
 
     if (a->closing && err == 0)
         err = CG_E_CLOSED;
-    op->cb(err, err == 0 ? &op->who : NULL,
+    if (err != CG_E_AUTH)
+        limit_give_back(op);
+    op->cb(err, err == 0 || err == CG_E_LIMIT ? &op->who : NULL,
            err == 0 && op->token[0] ? op->token : NULL, op->data);
     explicit_bzero(op, sizeof *op);
     cg_free(op);
@@ -382,9 +400,10 @@ on_reply(redisReply *r, int err, void *data)
     step(data, r, err);
 }
 
-/* Send a command for op; on a synchronous failure finish the op. */
-static void
-cmd(struct auth_op *op, int argc, const char **argv)
+/* Send a command for op. On a synchronous failure finish the op (it is
+ * gone then) and return -1. */
+static int
+cmd_sent(struct auth_op *op, int argc, const char **argv)
 {
     size_t lens[8];
 
@@ -392,10 +411,19 @@ cmd(struct auth_op *op, int argc, const char **argv)
         lens[i] = strlen(argv[i]);
     if (op->a->closing) {
         op_finish(op, CG_E_CLOSED);
-        return;
+        return -1;
     }
-    if (cg_store_command(op->a->store, argc, argv, lens, on_reply, op) < 0)
+    if (cg_store_command(op->a->store, argc, argv, lens, on_reply, op) < 0) {
         op_finish(op, CG_E_STORE);
+        return -1;
+    }
+    return 0;
+}
+
+static void
+cmd(struct auth_op *op, int argc, const char **argv)
+{
+    (void)cmd_sent(op, argc, argv);
 }
 
 static void
@@ -498,6 +526,171 @@ no_reply(const redisReply *r, int err)
     return err < 0 || r == NULL || r->type == REDIS_REPLY_ERROR;
 }
 
+/* ---- login limit (see the top) ------------------------------------------------ */
+
+static void
+limit_key(const struct auth_op *op, enum limit_bucket b, char *buf, size_t cap)
+{
+    switch (b) {
+    case LB_ACCOUNT_ADDR: snprintf(buf, cap, "cg:login:ua:%s:%s", op->lname, op->addr); break;
+    case LB_ADDR:         snprintf(buf, cap, "cg:login:a:%s", op->addr); break;
+    default:              snprintf(buf, cap, "cg:login:u:%s", op->lname); break;
+    }
+}
+
+/* PEXPIRE .. NX needs Redis 7.0; on an older one the keys would never
+ * expire, so say so loudly. */
+static void
+on_expire_reply(redisReply *r, int err, void *data)
+{
+    (void)data;
+    if (err == 0 && r != NULL && r->type == REDIS_REPLY_ERROR)
+        cg_log(CG_LOG_ERROR, "login limit: PEXPIRE NX failed (%s): its keys will not "
+               "expire; chatgate needs Redis 7.0 or newer", r->str);
+}
+
+/* Send a command whose reply only matters when it is an error. */
+static void
+send_quiet(cg_auth *a, int argc, const char **argv, cg_store_reply_cb cb)
+{
+    size_t lens[4];
+
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    if (cg_store_command(a->store, argc, argv, lens, cb, NULL) < 0)
+        cg_log(CG_LOG_DEBUG, "login limit: %s %s not sent (store down)", argv[0], argv[1]);
+}
+
+/* Start bucket b's window if key k has none yet (the INCR just made it). */
+static void
+limit_expire(struct auth_op *op, enum limit_bucket b, const char *k)
+{
+    char ms[24];
+
+    snprintf(ms, sizeof ms, "%lld", (long long)op->a->rules[b].window_s * 1000);
+    send_quiet(op->a, 4, (const char *[]){ "PEXPIRE", k, ms, "NX" }, on_expire_reply);
+}
+
+/* Take one count of this attempt from bucket b; its INCR reply comes to
+ * step b. */
+static void
+limit_take(struct auth_op *op, enum limit_bucket b)
+{
+    char k[LIMIT_KEY_MAX];
+
+    limit_key(op, b, k, sizeof k);
+    op->step = (int)b;
+    if (cmd_sent(op, 2, (const char *[]){ "INCR", k }) == 0)
+        limit_expire(op, b, k);
+}
+
+/* Give back the counts op took: the attempt did not fail on the password
+ * (it succeeded, was refused by a later bucket, or Redis failed). A DECR
+ * that finds the window ended makes a key of -1, which the PEXPIRE .. NX
+ * after it lets expire like any other: one extra attempt in that window. */
+static void
+limit_give_back(struct auth_op *op)
+{
+    char k[LIMIT_KEY_MAX];
+
+    if (op->a->closing) {             /* the store may be gone */
+        op->reserved = 0;
+        return;
+    }
+    for (int b = 0; b < op->reserved; b++) {
+        limit_key(op, (enum limit_bucket)b, k, sizeof k);
+        send_quiet(op->a, 2, (const char *[]){ "DECR", k }, NULL);
+        limit_expire(op, (enum limit_bucket)b, k);
+    }
+    op->reserved = 0;
+}
+
+/* Bucket b refused the attempt: log the first refusal of a window (the
+ * rest at debug: a flood must not flood the log), then ask when the
+ * window ends. */
+static void
+limit_refuse(struct auth_op *op, enum limit_bucket b)
+{
+    const struct limit_rule *rule = &op->a->rules[b];
+    enum cg_log_level lvl = op->count == rule->max + 1 ? CG_LOG_WARN : CG_LOG_DEBUG;
+    char k[LIMIT_KEY_MAX];
+
+    op->a->metrics->login_limited++;
+    cg_log(lvl, "login for %s from %s refused: more than %lld failed logins in %lld s "
+           "(%s); it answers 429 until the window ends", op->lname, op->addr,
+           (long long)rule->max, (long long)rule->window_s, rule->option);
+    limit_key(op, b, k, sizeof k);
+    op->step = LOGIN_PTTL;
+    op->who.retry_after_s = rule->window_s;   /* unless PTTL says better */
+    cmd(op, 2, (const char *[]){ "PTTL", k });
+}
+
+/* Steps 0 .. LB_N-1 (the INCR of that bucket) and LOGIN_PTTL. */
+static void
+step_limit(struct auth_op *op, redisReply *r, int err)
+{
+    enum limit_bucket b = (enum limit_bucket)op->step;
+    char k[96];
+
+    if (op->step == LOGIN_PTTL) {
+        /* -2: the window ended meanwhile; -1 cannot happen (NX ran first) */
+        if (!no_reply(r, err) && r->type == REDIS_REPLY_INTEGER && r->integer != -1)
+            op->who.retry_after_s = r->integer > 0 ? (r->integer + 999) / 1000 : 1;
+        return op_finish(op, CG_E_LIMIT);
+    }
+    if (no_reply(r, err) || r->type != REDIS_REPLY_INTEGER)
+        return op_finish(op, err < 0 ? err : CG_E_STORE);
+    op->count = r->integer;
+    if (op->count > op->a->rules[b].max)
+        return limit_refuse(op, b);
+    op->reserved = (int)b + 1;
+    if (b + 1 < LB_N)
+        return limit_take(op, (enum limit_bucket)(b + 1));
+    op->step = LOGIN_NAME;
+    key_name(k, sizeof k, op->lname);
+    cmd(op, 2, (const char *[]){ "GET", k });
+}
+
+/* How many failed logins of one account one address can reach within one
+ * login_account_window_s: every window of a narrower bucket that overlaps
+ * it (one more than fit in it) lets its max through. */
+static int64_t
+one_address_reach(const struct limit_rule *rules)
+{
+    int64_t wa = rules[LB_ACCOUNT].window_s, reach = INT64_MAX;
+
+    for (int b = LB_ACCOUNT_ADDR; b <= LB_ADDR; b++) {
+        int64_t windows = (wa + rules[b].window_s - 1) / rules[b].window_s + 1;
+
+        if (rules[b].max * windows < reach)
+            reach = rules[b].max * windows;
+    }
+    return reach;
+}
+
+static void
+limit_rules_init(cg_auth *a, const struct cg_config *cfg)
+{
+    int64_t reach;
+
+    a->rules[LB_ACCOUNT_ADDR] = (struct limit_rule){
+        "login_account_addr_max", cfg->login_account_addr_max,
+        cfg->login_account_addr_window_s };
+    a->rules[LB_ADDR] = (struct limit_rule){
+        "login_addr_max", cfg->login_addr_max, cfg->login_addr_window_s };
+    a->rules[LB_ACCOUNT] = (struct limit_rule){
+        "login_account_max", cfg->login_account_max, cfg->login_account_window_s };
+    reach = one_address_reach(a->rules);
+    if (reach >= cfg->login_account_max)
+        cg_log(CG_LOG_WARN, "login limit: one client address can fail up to %lld logins "
+               "of an account per login_account_window_s (%lld s), and "
+               "login_account_max=%lld: an attacker at one address can lock the "
+               "account's owner out everywhere; raise login_account_max above %lld or "
+               "lower login_account_addr_max", (long long)reach,
+               (long long)cfg->login_account_window_s,
+               (long long)cfg->login_account_max, (long long)reach);
+}
+
 /* ---- the steps of each operation -------------------------------------------- */
 
 static void
@@ -559,15 +752,17 @@ step_login(struct auth_op *op, redisReply *r, int err)
     char k[96], val[96], ttl[24], hash[CG_TOKEN_HASH_LEN + 1];
     unsigned char raw[32];
 
+    if (op->step < LOGIN_NAME)
+        return step_limit(op, r, err);
     switch (op->step++) {
-    case 0: /* GET name -> uid */
+    case LOGIN_NAME:
         if (no_reply(r, err))
             goto fail_store;
         if (r->type == REDIS_REPLY_NIL || reply_u64(r, &op->who.uid) < 0)
             return op_finish(op, CG_E_AUTH);
         key_user(k, sizeof k, op->who.uid);
         return cmd(op, 4, (const char *[]){ "HMGET", k, "name", "pw" });
-    case 1: /* HMGET name pw */
+    case LOGIN_RECORD:
         if (err < 0 || r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2)
             goto fail_store;
         if (r->element[0]->type != REDIS_REPLY_STRING ||
@@ -578,7 +773,7 @@ step_login(struct auth_op *op, redisReply *r, int err)
         memcpy(op->who.name, r->element[0]->str, r->element[0]->len + 1);
         memcpy(op->record, r->element[1]->str, r->element[1]->len + 1);
         return pool(op, work_verify);
-    case 2: /* verified: make and store a token */
+    case LOGIN_VERIFIED: /* make and store a token */
         if (err < 0)
             return op_finish(op, err);
         if (RAND_bytes(raw, sizeof raw) != 1)
@@ -592,7 +787,7 @@ step_login(struct auth_op *op, redisReply *r, int err)
                  (long long)op->who.expires_ms, op->who.name);
         snprintf(ttl, sizeof ttl, "%lld", (long long)op->a->cfg->token_ttl_s * 1000);
         return cmd(op, 5, (const char *[]){ "SET", k, val, "PX", ttl });
-    case 3:
+    case LOGIN_TOKEN:
         if (no_reply(r, err))
             goto fail_store;
         cg_log(CG_LOG_INFO, "user %s (uid %llu) logged in", op->who.name,
@@ -713,6 +908,7 @@ cg_auth_create(uv_loop_t *loop, const struct cg_config *cfg, cg_store *store,
     a->cfg = cfg;
     a->store = store;
     a->metrics = metrics;
+    limit_rules_init(a, cfg);
     *out = a;
     return 0;
 }
@@ -769,24 +965,22 @@ cg_auth_login(cg_auth *a, const char *name, size_t name_len, const char *passwor
               size_t pw_len, const char *addr, cg_auth_cb cb, void *data)
 {
     struct auth_op *op;
-    char k[96], lname[CG_NAME_MAX + 1];
+    char k[LIMIT_KEY_MAX];
 
     if (!cg_auth_valid_name(name, name_len) || pw_len > PW_MAX)
         return CG_E_AUTH;
-    lower_name(name, name_len, lname);
-    if (limit_take(a, "u:", lname) < 0 || limit_take(a, "a:", addr ? addr : "") < 0) {
-        a->metrics->login_limited++;
-        cg_log(CG_LOG_WARN, "login for %s from %s rate-limited (too many attempts)",
-               lname, addr ? addr : "?");
-        return CG_E_LIMIT;
-    }
     if ((op = op_create(a, OP_LOGIN, cb, data)) == NULL)
         return CG_E_NOMEM;
-    memcpy(op->lname, lname, sizeof lname);
+    lower_name(name, name_len, op->lname);
+    cg_proxies_limit_key(addr ? addr : "", op->addr, sizeof op->addr);
     memcpy(op->pw, password, pw_len);
     op->pw_len = pw_len;
-    key_name(k, sizeof k, op->lname);
-    return op_start(op, 2, (const char *[]){ "GET", k });
+    /* The first bucket's INCR; limit_take() for the others. */
+    limit_key(op, LB_ACCOUNT_ADDR, k, sizeof k);
+    if (op_start(op, 2, (const char *[]){ "INCR", k }) < 0)
+        return CG_E_STORE;
+    limit_expire(op, LB_ACCOUNT_ADDR, k);
+    return 0;
 }
 
 int

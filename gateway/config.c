@@ -162,6 +162,28 @@ static const struct opt options[] = {
     /* 10M rounds is seconds of CPU per login on the thread pool. */
     INT(password_iterations, 100000, 1000, 10000000,
         "PBKDF2-HMAC-SHA256 rounds for new password hashes"),
+    /* Failed logins, counted in Redis per fixed window (auth.c "login
+     * limit"). The strict count is per account and client address, so an
+     * attacker at one address cannot lock out the account's owner at
+     * another; the per-account count only bounds guessing from many
+     * addresses, so it must stay well above what one address can reach
+     * (auth.c warns at startup when it does not). Windows: 1 s .. 1 day. */
+    INT(login_account_addr_max, 10, 1, 1000000,
+        "failed logins of one account from one client address per "
+        "login_account_addr_window_s; more answer 429"),
+    INT(login_account_addr_window_s, 300, 1, 86400,
+        "window of login_account_addr_max, seconds"),
+    INT(login_addr_max, 30, 1, 1000000,
+        "failed logins from one client address, any accounts, per "
+        "login_addr_window_s; more answer 429"),
+    INT(login_addr_window_s, 300, 1, 86400,
+        "window of login_addr_max, seconds"),
+    INT(login_account_max, 100, 1, 1000000,
+        "failed logins of one account from all addresses together per "
+        "login_account_window_s; more answer 429 (keep it well above "
+        "login_account_addr_max, or one address can lock the account out)"),
+    INT(login_account_window_s, 900, 1, 86400,
+        "window of login_account_max, seconds"),
 
     /* --- STOMP limits (PROTOCOL.md section 3) --------------------------- */
     /* Every session may buffer one frame: 16 MiB bounds that per session. */

@@ -12,8 +12,19 @@
  *        -> WRITEABLE: headers -> WRITEABLE: body -> transaction completed
  *
  * Bodies are bounded by http_max_body (413 beyond it, decided from
- * Content-Length before anything is read when possible). Every error is
- * {"error":"reason"}. */
+ * Content-Length before anything is read). Every error is
+ * {"error":"reason"}.
+ *
+ * Framing (lws_glue.h, cg_request_body_framing). lws 4.1 frames a request
+ * body by an atoll() of Content-Length and reads up to 100 MB as the body
+ * of a POST without one; whatever it does not take as this body, it parses
+ * as the next request on the connection. So a request whose length is
+ * refused (a Content-Length that is not one decimal number, or a body on
+ * another method than POST: 400; over http_max_body: 413;
+ * Transfer-Encoding, which lws cannot decode: 411), or a POST without
+ * Content-Length, is answered with "Connection: close" and
+ * the connection is closed once the answer is written (close_after): no
+ * byte after such a request is ever read as a request of its own. */
 #include "fmacros.h"
 
 #include <stdio.h>
@@ -43,9 +54,11 @@ struct cg_http_req {
     char              addr[64];
     struct cg_wbuf    body;
     int               body_over;    /* more than http_max_body arrived */
+    int               close_after;  /* close once answered (see the top) */
     int               routed;
     /* response */
     unsigned          status;
+    int64_t           retry_after_s; /* 429: the Retry-After header */
     const char       *ctype;
     struct cg_wbuf    resp;
     int               responding;   /* status and body are final */
@@ -213,6 +226,8 @@ on_logged_in(int err, const struct cg_principal *who, const char *token, void *d
 {
     struct cg_http_req *r = data;
 
+    if (err == CG_E_LIMIT && who != NULL)
+        r->retry_after_s = who->retry_after_s;
     if (err == 0)
         respond_json(r, 200, json_pack("{s:s,s:I,s:s,s:I}", "token", token,
                                        "uid", (json_int_t)who->uid,
@@ -531,13 +546,62 @@ detach(struct cg_pss *pss)
     req_unref(r);
 }
 
+/* Answer status and close the connection after it: r's framing cannot be
+ * trusted (see the top). */
+static int
+refuse_framing(struct cg_http_req *r, unsigned status, const char *why)
+{
+    cg_log_ctx(CG_LOG_INFO, r->addr, "HTTP request for %s refused (%u %s): closing "
+               "the connection after the answer", r->path[0] ? r->path : "?", status,
+               why);
+    r->close_after = 1;
+    respond_error(r, status, why);
+    return 0;
+}
+
+/* Check r's framing before lws reads any of its body (see the top).
+ * Returns 1 when r was refused (answered, and the connection will close);
+ * else 0 with *len, the length of its body. */
+static int
+framing_refused(struct cg_http_req *r, uint64_t *len)
+{
+    switch (cg_request_body_framing(r->wsi, len)) {
+    case CG_BODY_CHUNKED:
+        refuse_framing(r, 411, "Transfer-Encoding is not supported: send the "
+                       "body with a Content-Length");
+        return 1;
+    case CG_BODY_BAD:
+        refuse_framing(r, 400, "bad Content-Length: expected one decimal number");
+        return 1;
+    case CG_BODY_NONE:
+        /* A POST has no body then, but lws would read what follows as one. */
+        r->close_after = r->method == M_POST;
+        return 0;
+    case CG_BODY_LENGTH:
+    default:
+        break;
+    }
+    if (*len > (uint64_t)r->srv->cfg->http_max_body) {
+        refuse_framing(r, 413, "request body too large");
+        return 1;
+    }
+    if (*len > 0 && r->method != M_POST) {
+        /* lws would leave it unread behind a served file, to be parsed
+         * as the next request. */
+        refuse_framing(r, 400, "unexpected request body: only POST takes one");
+        return 1;
+    }
+    return 0;
+}
+
 int
 cg_http_on_request(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss)
 {
     struct cg_http_req *r;
-    char buf[512], clen[32];
+    char buf[512];
     const char *path;
     size_t plen;
+    uint64_t len;
 
     detach(pss);                      /* keep-alive: the previous request */
     srv->metrics.http_requests++;
@@ -567,29 +631,16 @@ cg_http_on_request(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss)
     else if (lws_hdr_total_length(wsi, WSI_TOKEN_HEAD_URI))
         r->method = M_HEAD;
 
-    if (path == NULL || plen >= sizeof r->path) {
+    if (path != NULL && plen < sizeof r->path)
+        memcpy(r->path, path, plen + 1);
+    if (framing_refused(r, &len))
+        return 0;
+    if (r->path[0] == '\0') {        /* outside the base path, or too long */
         respond_error(r, 404, "not found");
         return 0;
     }
-    memcpy(r->path, path, plen + 1);
-
-    if (r->method != M_POST)
-        return route(r);
-    /* A declared body over the limit is refused before it is read. */
-    if (lws_hdr_copy(wsi, clen, sizeof clen, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0) {
-        char *end;
-        unsigned long long n = strtoull(clen, &end, 10);
-        if (*end != '\0' || clen[0] == '-') {
-            respond_error(r, 400, "bad Content-Length");
-            return 0;
-        }
-        if (n > (unsigned long long)srv->cfg->http_max_body) {
-            respond_error(r, 413, "request body too large");
-            return 0;
-        }
-        if (n > 0)
-            return 0;                 /* wait for BODY_COMPLETION */
-    }
+    if (len > 0)
+        return 0;                     /* a POST's body comes with BODY_COMPLETION */
     return route(r);
 }
 
@@ -598,8 +649,8 @@ cg_http_on_body(struct cg_pss *pss, const void *in, size_t len)
 {
     struct cg_http_req *r = pss ? pss->obj : NULL;
 
-    if (r == NULL || pss->kind != CG_PSS_HTTP)
-        return 0;
+    if (r == NULL || pss->kind != CG_PSS_HTTP || r->responding || r->close_after)
+        return 0;                     /* not a body we will read */
     if (r->body_over ||
         r->body.len + len > (size_t)r->srv->cfg->http_max_body) {
         r->body_over = 1;
@@ -615,11 +666,30 @@ cg_http_on_body_done(struct cg_pss *pss)
 
     if (r == NULL || pss->kind != CG_PSS_HTTP || r->routed || r->responding)
         return 0;
-    if (r->body_over) {
-        respond_error(r, 413, "request body too large");
-        return 0;
-    }
+    if (r->body_over)
+        return refuse_framing(r, 413, "request body too large");
     return route(r);
+}
+
+/* Retry-After on a 429 that knows when; Connection: close when the
+ * connection ends after this answer. Returns nonzero when out of room. */
+static int
+add_extra_headers(struct cg_http_req *r, unsigned char **p, unsigned char *end)
+{
+    char secs[24];
+    int n;
+
+    if (r->status == 429 && r->retry_after_s > 0) {
+        n = snprintf(secs, sizeof secs, "%lld", (long long)r->retry_after_s);
+        if (lws_add_http_header_by_name(r->wsi, (unsigned char *)"retry-after:",
+                                        (unsigned char *)secs, n, p, end))
+            return 1;
+    }
+    if (r->close_after &&
+        lws_add_http_header_by_name(r->wsi, (unsigned char *)"connection:",
+                                    (unsigned char *)"close", 5, p, end))
+        return 1;
+    return 0;
 }
 
 int
@@ -629,6 +699,7 @@ cg_http_on_writable(struct cg_pss *pss)
     unsigned char hdr[LWS_PRE + 1024], *start = hdr + LWS_PRE, *p = start,
                   *end = hdr + sizeof hdr - 1;
     struct lws *wsi;
+    int close_after;
 
     if (r == NULL || pss->kind != CG_PSS_HTTP || !r->responding || r->wsi == NULL)
         return 0;
@@ -640,6 +711,7 @@ cg_http_on_writable(struct cg_pss *pss)
             lws_add_http_header_by_name(r->wsi,
                                         (unsigned char *)"x-content-type-options:",
                                         (unsigned char *)"nosniff", 7, &p, end) ||
+            add_extra_headers(r, &p, end) ||
             lws_finalize_write_http_header(r->wsi, start, &p, end))
             return -1;
         r->headers_sent = 1;
@@ -652,9 +724,13 @@ cg_http_on_writable(struct cg_pss *pss)
         return -1;
     }
     /* Completing the transaction frees lws's per-session data: detach
-     * first. */
+     * first. A connection to close is closed by returning -1: lws writes
+     * what it still buffers, then shuts the socket down. */
     wsi = r->wsi;
+    close_after = r->close_after;
     detach(pss);
+    if (close_after)
+        return -1;
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 

@@ -4,7 +4,9 @@
  * piece of it that reads untrusted bytes can be fuzzed on its own
  * (tests/fuzz/fuzz_http_body.c). The body size is already bounded by
  * http_max_body when it gets here; jansson rejects invalid UTF-8 and, with
- * JSON_REJECT_DUPLICATES, a second "password" that could hide the first. */
+ * JSON_REJECT_DUPLICATES, a second "password" that could hide the first.
+ * The Content-Length parser lives here for the same reason: it decides how
+ * a peer's bytes are framed. */
 #include "fmacros.h"
 
 #include <string.h>
@@ -40,6 +42,24 @@ cg_http_decode_credentials(const char *body, size_t len, struct cg_credentials *
     out->name_len = json_string_length(n);
     out->password = json_string_value(p);
     out->password_len = json_string_length(p);
+    return 0;
+}
+
+int
+cg_http_parse_content_length(const char *s, size_t len, uint64_t *out)
+{
+    uint64_t v = 0;
+
+    if (len == 0)
+        return CG_E_INVAL;
+    for (size_t i = 0; i < len; i++) {
+        unsigned d = (unsigned char)s[i] - '0';
+
+        if (d > 9 || v > (UINT64_MAX - d) / 10)
+            return CG_E_INVAL;
+        v = v * 10 + d;
+    }
+    *out = v;
     return 0;
 }
 

@@ -8,6 +8,7 @@
 #define CG_LWS_GLUE_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #include <libwebsockets.h>
@@ -114,6 +115,22 @@ int cg_request_token(struct lws *wsi, char *buf, size_t cap);
  * NUL-terminated string into buf (cap bytes; 64 is enough). */
 void cg_request_client_addr(struct cg_server *srv, struct lws *wsi, char *buf,
                             size_t cap);
+
+/* How the body of an HTTP request is framed, read from its headers before
+ * lws reads any of the body. lws 4.1 takes the length from an atoll() of
+ * Content-Length ("abc" is 0, "-1" is huge), reads up to 100 MB as the body
+ * of a POST without one, cannot decode Transfer-Encoding, and parses
+ * whatever it did not take as this body as the next request: a request
+ * framed CG_BODY_BAD or CG_BODY_CHUNKED, or a POST framed CG_BODY_NONE,
+ * must be answered and its connection closed, never kept alive. */
+enum cg_body_framing {
+    CG_BODY_NONE,       /* no Content-Length, no Transfer-Encoding */
+    CG_BODY_LENGTH,     /* one valid Content-Length: *len */
+    CG_BODY_BAD,        /* a Content-Length that is not one decimal number
+                           (repeated headers, signs, spaces, overflow...) */
+    CG_BODY_CHUNKED,    /* any Transfer-Encoding */
+};
+enum cg_body_framing cg_request_body_framing(struct lws *wsi, uint64_t *len);
 
 /* Path of the request relative to the configured base path, or NULL when
  * the request is outside it. *len receives the length. */

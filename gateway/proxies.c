@@ -12,7 +12,10 @@
  *
  * Addresses are compared in binary (inet_pton), so "::ffff:10.0.0.1" (an
  * IPv4 peer on a dual-stack socket) matches "10.0.0.1". The list is small
- * (a handful of proxies), so lookup is a linear scan. */
+ * (a handful of proxies), so lookup is a linear scan.
+ *
+ * Per-address limits (the login limit) count an IPv6 client by its /64
+ * network, not by its full address: cg_proxies_limit_key(). */
 #include "fmacros.h"
 
 #include <arpa/inet.h>
@@ -63,13 +66,21 @@ parse_ip(const char *s, size_t len, struct ip *out)
     return inet_pton(AF_INET6, buf, out->b) == 1 ? 0 : -1;
 }
 
+/* An IPv4 address (stored as ::ffff:a.b.c.d)? */
+static int
+is_v4(const struct ip *a)
+{
+    static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+    return memcmp(a->b, mapped, sizeof mapped) == 0;
+}
+
 static void
 format_ip(const struct ip *a, char *out, size_t cap)
 {
-    static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
     char buf[INET6_ADDRSTRLEN];
 
-    if (memcmp(a->b, mapped, sizeof mapped) == 0)
+    if (is_v4(a))
         inet_ntop(AF_INET, a->b + 12, buf, sizeof buf);
     else
         inet_ntop(AF_INET6, a->b, buf, sizeof buf);
@@ -171,4 +182,25 @@ cg_proxies_client_addr(const struct cg_proxies *p, const char *peer,
         format_ip(&first, out, cap);
     else
         snprintf(out, cap, "%s", peer);
+}
+
+void
+cg_proxies_limit_key(const char *addr, char *out, size_t cap)
+{
+    char buf[INET6_ADDRSTRLEN];
+    struct ip a;
+
+    if (cap == 0)
+        return;
+    if (parse_ip(addr, strlen(addr), &a) < 0) {
+        snprintf(out, cap, "%s", addr);
+        return;
+    }
+    if (is_v4(&a)) {
+        format_ip(&a, out, cap);
+        return;
+    }
+    memset(a.b + 8, 0, 8);             /* keep the /64 network */
+    inet_ntop(AF_INET6, a.b, buf, sizeof buf);
+    snprintf(out, cap, "%s/64", buf);
 }

@@ -28,4 +28,12 @@ void cg_proxies_client_addr(const struct cg_proxies *p, const char *peer,
                             const char *xff, size_t xff_len,
                             char *out, size_t cap);
 
+/* The part of a client address (as cg_proxies_client_addr() gives it) that
+ * per-address limits count: an IPv4 address as is (also when written as
+ * ::ffff:a.b.c.d), an IPv6 address as its /64 network ("2001:db8:1:2::/64"),
+ * because one subscriber is routinely given a whole /64 and could otherwise
+ * use a fresh address for every attempt; anything that is not an IP
+ * address as given. Written to out (cap bytes, NUL-terminated). */
+void cg_proxies_limit_key(const char *addr, char *out, size_t cap);
+
 #endif

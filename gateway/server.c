@@ -52,6 +52,7 @@
 #include "chatgate/registry.h"
 #include "chatgate/server.h"
 #include "chatgate/store.h"
+#include "http_body.h"
 #include "inbox_stats.h"
 #include "listener.h"
 #include "lws_glue.h"
@@ -197,6 +198,25 @@ cg_request_client_addr(struct cg_server *srv, struct lws *wsi, char *buf, size_t
      * peer we can name. */
     n = lws_hdr_copy(wsi, xff, sizeof xff, WSI_TOKEN_X_FORWARDED_FOR);
     cg_proxies_client_addr(srv->proxies, peer, xff, n > 0 ? (size_t)n : 0, buf, cap);
+}
+
+enum cg_body_framing
+cg_request_body_framing(struct lws *wsi, uint64_t *len)
+{
+    char clen[32];
+    int n;
+
+    *len = 0;
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0)
+        return CG_BODY_CHUNKED;
+    /* -1: longer than any 64-bit number; repeated headers come joined
+     * with ',' and fail the parse. */
+    n = lws_hdr_copy(wsi, clen, sizeof clen, WSI_TOKEN_HTTP_CONTENT_LENGTH);
+    if (n == 0)
+        return CG_BODY_NONE;
+    if (n < 0 || cg_http_parse_content_length(clen, (size_t)n, len) < 0)
+        return CG_BODY_BAD;
+    return CG_BODY_LENGTH;
 }
 
 int

@@ -80,8 +80,15 @@
  * transaction, so a peer that closed it would leave POLLIN signalled on
  * every turn of the loop (a busy loop); with reading off, a vanished peer
  * is noticed when the next frame or heartbeat fails to write. See
- * req_idle(). A chunked request body (Transfer-Encoding without
- * Content-Length) is refused with 411: lws 4.1 cannot read one.
+ * req_idle(). A chunked request body (any Transfer-Encoding) is refused
+ * with 411: lws 4.1 cannot read one. A request whose length is refused
+ * (411; a Content-Length that is not one decimal number: 400; over
+ * SJ_SEND_MAX: 413), and a send without Content-Length, are answered with
+ * "Connection: close" and the connection closed after the answer
+ * (close_after): lws frames bodies by an atoll() of Content-Length (or up
+ * to 100 MB when there is none) and parses what it did not take as the
+ * body as the next request (lws_glue.h, cg_request_body_framing), so
+ * those bytes must never be read as a request.
  *
  * A second receiver while one is attached gets c[2010,"Another connection
  * still open"] and ends; a receiver on a CLOSED session gets the close
@@ -239,7 +246,7 @@ struct sj_req {
     unsigned             ending : 1;    /* the write in out is the last */
     unsigned             body_over : 1; /* more than SJ_SEND_MAX arrived */
     unsigned             nosniff : 1;
-    unsigned             close_after : 1; /* unread body bytes: close, not keep-alive */
+    unsigned             close_after : 1; /* untrusted framing: close after the answer */
     unsigned             rx_off : 1;      /* idle receiver: POLLIN off (see req_idle) */
     uint64_t             sent;          /* streamed frame bytes */
     struct cg_wbuf       out;           /* the next write; LWS_PRE headroom */
@@ -806,6 +813,8 @@ write_headers(struct sj_req *r, long long content_length)
     }
     if (r->nosniff && add_hdr(wsi, "x-content-type-options:", "nosniff", &p, end))
         return -1;
+    if (r->close_after && add_hdr(wsi, "connection:", "close", &p, end))
+        return -1;
     return lws_finalize_write_http_header(wsi, start, &p, end) ? -1 : 0;
 }
 
@@ -1216,6 +1225,40 @@ route_receiver(struct cg_sockjs *sj, struct sj_req *r, const struct cg_sockjs_pa
     lws_callback_on_writable(r->wsi);
 }
 
+/* Refuse r with status and close the connection after the answer (see
+ * the top: its framing cannot be trusted). */
+static void
+refuse_framing(struct sj_req *r, unsigned status, const char *text)
+{
+    cg_log_ctx(CG_LOG_INFO, r->peer, "SockJS request refused (%u %s): closing the "
+               "connection after the answer", status, text);
+    r->close_after = 1;
+    respond_text(r, status, text);
+}
+
+/* Check r's framing before lws reads any of its body. Returns 1 when r
+ * was refused; else 0 with *framing and *len. */
+static int
+framing_refused(struct sj_req *r, enum cg_body_framing *framing, uint64_t *len)
+{
+    *framing = cg_request_body_framing(r->wsi, len);
+    if (*framing == CG_BODY_CHUNKED) {
+        /* Browsers' XHR always sends Content-Length. */
+        refuse_framing(r, 411, "Content-Length required: chunked request "
+                       "bodies are not supported.");
+        return 1;
+    }
+    if (*framing == CG_BODY_BAD) {
+        refuse_framing(r, 400, "Bad Content-Length.");
+        return 1;
+    }
+    if (*len > SJ_SEND_MAX) {
+        refuse_framing(r, 413, "Payload too large.");
+        return 1;
+    }
+    return 0;
+}
+
 /* The body of xhr_send / jsonp_send has arrived. */
 static void
 route_sender(struct cg_sockjs *sj, struct sj_req *r)
@@ -1227,9 +1270,7 @@ route_sender(struct cg_sockjs *sj, struct sj_req *r)
     int rc;
 
     if (r->body_over) {
-        cg_log_ctx(CG_LOG_INFO, r->peer, "SockJS send body over %d bytes: 413",
-                   SJ_SEND_MAX);
-        respond_text(r, 413, "Payload too large.");
+        refuse_framing(r, 413, "Payload too large.");
         return;
     }
     ss = table_find(sj, r->key, r->keylen);
@@ -1283,7 +1324,9 @@ cg_sockjs_http_on_request(struct cg_server *srv, struct lws *wsi,
 {
     struct cg_sockjs *sj = srv->sockjs;
     struct cg_sockjs_path sp;
+    enum cg_body_framing framing;
     struct sj_req *r;
+    uint64_t blen;
     int admitted;
 
     if ((r = cg_calloc(1, sizeof *r)) == NULL)
@@ -1303,6 +1346,8 @@ cg_sockjs_http_on_request(struct cg_server *srv, struct lws *wsi,
         memcpy(r->key, sp.session.ptr, sp.session.len);
     r->keylen = sp.session.len;
     admitted = cors_check(sj, r);
+    if (framing_refused(r, &framing, &blen))
+        return 0;
 
     switch (sp.route) {
     case CG_SJ_GREETING:
@@ -1370,33 +1415,12 @@ cg_sockjs_http_on_request(struct cg_server *srv, struct lws *wsi,
         return 0;
     }
     if (sp.route == CG_SJ_XHR_SEND || sp.route == CG_SJ_JSONP_SEND) {
-        char clen[32];
-
-        /* The body comes with HTTP_BODY; lws announces its end with
-         * BODY_COMPLETION (also for an explicit Content-Length: 0). No
-         * Content-Length at all means no body. */
-        if (lws_hdr_copy(wsi, clen, sizeof clen, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0) {
-            char *end;
-            unsigned long long n = strtoull(clen, &end, 10);
-
-            if (*end != '\0' || clen[0] == '-') {
-                respond_text(r, 400, "Bad Content-Length.");
-            } else if (n > SJ_SEND_MAX) {
-                cg_log_ctx(CG_LOG_INFO, r->peer, "SockJS send body of %llu bytes "
-                           "over %d: 413", n, SJ_SEND_MAX);
-                respond_text(r, 413, "Payload too large.");
-            }
+        /* The body comes with HTTP_BODY and lws announces its end with
+         * BODY_COMPLETION (also for an explicit Content-Length: 0). */
+        if (framing != CG_BODY_NONE)
             return 0;
-        }
-        if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
-            /* lws 4.1 cannot read a chunked request body (it would parse
-             * it as the next request): refuse it and drop the connection.
-             * Browsers' XHR always sends Content-Length. */
-            r->close_after = 1;
-            respond_text(r, 411, "Content-Length required: chunked request "
-                         "bodies are not supported.");
-            return 0;
-        }
+        /* No body, but lws would read what follows as one. */
+        r->close_after = 1;
         route_sender(sj, r);
         return 0;
     }

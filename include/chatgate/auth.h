@@ -30,15 +30,21 @@ struct cg_principal {
     int64_t  expires_ms;                         /* token expiry (login, check) */
     int      online;                             /* lookup only: nodes with a live
                                                     session of the user */
+    int64_t  retry_after_s;                      /* login refused with CG_E_LIMIT:
+                                                    seconds until it may retry */
 };
 
 /* err: 0, CG_E_AUTH (bad/expired/revoked token or wrong password),
+ * CG_E_LIMIT (login only: too many failed logins, see cg_auth_login),
  * CG_E_NOTFOUND, CG_E_EXISTS, CG_E_INVAL, CG_E_STORE, CG_E_CLOSED.
- * who is borrowed for the call and NULL unless err == 0. token is the new
- * token (login only, NUL-terminated) and NULL otherwise. */
+ * who is borrowed for the call and NULL unless err == 0 or CG_E_LIMIT
+ * (then only who->retry_after_s is set). token is the new token (login
+ * only, NUL-terminated) and NULL otherwise. */
 typedef void (*cg_auth_cb)(int err, const struct cg_principal *who,
                            const char *token, void *data);
 
+/* Logs a warning when the login_* limits let one client address fill an
+ * account's own limit (one address could then lock the account out). */
 int  cg_auth_create(struct uv_loop_s *loop, const struct cg_config *cfg,
                     struct cg_store *store, struct cg_metrics *metrics,
                     cg_auth **out);
@@ -75,7 +81,14 @@ int cg_auth_register(cg_auth *a, const char *name, size_t name_len,
                      const char *password, size_t pw_len,
                      cg_auth_cb cb, void *data);
 
-/* addr is the client address (for the per-address login rate limit). */
+/* Check name and password and make a token. addr is the client address
+ * (cg_request_client_addr(): X-Forwarded-For only from trusted proxies).
+ * Failed logins are limited per (account, address), per address and, far
+ * more loosely, per account, each in a fixed window (config login_*);
+ * over a limit the callback gets CG_E_LIMIT with who->retry_after_s, and
+ * nothing is checked. Returns at once (no callback) CG_E_AUTH for a name
+ * that cannot exist or a password over 128 bytes (neither counts as a
+ * failure), CG_E_STORE when Redis is down, or CG_E_NOMEM. */
 int cg_auth_login(cg_auth *a, const char *name, size_t name_len,
                   const char *password, size_t pw_len, const char *addr,
                   cg_auth_cb cb, void *data);

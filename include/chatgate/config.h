@@ -32,6 +32,14 @@ struct cg_config {
     /* --- auth --------------------------------------------------------- */
     int64_t  token_ttl_s;            /* 7 days */
     int64_t  password_iterations;    /* PBKDF2-HMAC-SHA256 rounds */
+    /* Failed logins allowed per fixed window (auth.c "login limit"); the
+     * next attempt answers 429 until the window ends. */
+    int64_t  login_account_addr_max;      /* one account from one address: 10 */
+    int64_t  login_account_addr_window_s; /* ... per 300 s */
+    int64_t  login_addr_max;              /* one address, any account: 30 */
+    int64_t  login_addr_window_s;         /* ... per 300 s */
+    int64_t  login_account_max;           /* one account, all addresses: 100 */
+    int64_t  login_account_window_s;      /* ... per 900 s */
 
     /* --- STOMP limits (PROTOCOL.md section 3) ------------------------- */
     int64_t  max_frame_bytes;        /* 65536 */

@@ -1,5 +1,9 @@
 // PROTOCOL.md section 1 (HTTP API), row by row, against the real binary and
-// a real redis-server; plus `--base-path /Mimi` (section 0 and 2).
+// a real redis-server; plus `--base-path /Mimi` (section 0 and 2), and HTTP
+// framing over raw TCP: a request whose Content-Length is refused (400,
+// 413), with Transfer-Encoding (411) or a POST without Content-Length is
+// answered with Connection: close and the connection closed, so a request
+// pipelined after it is never answered (no request smuggling).
 //
 // Assumptions where the contract is silent (each marked ASSUMPTION below):
 // - expiresAt is milliseconds since the epoch (like `time` in chat
@@ -14,8 +18,10 @@
 //   may be updated asynchronously).
 import { describe, it, before, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
 
 import { useEnv, uniqueName, httpRequest, until, RawStomp, HandshakeError } from './lib/harness.mjs';
+import { sessionPath } from './lib/sockjs.mjs';
 
 const T = { timeout: 30000 };
 const TOKEN_RE = /^[A-Za-z0-9_-]{43}$/;
@@ -28,6 +34,76 @@ function assertJsonError(r, status, what) {
   assert.deepEqual(Object.keys(r.json), ['error'], `${what}: body is {"error":...}: ${r.text}`);
   assert.equal(typeof r.json.error, 'string');
   assert.ok(r.json.error.length > 0, `${what}: error text is not empty`);
+}
+
+/**
+ * Writes `parts` (strings or Buffers) in one write on one fresh TCP
+ * connection, as a pipelining client does, and collects what comes back
+ * until the server closes it or `timeout` ms pass: {data (latin1 string),
+ * closed, error}. An ECONNRESET after the answer is fine: a server that
+ * closes with bytes still unread (an unread request body) makes the kernel
+ * reset the connection. (One write: a later write to a connection the
+ * server already closed would fail with EPIPE, and node would drop the
+ * answer it had not read yet.)
+ */
+function rawExchange(port, parts, timeout = 5000) {
+  return new Promise((resolve) => {
+    const s = net.createConnection({ host: '127.0.0.1', port });
+    const chunks = [];
+    let error = null;
+    const done = (closed) => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve({ data: Buffer.concat(chunks).toString('latin1'), closed, error });
+    };
+    const timer = setTimeout(() => done(false), timeout);
+    s.on('connect', () => s.write(Buffer.concat(parts.map((p) => Buffer.from(p, 'latin1')))));
+    s.on('data', (d) => chunks.push(d));
+    s.on('error', (e) => { error = e.code || e.message; });
+    s.on('close', () => done(true));
+  });
+}
+
+/** Every complete HTTP/1.1 response in data (each with a Content-Length). */
+function parseResponses(data) {
+  const out = [];
+  let rest = data;
+  for (;;) {
+    const end = rest.indexOf('\r\n\r\n');
+    if (end < 0) break;
+    const lines = rest.slice(0, end).split('\r\n');
+    const m = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0]);
+    if (!m) break;
+    const headers = {};
+    for (const l of lines.slice(1)) {
+      const i = l.indexOf(':');
+      headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
+    }
+    const len = Number(headers['content-length'] ?? 0);
+    if (rest.length < end + 4 + len) break;
+    out.push({ status: Number(m[1]), headers, body: rest.slice(end + 4, end + 4 + len) });
+    rest = rest.slice(end + 4 + len);
+  }
+  return out;
+}
+
+/**
+ * The first request (head, then its body parts) followed on the same
+ * connection by a pipelined GET /healthz: exactly one answer with
+ * `status` and "Connection: close", then the connection ends; the
+ * pipelined request is never answered.
+ */
+async function expectAnsweredThenClosed(gw, head, bodyParts, status, what) {
+  const next = `GET ${gw.basePath}/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`;
+  const r = await rawExchange(gw.port, [head, ...bodyParts, next]);
+  const answers = parseResponses(r.data);
+  assert.ok(answers.length >= 1, `${what}: an answer before the close (got ${JSON.stringify(r.data.slice(0, 300))}, error ${r.error})`);
+  assert.equal(answers[0].status, status, `${what}: status (${answers[0].body})`);
+  assert.equal(answers[0].headers.connection, 'close', `${what}: Connection: close`);
+  assert.ok(r.closed, `${what}: the server closed the connection`);
+  assert.equal(answers.length, 1, `${what}: the pipelined request was not answered: ${JSON.stringify(r.data)}`);
+  assert.ok(!/HTTP\/1\.1 200/.test(r.data), `${what}: nothing of GET /healthz came back`);
+  return answers[0];
 }
 
 function expiresMs(v) {
@@ -169,8 +245,8 @@ describe('HTTP API (PROTOCOL.md section 1)', () => {
   });
 
   describe('POST /api/login and /api/logout', () => {
-    // A user per test: the gateway also limits login attempts per user (not
-    // in PROTOCOL.md), so no one user should log in more than a few times.
+    // A user per test: the gateway also limits failed logins per user (not
+    // in PROTOCOL.md), so no one user should fail more than a few times.
     let user;
     beforeEach(async () => {
       const name = uniqueName('login');
@@ -357,6 +433,70 @@ describe('HTTP API (PROTOCOL.md section 1)', () => {
       const d = await gw.api('DELETE', '/api/login');
       assert.ok(d.status === 404 || d.status === 405, `DELETE /api/login: ${d.status}`);
       assertJsonError(d, d.status, 'DELETE /api/login');
+    });
+  });
+
+  describe('HTTP framing: a request whose length is refused ends the connection', () => {
+    // lws 4.1 frames bodies by an atoll() of Content-Length and parses
+    // whatever it did not take as a body as the next request: after such
+    // an answer the gateway must close, or the rest of the bytes would be
+    // read as a request of their own (request smuggling / desync).
+    const login = JSON.stringify({ username: 'nobody', password: 'password-123' });
+    const post = (p, cl, extra = '') =>
+      `POST ${gw.basePath}${p} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n${extra}` +
+      (cl === null ? '' : `Content-Length: ${cl}\r\n`) + '\r\n';
+
+    it('Content-Length: abc answers 400 {"error"} with Connection: close, then closes; a pipelined request is not answered', T, async () => {
+      const a = await expectAnsweredThenClosed(gw, post('/api/login', 'abc'), [login], 400, 'Content-Length abc');
+      assert.deepEqual(Object.keys(JSON.parse(a.body)), ['error']);
+      assert.match(a.headers['content-type'], /^application\/json/);
+    });
+
+    it('negative, overflowing, signed, listed and duplicate Content-Lengths answer 400 and close', T, async () => {
+      for (const cl of ['-1', '99999999999999999999', '18446744073709551616', '+5', '5, 5', '0x10', '1e3']) {
+        await expectAnsweredThenClosed(gw, post('/api/register', cl), [login], 400, `Content-Length ${JSON.stringify(cl)}`);
+      }
+      await expectAnsweredThenClosed(gw, post('/api/register', '5', `Content-Length: ${login.length}\r\n`), [login], 400,
+        'two Content-Length headers');
+    });
+
+    it('any method: a bad Content-Length, or a body on a GET, answers 400 and closes', T, async () => {
+      const get = (p, cl) => `GET ${gw.basePath}${p} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${cl}\r\n\r\n`;
+      await expectAnsweredThenClosed(gw, get('/healthz', 'abc'), ['12345'], 400, 'GET /healthz, Content-Length abc');
+      await expectAnsweredThenClosed(gw, get('/index.html', '5'), ['12345'], 400, 'GET of a file with a body');
+      await expectAnsweredThenClosed(gw, get('/nowhere/../x', '-1'), ['12345'], 400, 'an unknown path, Content-Length -1');
+      await expectAnsweredThenClosed(gw, get('/socketServer/info', 'abc'), ['12345'], 400, 'SockJS info, Content-Length abc');
+    });
+
+    it('a body over http_max_body answers 413 and closes, whether or not the body follows', T, async () => {
+      // only the headers: answered at once, the body is never waited for
+      await expectAnsweredThenClosed(gw, post('/api/register', String(1 << 20)), [], 413, 'announced 1 MiB, not sent');
+      // the whole body, then a pipelined request
+      const big = JSON.stringify({ username: uniqueName('big'), password: 'x'.repeat(70000) });
+      await expectAnsweredThenClosed(gw, post('/api/register', Buffer.byteLength(big)), [big], 413, '70 kB body sent');
+    });
+
+    it('a POST without Content-Length, or with Transfer-Encoding, is answered and the connection closed', T, async () => {
+      await expectAnsweredThenClosed(gw, post('/api/logout', null), [], 401, 'POST without Content-Length');
+      const chunked = `${login.length.toString(16)}\r\n${login}\r\n0\r\n\r\n`;
+      await expectAnsweredThenClosed(gw, post('/api/login', null, 'Transfer-Encoding: chunked\r\n'), [chunked], 411,
+        'Transfer-Encoding: chunked');
+    });
+
+    it('SockJS xhr_send: a bad or too large Content-Length answers 400 / 413 and closes', T, async () => {
+      const p = `${gw.basePath}/socketServer${sessionPath()}/xhr_send`;
+      const send = (cl) => `POST ${p} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: ${cl}\r\n\r\n`;
+      await expectAnsweredThenClosed(gw, send('abc'), ['["x"]'], 400, 'xhr_send Content-Length abc');
+      await expectAnsweredThenClosed(gw, send('-5'), ['["x"]'], 400, 'xhr_send Content-Length -5');
+      await expectAnsweredThenClosed(gw, send(String((1 << 20) + 1)), [], 413, 'xhr_send over 1 MiB');
+    });
+
+    it('a well-framed request keeps the connection: the pipelined request is answered too', T, async () => {
+      const next = `GET ${gw.basePath}/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`;
+      const r = await rawExchange(gw.port, [post('/api/login', login.length), login, next], 1500);
+      const answers = parseResponses(r.data);
+      assert.deepEqual(answers.map((a) => a.status), [401, 200], r.data.slice(0, 400));
+      assert.notEqual(answers[0].headers.connection, 'close');
     });
   });
 

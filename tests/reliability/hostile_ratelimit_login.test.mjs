@@ -9,19 +9,31 @@
 // --send-rate 5; this is the default configuration at volume.)
 //
 // Login brute force: PROTOCOL.md lists no 429 for /api/login; the gateway
-// answers 429 {"error":"too many attempts, try again later"} once a token
-// bucket runs dry, one bucket per account and one per client address
-// (gateway/auth.c: 10 attempts, refilled at 1 per 5 s). Asserted:
-//   - per account: after its first login, 9 wrong passwords from 9
-//     different addresses get 401, the 11th attempt gets 429, and so does the right password from a fresh
-//     address; a login works again once the bucket refilled (bounded wait);
-//   - per address: 10 attempts from one address on 10 different accounts
-//     get 401, the 11th (another account) gets 429, also with the right
-//     password; the same account from another address logs in (200).
+// answers 429 {"error":"too many attempts, try again later"} with a
+// Retry-After header once failed logins (wrong password or unknown name)
+// fill one of three fixed windows, counted in Redis (gateway/auth.c, at
+// the defaults): 10 per account and client address per 300 s, 30 per
+// address per 300 s, 100 per account from all addresses per 900 s.
+// Asserted:
+//   - one address cannot lock an account out: an attacker at A fails 10
+//     times (401) and keeps going, far past the per-account limit (429,
+//     also with the right password from A); the victim logs in from B
+//     (200), and A still gets 429. Also behind a trusted proxy, where the
+//     client address is the X-Forwarded-For entry proxies.c picks; a
+//     forged X-Forwarded-For from an untrusted peer is not believed;
+//   - the per-account limit still bounds guessing from many addresses:
+//     100 failures from 10 addresses (401), the 101st from a fresh one is
+//     429, also with the right password;
+//   - per address: 30 failures on 30 different accounts (or unknown
+//     names) from one address, then 429 whatever the account; the same
+//     account from another address logs in (200);
+//   - successful logins do not count (25 in a row from one address);
+//   - a window ends: on a gateway with a 2 s window the account logs in
+//     again from the refused address, no sooner than Retry-After allows.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { useEnv, msgId, sleep, until } from '../integration/lib/harness.mjs';
+import { useEnv, msgId, until } from '../integration/lib/harness.mjs';
 import { RawClient, sendFrame } from './lib/raw.mjs';
 import { History, check, assertClean, reported } from './lib/checker.mjs';
 import { secrets, newUser } from './lib/util.mjs';
@@ -121,57 +133,125 @@ describe('rate limits', () => {
     });
   });
 
-  it('login brute force is limited per account: the 11th attempt gets 429, also with the right password', T, async () => {
+  const login = (gw, username, password, localAddress, headers) =>
+    gw.api('POST', '/api/login', { username, password }, undefined, { localAddress, headers });
+
+  /** A 429 as auth.c answers it: the error body and a Retry-After of 1..window s. */
+  function assertLimited(r, window, what) {
+    assert.equal(r.status, 429, `${what}: ${r.status} ${r.text}`);
+    assert.match(r.json?.error || '', /too many/i, `${what}: error body`);
+    const after = Number(r.headers['retry-after']);
+    assert.ok(Number.isInteger(after) && after >= 1 && after <= window, `${what}: Retry-After ${r.headers['retry-after']}`);
+  }
+
+  /** n wrong-password logins of username from localAddress: their statuses. */
+  async function failures(gw, username, n, localAddress, headers) {
+    const codes = [];
+    for (let i = 0; i < n; i++) codes.push((await login(gw, username, `wrong-password-${i}`, localAddress, headers)).status);
+    return codes;
+  }
+
+  it('an attacker at one address cannot lock the account out: after its 10 failures it gets 429, the victim at another address gets 200', T, async () => {
     const gw = h.env.gw;
     const victim = await newUser(gw, 'victim');
-    // newUser() logged in once: 9 attempts are left in the account's bucket of 10
-    const codes = [];
-    for (let i = 0; i < 10; i++) {
-      const r = await gw.api('POST', '/api/login', { username: victim.username, password: `wrong-password-${i}` }, undefined, { localAddress: addr() });
-      codes.push(r.status);
-      if (r.status === 429) {
-        assert.match(r.json?.error || '', /too many/i);
-      }
-    }
-    assert.deepEqual(codes, [...Array(9).fill(401), 429], 'ten attempts (one right, nine wrong), then limited');
-    const right = await gw.api('POST', '/api/login', { username: victim.username, password: victim.password }, undefined, { localAddress: addr() });
-    assert.equal(right.status, 429, 'the right password is limited too while the account is');
-    // case does not open a second bucket
-    const upper = await gw.api('POST', '/api/login', { username: victim.username.toUpperCase(), password: victim.password }, undefined, { localAddress: addr() });
-    assert.equal(upper.status, 429, 'the account bucket ignores case');
-    // it refills (1 attempt per 5 s): a login works again, bounded
-    const t0 = Date.now();
-    let ok;
-    await until(async () => {
-      ok = await gw.api('POST', '/api/login', { username: victim.username, password: victim.password }, undefined, { localAddress: addr() });
-      return ok.status === 200;
-    }, { timeout: 12000, interval: 500, what: 'a login after the refill' });
+    const a = addr();
+    assert.deepEqual(await failures(gw, victim.username, 10, a), Array(10).fill(401), 'ten failures from A');
+    // far past the account's own limit (100): every one refused at A's bucket
+    const codes = await failures(gw, victim.username, 150, a);
+    assert.deepEqual([...new Set(codes)], [429], 'A keeps getting 429');
+    assertLimited(await login(gw, victim.username, victim.password, a), 300, 'the right password from A');
+    assertLimited(await login(gw, victim.username.toUpperCase(), victim.password, a), 300, 'the name in upper case from A');
+    const b = addr();
+    const ok = await login(gw, victim.username, victim.password, b);
+    assert.equal(ok.status, 200, `the victim at B: ${ok.status} ${ok.text}`);
     secrets.add('token', ok.json.token);
-    assert.ok(Date.now() - t0 >= 2000, 'not before the bucket refilled');
+    assertLimited(await login(gw, victim.username, 'wrong-password', a), 300, 'A after the victim logged in');
+    // the victim may still mistype at B
+    assert.equal((await login(gw, victim.username, 'wrong-password', b)).status, 401);
+    const again = await login(gw, victim.username, victim.password, b);
+    assert.equal(again.status, 200);
+    secrets.add('token', again.json.token);
   });
 
-  it('login brute force is limited per address: the 11th account from one address gets 429; another address is fine', T, async () => {
+  it('behind a trusted proxy the X-Forwarded-For client is what counts; a forged one from an untrusted peer is not believed', T, async () => {
+    const proxy = '127.88.0.1';
+    const gw = await h.env.startGateway(['--trusted-proxies', proxy], { name: 'proxied' });
+    const victim = await newUser(gw, 'pvictim');
+    const viaProxy = (client) => ({ 'X-Forwarded-For': `${client}` });
+    // the attacker behind the proxy
+    assert.deepEqual(await failures(gw, victim.username, 10, proxy, viaProxy('203.0.113.66')), Array(10).fill(401));
+    assertLimited(await login(gw, victim.username, victim.password, proxy, viaProxy('203.0.113.66')), 300,
+      'the attacker behind the proxy');
+    // the same proxy, another client: the victim
+    const ok = await login(gw, victim.username, victim.password, proxy, viaProxy('198.51.100.77'));
+    assert.equal(ok.status, 200, `the victim behind the proxy: ${ok.status} ${ok.text}`);
+    secrets.add('token', ok.json.token);
+    // an untrusted peer claiming to be the victim's address is counted as itself
+    const liar = '127.88.0.2';
+    assert.deepEqual(await failures(gw, victim.username, 10, liar, viaProxy('198.51.100.77')), Array(10).fill(401));
+    assertLimited(await login(gw, victim.username, victim.password, liar, viaProxy('198.51.100.78')), 300,
+      'the untrusted peer, whatever it forges');
+    const still = await login(gw, victim.username, victim.password, proxy, viaProxy('198.51.100.77'));
+    assert.equal(still.status, 200, `the victim is unaffected by the forgery: ${still.status} ${still.text}`);
+    secrets.add('token', still.json.token);
+  });
+
+  it('the per-account limit still bounds guessing from many addresses: the 101st failure from a fresh address gets 429', T, async () => {
+    const gw = h.env.gw;
+    const victim = await newUser(gw, 'spread');
+    for (let i = 0; i < 10; i++) {
+      assert.deepEqual(await failures(gw, victim.username, 10, addr()), Array(10).fill(401), `address ${i}: ten failures`);
+    }
+    assertLimited(await login(gw, victim.username, 'wrong-password', addr()), 900, 'the 101st failure, from a fresh address');
+    assertLimited(await login(gw, victim.username, victim.password, addr()), 900, 'the right password, from a fresh address');
+  });
+
+  it('login brute force is limited per address: after 30 failures on 30 accounts, 429 whatever the account; another address is fine', T, async () => {
     const gw = h.env.gw;
     const users = [];
-    for (let i = 0; i < 12; i++) users.push(await newUser(gw, `spray${i}`));
+    for (let i = 0; i < 32; i++) users.push(await newUser(gw, `spray${i}`));
     const a = addr();
     const codes = [];
-    for (let i = 0; i < 10; i++) {
-      codes.push((await gw.api('POST', '/api/login', { username: users[i].username, password: 'wrong-password' }, undefined, { localAddress: a })).status);
-    }
-    assert.deepEqual(codes, Array(10).fill(401));
-    const eleventh = await gw.api('POST', '/api/login', { username: users[10].username, password: 'wrong-password' }, undefined, { localAddress: a });
-    assert.equal(eleventh.status, 429);
-    const right = await gw.api('POST', '/api/login', { username: users[11].username, password: users[11].password }, undefined, { localAddress: a });
-    assert.equal(right.status, 429, 'the address is limited, whatever the account');
-    const elsewhere = await gw.api('POST', '/api/login', { username: users[11].username, password: users[11].password }, undefined, { localAddress: addr() });
+    for (let i = 0; i < 30; i++) codes.push((await login(gw, users[i].username, 'wrong-password', a)).status);
+    assert.deepEqual(codes, Array(30).fill(401));
+    assertLimited(await login(gw, users[30].username, 'wrong-password', a), 300, 'the 31st account');
+    assertLimited(await login(gw, users[31].username, users[31].password, a), 300, 'the right password, at the limited address');
+    const elsewhere = await login(gw, users[31].username, users[31].password, addr());
     assert.equal(elsewhere.status, 200, 'the account itself is not locked');
     secrets.add('token', elsewhere.json.token);
     // unknown accounts count against the address too (no user enumeration bypass)
     const b = addr();
     const unk = [];
-    for (let i = 0; i < 11; i++) unk.push((await gw.api('POST', '/api/login', { username: `nobody${i}x${Date.now() % 1e6}`, password: 'wrong-password' }, undefined, { localAddress: b })).status);
-    assert.deepEqual(unk, [...Array(10).fill(401), 429]);
-    await sleep(10);
+    for (let i = 0; i < 31; i++) unk.push((await login(gw, `nobody${i}x${Date.now() % 1e6}`, 'wrong-password', b)).status);
+    assert.deepEqual(unk, [...Array(30).fill(401), 429]);
+  });
+
+  it('successful logins do not count: 25 in a row from one address, then the failures are limited as usual', T, async () => {
+    const gw = h.env.gw;
+    const user = await newUser(gw, 'often');
+    const a = addr();
+    for (let i = 0; i < 25; i++) {
+      const r = await login(gw, user.username, user.password, a);
+      assert.equal(r.status, 200, `login ${i + 1}: ${r.status} ${r.text}`);
+      secrets.add('token', r.json.token);
+    }
+    assert.deepEqual(await failures(gw, user.username, 11, a), [...Array(10).fill(401), 429]);
+  });
+
+  it('a window ends: with a 2 s window the refused address logs in again, not before the window is over', T, async () => {
+    const gw = await h.env.startGateway(['--login-account-addr-window-s', '2'], { name: 'shortwindow' });
+    const user = await newUser(gw, 'window');
+    const a = addr();
+    const t0 = Date.now();             // the window starts at the first failure, after this
+    assert.deepEqual(await failures(gw, user.username, 10, a), Array(10).fill(401));
+    const refused = await login(gw, user.username, user.password, a);
+    assertLimited(refused, 2, 'within the window');
+    let ok;
+    await until(async () => {
+      ok = await login(gw, user.username, user.password, a);
+      return ok.status === 200;
+    }, { timeout: 10000, interval: 200, what: 'a login once the window ended' });
+    secrets.add('token', ok.json.token);
+    assert.ok(Date.now() - t0 >= 2000, `not before the window ended: ${Date.now() - t0} ms`);
   });
 });

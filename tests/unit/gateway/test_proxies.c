@@ -113,3 +113,48 @@ Test(cg_proxies, every_allocation_failure_is_clean)
         cr_assert(eq(ptr, p, NULL));
     }
 }
+
+/* cg_proxies_limit_key: what a per-address limit counts. */
+struct key_case {
+    char addr[64];
+    char want[64];
+};
+
+static const struct key_case key_cases[] = {
+    /* IPv4, also as a v4-mapped IPv6 address (a dual-stack socket). */
+    { "203.0.113.9", "203.0.113.9" },
+    { "::ffff:203.0.113.9", "203.0.113.9" },
+    /* IPv6: every address of one /64 is one key... */
+    { "2001:db8:1:2::1", "2001:db8:1:2::/64" },
+    { "2001:DB8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64" },
+    /* ...and the next /64 is another. */
+    { "2001:db8:1:3::1", "2001:db8:1:3::/64" },
+    { "::1", "::/64" },
+    /* Not an address (a unix socket peer, say): as given. */
+    { "", "" },
+    { "localhost", "localhost" },
+};
+
+ParameterizedTestParameters(cg_proxies, limit_key)
+{
+    return cr_make_param_array(struct key_case, key_cases,
+                               sizeof key_cases / sizeof key_cases[0]);
+}
+
+ParameterizedTest(const struct key_case *c, cg_proxies, limit_key)
+{
+    char out[64];
+
+    cg_proxies_limit_key(c->addr, out, sizeof out);
+    cr_assert(eq(str, out, (char *)c->want), "address \"%s\"", c->addr);
+}
+
+Test(cg_proxies, limit_key_is_cut_to_the_buffer)
+{
+    char out[8];
+
+    cg_proxies_limit_key("2001:db8:1:2::1", out, sizeof out);
+    cr_assert(eq(str, out, "2001:db"));
+    cg_proxies_limit_key("198.51.100.200", out, sizeof out);
+    cr_assert(eq(str, out, "198.51."));
+}
