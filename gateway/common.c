@@ -52,11 +52,12 @@ static const char *const cg_errors[] = {
     "already exists",                     /* CG_E_EXISTS */
     "invalid argument",                   /* CG_E_INVAL */
     "out of memory",                      /* CG_E_NOMEM */
+    "credentials expired",                /* CG_E_EXPIRED */
 };
 
 #define CG_NERRORS (sizeof cg_errors / sizeof cg_errors[0])
 
-_Static_assert(CG_E_BASE - CG_E_NOMEM + 1 == CG_NERRORS,
+_Static_assert(CG_E_BASE - CG_E_EXPIRED + 1 == CG_NERRORS,
                "cg_errors[] must name every CG_E_* code");
 
 const char *

@@ -156,8 +156,9 @@ static const struct opt options[] = {
         "1 sends each on its own"),
 
     /* --- auth ----------------------------------------------------------- */
-    /* 1 minute .. 1 year. */
-    INT(token_ttl_s, 604800, 60, 31536000,
+    /* 1 second (short enough to watch a live session's token expire in
+     * a test; sessions are closed when it does) .. 1 year. */
+    INT(token_ttl_s, 604800, 1, 31536000,
         "lifetime of a login token, seconds"),
     /* 10M rounds is seconds of CPU per login on the thread pool. */
     INT(password_iterations, 100000, 1000, 10000000,

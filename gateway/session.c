@@ -3,11 +3,13 @@
  * What it does. A transport (plain WebSocket, a SockJS transport, a test's
  * fake) hands a session the peer's bytes and pulls the frames it should
  * send. In between the session parses frames (libstomp), checks them
- * against one dispatch table, and turns them into chat requests (chat.c),
- * subscriptions (subs.c), transactions and RECEIPTs; answers, chat messages
- * and heart-beats wait in the bounded outbound queue (outq.c) until the
- * transport pulls them. The session never sees a wsi, a URL or SockJS
- * framing; it talks to its transport only through cg_transport_ops.
+ * against one dispatch table, and turns them into chat requests
+ * (session_chat.c, which talks to chat.c), subscriptions (subs.c),
+ * transactions and RECEIPTs; answers, chat messages and heart-beats wait in
+ * the bounded outbound queue (outq.c) until the transport pulls them. The
+ * session never sees a wsi, a URL or SockJS framing; it talks to its
+ * transport only through cg_transport_ops. This file is the STOMP side;
+ * session_internal.h lists the calls between it and session_chat.c.
  *
  * States:
  *
@@ -18,8 +20,9 @@
  *     v                                           v  ERROR           v
  *   CLOSING <-------------------------------------+------------- ATTACHING
  *     ^   ERROR (session_fail), DISCONNECT,           user channel   |
- *     |   heart-beat/frame timeout, output cap,       subscribed:    |
- *     |   cg_session_close(), transport gone          CONNECTED sent |
+ *     |   heart-beat/frame timeout, token expiry,     subscribed:    |
+ *     |   output cap, cg_session_close(),             CONNECTED sent |
+ *     |   transport gone                                             |
  *     +-------------------------------------------- CONNECTED <-----+
  *
  *   Reading pauses (transport pause_read + no parsing) while
@@ -42,14 +45,10 @@
  * frame's RECEIPT follows its answer, and DISCONNECT's RECEIPT follows every
  * outstanding answer. Chat messages pushed by the registry and the init
  * stream are appended when they arrive: they are not answers to a frame
- * and never wait behind one.
+ * and never wait behind one. (session_chat.c has the tickets, the init
+ * stream and how status answers and chat messages find a subscription.)
  *
  * Choices where STOMP or PROTOCOL.md leave room:
- *   - A status answer goes to the first subscription of its topic, a chat
- *     message to the first recive subscription: once per session, even if
- *     it subscribed by name and by uid. No subscription: dropped (debug).
- *   - init is a stream: its RECEIPT means "started"; a second init while
- *     one runs is coalesced into it (one init/status ends both).
  *   - message-id (and the 1.2 ack header) of a chat message is
  *     "<uid>-<id>"; ACK of it on a client/client-individual recive
  *     subscription confirms that one message (client mode is not
@@ -61,18 +60,24 @@
  *     given by cg_session_close() (shutdown, logout).
  *   - A closing session gets frame_timeout_ms to flush its last frames,
  *     then ops->close() cuts it.
+ *   - A session lives no longer than its login token: at the expiry auth.c
+ *     read at CONNECT, ERROR "401 token expired: log in again" and a close
+ *     (1008; SockJS adds c[3000,"Go away!"] as after any ERROR). Logout
+ *     revokes a token early (registry.c closes its sessions). The check is
+ *     one more deadline of the session's one timer, so it costs no handle
+ *     and no walk over the sessions, and it is as exact as the loop's
+ *     millisecond clock; the expiry is converted to loop time once, at the
+ *     token check, so a later step of the wall clock does not move it.
  *
- * Asynchronous answers carry (session id, ticket), never a bare session
- * pointer (STYLE.md 4.3): the callback looks the session up by id and drops
- * the answer when it has gone (the message stays pending in Redis). The
- * ticket is safe to use once the session is found, because tickets are
- * freed only after the session has left the registry (outq.c explains).
+ * Asynchronous callbacks (the token check, the registry attach) carry the
+ * session id, never a bare session pointer (STYLE.md 4.3), and find the
+ * session again with cg_session_lookup().
  *
  * Owns: the input buffer (lazily allocated, freed when empty: idle
  * sessions hold none), the outbound queue, the subscription table, open
  * transactions, one uv_timer (re-armed to the nearest deadline:
- * connect, frame, heart-beat in and out, soft output limit, close flush)
- * and the token until the token check answers.
+ * connect, frame, heart-beat in and out, token expiry, soft output limit,
+ * close flush) and the token until the token check answers.
  *
  * Lifetime (STYLE.md 4): the transport holds the first reference; a close
  * is only requested (begin_close) and the transport closes when
@@ -101,6 +106,7 @@
 #include "chatgate/server.h"
 #include "chatgate/session.h"
 #include "outq.h"
+#include "session_internal.h"
 #include "session_test.h"
 #include "stomp/stomp.h"
 #include "subs.h"
@@ -133,20 +139,8 @@
  * is at least this big, never after each frame. */
 #define SESSION_COMPACT_AT 1024
 
-/* The init stream fetches its next batch only while the queued output is
- * below this (or out_max_bytes / 4 if smaller), so memory stays flat for an
- * inbox of any size. */
-#define SESSION_INIT_LOW_WATER (64 * 1024)
-
-/* Worst-case MESSAGE body overhead beyond the content (ids, names, time,
- * JSON punctuation), used to size init batches under the output cap. */
-#define SESSION_ITEM_OVERHEAD 512
-
 /* Longest token accepted from anywhere (real ones are 43 chars). */
 #define SESSION_TOKEN_MAX 256
-
-/* A detail line of an ERROR frame or a status answer. */
-#define DETAIL_MAX 256
 
 /* WebSocket close codes used here. 1013 "Try Again Later" for the output
  * cap: the client did nothing wrong protocol-wise and may reconnect (and
@@ -163,36 +157,11 @@
 /* The session                                                               */
 /* ------------------------------------------------------------------------ */
 
-enum session_state {
-    ST_AWAIT_CONNECT = 0,
-    ST_AUTHENTICATING,
-    ST_ATTACHING,
-    ST_CONNECTED,
-    ST_CLOSING,
-};
-
 #define SM(st) (1u << (st))
 
 static const char *const state_names[] = {
     "AWAIT_CONNECT", "AUTHENTICATING", "ATTACHING", "CONNECTED", "CLOSING",
 };
-
-/* Why reading is paused (any bit set: paused). */
-#define PAUSE_AUTH      0x01u   /* CONNECT seen; waiting for auth + attach */
-#define PAUSE_INFLIGHT  0x02u   /* max_inflight requests await Redis */
-#define PAUSE_CLOSING   0x04u   /* for good */
-
-/* Flags. */
-#define F_GONE          0x0001u /* transport called on_closed: no more ops */
-#define F_CLOSE_SENT    0x0002u /* ops->close() called */
-#define F_ATTACHED      0x0004u /* registry attach called: detach at the end */
-#define F_TIMER_CLOSED  0x0008u /* the timer's close_cb ran */
-#define F_READ_STOPPED  0x0010u /* transport told to pause reading */
-#define F_PARSE_PENDING 0x0020u /* buffered input waits for the timer */
-#define F_IN_INPUT      0x0040u /* inside process_input(): views are live */
-#define F_WRITE_ASKED   0x0080u /* want_write sent, pop has not run dry */
-#define F_EOL_DUE       0x0100u /* a heart-beat EOL should go out */
-#define F_AUTH_LIMITS   0x0200u /* parser has the post-CONNECT limits */
 
 struct tx_op {
     struct tx_op *next;
@@ -211,61 +180,6 @@ struct tx {
     uint32_t      nops;
     uint16_t      name_len;
     char          name[];
-};
-
-struct cg_session {
-    struct cg_server              *srv;
-    const struct cg_transport_ops *ops;
-    void                          *t;
-    uint64_t                       id;
-    uint64_t                       uid;         /* 0 until authenticated */
-    uint32_t                       refs;
-    uint32_t                       inflight;    /* pending tickets */
-    uint16_t                       flags;       /* F_* */
-    uint8_t                        state;       /* enum session_state */
-    uint8_t                        version;     /* negotiated stomp_version; 0 before */
-    uint8_t                        ws_version;  /* from the subprotocol; 0 = none */
-    uint8_t                        paused;      /* PAUSE_* */
-    uint16_t                       ntx;
-    int                            close_code;
-
-    /* Input. Frames are views into in[in_off..in_len): they stay valid
-     * until the next stomp_parse() or compaction, and handlers copy out
-     * what they keep (sqlite JsonParse style). */
-    struct stomp_parser            parser;
-    char                          *in;
-    size_t                         in_len, in_off, in_cap;
-
-    struct cg_outq                 outq;
-    struct cg_subs                 subs;
-    struct tx                     *txs;
-    uint64_t                       status_seq;  /* message-id of status answers */
-    const struct stomp_str        *cur_receipt; /* receipt of the frame being
-                                                   dispatched (a view), for ERROR */
-
-    /* Timing, in loop milliseconds (uv_now); a deadline of 0 is unset. */
-    uv_timer_t                     timer;
-    uint64_t                       timer_due;
-    uint64_t                       last_read, last_write;
-    uint64_t                       connect_dl, frame_dl, close_dl;
-    uint32_t                       hb_out, hb_in;  /* agreed intervals; 0 = off */
-    uint32_t                       hb_sx, hb_sy;   /* what CONNECTED announces */
-
-    /* The init stream (a stream, not a ticket: see start_init). */
-    struct {
-        uint64_t after_id;
-        uint64_t count;
-        uint32_t gen;          /* tags fetches; a stale answer is ignored */
-        uint8_t  active, fetching, waiting;
-    } init;
-
-    struct cg_chat_conn            chat;
-    char                          *token;       /* until the check answers */
-    size_t                         token_len;
-    char                           name[CG_NAME_MAX + 1];
-    char                           token_hash[CG_TOKEN_HASH_LEN + 1];
-    char                           peer[48];
-    char                           close_why[64];
 };
 
 /* The well-known headers, collected once per frame (first wins). */
@@ -309,37 +223,10 @@ static void begin_close(cg_session *s, int code, const char *why, enum close_how
 static void session_fail(cg_session *s, int err, const char *detail);
 static void process_input(cg_session *s);
 static void arm_timer(cg_session *s);
-static void after_enqueue(cg_session *s);
-static void on_chat_done(uint64_t sid, void *ticket, int err,
-                         enum cg_chat_topic topic, struct cg_buf *body, void *data);
 
 /* ------------------------------------------------------------------------ */
 /* Small helpers                                                             */
 /* ------------------------------------------------------------------------ */
-
-static uint64_t
-now_ms(const cg_session *s)
-{
-    return uv_now(s->srv->loop);
-}
-
-static const struct cg_config *
-cfg_of(const cg_session *s)
-{
-    return s->srv->cfg;
-}
-
-static size_t
-cfg_size(int64_t v)
-{
-    return v > 0 ? (size_t)v : 0;
-}
-
-static int
-ops_usable(const cg_session *s)
-{
-    return !(s->flags & (F_GONE | F_CLOSE_SENT));
-}
 
 static int
 fail(struct frame_ctx *c, int err, const char *fmt, ...)
@@ -362,22 +249,6 @@ static const char *
 repr(const struct stomp_str *v, char *out, size_t cap)
 {
     return cg_log_repr(v->ptr, v->len, 64, out, cap);
-}
-
-/* Peer bytes for a status body (JSON-escaped later by chat.c): control
- * bytes become '?', at most cap - 1 bytes. */
-static const char *
-printable(struct stomp_str v, char *out, size_t cap)
-{
-    size_t i, n = v.len < cap - 1 ? v.len : cap - 1;
-
-    for (i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)v.ptr[i];
-
-        out[i] = (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
-    }
-    out[n] = '\0';
-    return out;
 }
 
 static int
@@ -432,12 +303,6 @@ input_free(cg_session *s)
     s->in_len = s->in_off = s->in_cap = 0;
 }
 
-static struct cg_chat_caller
-caller_of(const cg_session *s)
-{
-    return (struct cg_chat_caller){ s->id, s->uid, s->name };
-}
-
 /* ------------------------------------------------------------------------ */
 /* Transport calls                                                           */
 /* ------------------------------------------------------------------------ */
@@ -457,8 +322,8 @@ input_paused(const cg_session *s)
     return s->paused != 0;
 }
 
-static void
-pause_input(cg_session *s, unsigned why)
+void
+cg_session__pause_input(cg_session *s, unsigned why)
 {
     s->paused |= (uint8_t)why;
     if (!(s->flags & F_READ_STOPPED) && ops_usable(s)) {
@@ -467,8 +332,8 @@ pause_input(cg_session *s, unsigned why)
     }
 }
 
-static void
-resume_input(cg_session *s, unsigned why)
+void
+cg_session__resume_input(cg_session *s, unsigned why)
 {
     if (!(s->paused & why))
         return;
@@ -557,7 +422,7 @@ queue_receipt(cg_session *s, const struct stomp_str *id)
         return rc == CG_E_NOMEM ? rc : CG_E_PROTO;
     if ((rc = cg_outq_push_raw(&s->outq, b)) < 0)
         return rc;
-    after_enqueue(s);
+    cg_session__after_enqueue(s);
     return 0;
 }
 
@@ -579,19 +444,10 @@ resolve_sub(void *ctx, uint32_t key, struct cg_outq_target *out)
     return 0;
 }
 
-static struct cg_outq_render
-render_ctx(cg_session *s)
+struct cg_outq_render
+cg_session__render_ctx(cg_session *s)
 {
     return (struct cg_outq_render){ out_version(s), s->uid, resolve_sub, s };
-}
-
-static size_t
-init_low_water(const cg_session *s)
-{
-    size_t quarter = cfg_size(cfg_of(s)->out_max_bytes) / 4;
-
-    return quarter > 0 && quarter < SESSION_INIT_LOW_WATER ? quarter
-                                                           : SESSION_INIT_LOW_WATER;
 }
 
 static void
@@ -613,9 +469,8 @@ output_cap_close(cg_session *s, enum cg_outq_limit lim)
     begin_close(s, WS_CLOSE_TRY_LATER, "output queue over limit", CLOSE_NOW);
 }
 
-/* Something was queued: enforce the output limits, then ask to write. */
-static void
-after_enqueue(cg_session *s)
+void
+cg_session__after_enqueue(cg_session *s)
 {
     enum cg_outq_limit lim;
 
@@ -633,449 +488,6 @@ after_enqueue(cg_session *s)
         (s->state == ST_CLOSING && cg_outq_idle(&s->outq)))
         want_write(s);
     arm_timer(s);
-}
-
-/* Queue a status-style answer (not a chat message) at the tail, on the
- * first subscription of topic; dropped when there is none. Returns 0 or
- * CG_E_NOMEM. body is borrowed. */
-static int
-queue_answer(cg_session *s, enum cg_chat_topic topic, struct cg_buf *body)
-{
-    const struct cg_sub *sub = cg_subs_by_topic(&s->subs, topic);
-    struct cg_outq_render r = render_ctx(s);
-    int rc;
-
-    if (sub == NULL) {
-        cg_slog(s, CG_LOG_DEBUG, "answer dropped: not subscribed to topic %d", (int)topic);
-        return 0;
-    }
-    rc = cg_outq_push_message(&s->outq, NULL, sub->key, body, ++s->status_seq, 0, &r);
-    if (rc == CG_E_NOMEM)
-        return rc;
-    after_enqueue(s);
-    return 0;
-}
-
-/* A status answer decided here, at once: {"code":..,"status":..,"content":..}. */
-static int
-answer_now(cg_session *s, enum cg_chat_topic topic, int code, const char *content)
-{
-    struct cg_buf *b = cg_chat_render_status(code, NULL, 0, content);
-    int rc;
-
-    if (b == NULL)
-        return CG_E_NOMEM;
-    rc = queue_answer(s, topic, b);
-    cg_buf_unref(b);
-    return rc;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Tickets: requests that wait for Redis                                     */
-/* ------------------------------------------------------------------------ */
-
-static struct cg_outq_entry *
-ticket_open(cg_session *s)
-{
-    struct cg_outq_entry *t = cg_outq_push_ticket(&s->outq);
-
-    if (t == NULL)
-        return NULL;
-    s->inflight++;
-    if (s->inflight >= cfg_size(cfg_of(s)->max_inflight))
-        pause_input(s, PAUSE_INFLIGHT);     /* natural backpressure */
-    return t;
-}
-
-/* The ticket got its answer, or never will. */
-static void
-ticket_closed(cg_session *s)
-{
-    assert(s->inflight > 0);
-    s->inflight--;
-    if ((s->paused & PAUSE_INFLIGHT) &&
-        s->inflight <= cfg_size(cfg_of(s)->max_inflight) / 2)
-        resume_input(s, PAUSE_INFLIGHT);
-}
-
-/* The request could not be started: its callback will not run. */
-static void
-ticket_abandon(cg_session *s, struct cg_outq_entry *t)
-{
-    cg_outq_drop(&s->outq, t);
-    ticket_closed(s);
-}
-
-/* Fill ticket t with body on the first subscription of topic (or drop it
- * when there is none, or when err says there is no body). */
-static void
-ticket_answer(cg_session *s, struct cg_outq_entry *t, int err,
-              enum cg_chat_topic topic, struct cg_buf *body)
-{
-    const struct cg_sub *sub = NULL;
-    struct cg_outq_render r = render_ctx(s);
-
-    if (!cg_outq_ticket_cancelled(t) && err == 0 && body != NULL)
-        sub = cg_subs_by_topic(&s->subs, topic);
-    if (sub != NULL) {
-        (void)cg_outq_fill(&s->outq, t, sub->key, body, ++s->status_seq, 0, &r);
-    } else {
-        if (!cg_outq_ticket_cancelled(t))
-            cg_slog(s, CG_LOG_DEBUG, "answer dropped: %s",
-                    err ? cg_strerror(err) : "not subscribed to its topic");
-        cg_outq_drop(&s->outq, t);
-    }
-    ticket_closed(s);
-    after_enqueue(s);
-}
-
-static void
-on_chat_done(uint64_t sid, void *ticket, int err, enum cg_chat_topic topic,
-             struct cg_buf *body, void *data)
-{
-    struct cg_server *srv = data;
-    cg_session *s = cg_session_lookup(srv, sid);
-
-    /* Gone: the ticket went with it; the message stays pending. */
-    if (s != NULL)
-        ticket_answer(s, ticket, err, topic, body);
-    cg_buf_unref(body);
-}
-
-/* ------------------------------------------------------------------------ */
-/* Chat requests                                                             */
-/* ------------------------------------------------------------------------ */
-
-/* send or recive (by msgID in body, or by message id for an ACK). */
-static int
-start_chat(cg_session *s, enum cg_chat_op op, struct stomp_str body, uint64_t by_id)
-{
-    struct cg_chat_caller who = caller_of(s);
-    struct cg_outq_entry *t;
-    int rc;
-
-    if (s->srv->chat == NULL)
-        return answer_now(s, op == CG_CHAT_SEND ? CG_TOPIC_SEND_STATUS
-                                                : CG_TOPIC_RECIVE_STATUS,
-                          503, "store unavailable");
-    if ((t = ticket_open(s)) == NULL)
-        return CG_E_NOMEM;
-    if (op == CG_CHAT_SEND)
-        rc = cg_chat_send(s->srv->chat, &s->chat, &who, body.ptr, body.len,
-                          on_chat_done, t, s->srv);
-    else
-        rc = cg_chat_recive(s->srv->chat, &who, body.ptr, body.len, by_id,
-                            on_chat_done, t, s->srv);
-    if (rc < 0) {
-        ticket_abandon(s, t);
-        return rc == CG_E_NOMEM ? rc : CG_E_STORE;
-    }
-    return 0;
-}
-
-static int
-need_recive_sub(cg_session *s)
-{
-    char msg[DETAIL_MAX];
-
-    if (cg_subs_by_topic(&s->subs, CG_TOPIC_RECIVE) != NULL)
-        return 1;
-    snprintf(msg, sizeof msg, "subscribe to /user/%s/recive first", s->name);
-    return answer_now(s, CG_TOPIC_STATUS, 400, msg) < 0 ? CG_E_NOMEM : 0;
-}
-
-/* Queue one fetched chat message on the recive subscription, at *pos (or
- * the tail). Returns 0, CG_E_NOTFOUND (no subscription) or CG_E_NOMEM. */
-static int
-queue_item(cg_session *s, struct cg_outq_entry **pos, const struct cg_sub *sub,
-           const struct cg_chat_item *it)
-{
-    struct cg_outq_render r = render_ctx(s);
-    unsigned flags = CG_OUTQ_F_CHAT | (it->redelivered ? CG_OUTQ_F_REDELIVERED : 0);
-    int rc;
-
-    rc = cg_outq_push_message(&s->outq, pos, sub->key, it->body, it->id, flags, &r);
-    if (rc == 0) {
-        s->srv->metrics.deliveries++;
-        if (it->redelivered)
-            s->srv->metrics.redeliveries++;
-    }
-    return rc;
-}
-
-/* ---- init: a stream, paced by the socket's drain ----------------------- */
-
-static size_t
-init_batch_limit(const cg_session *s)
-{
-    const struct cg_config *cfg = cfg_of(s);
-    size_t batch = cfg_size(cfg->init_batch), item, room, n;
-    size_t max = cfg_size(cfg->out_max_bytes), used;
-
-    if (batch == 0)
-        batch = 1;
-    if (max == 0)
-        return batch;
-    /* A whole batch must fit under the hard cap on top of what is queued. */
-    item = cfg_size(cfg->max_content_bytes) + SESSION_ITEM_OVERHEAD;
-    used = cg_outq_bytes(&s->outq) + init_low_water(s);
-    room = max > used ? max - used : 0;
-    n = room / item;
-    return n < 1 ? 1 : n < batch ? n : batch;
-}
-
-static void init_fetched(uint64_t sid, void *ticket, int err,
-                         const struct cg_chat_item *items, size_t n, int more,
-                         void *data);
-
-static int
-init_fetch(cg_session *s)
-{
-    struct cg_chat_caller who = caller_of(s);
-    int rc;
-
-    s->init.fetching = 1;
-    s->init.waiting = 0;
-    rc = cg_chat_fetch(s->srv->chat, &who, 0, s->init.after_id,
-                       init_batch_limit(s), init_fetched,
-                       (void *)(uintptr_t)s->init.gen, s->srv);
-    if (rc < 0)
-        s->init.fetching = 0;
-    return rc;
-}
-
-static void
-init_stop(cg_session *s)
-{
-    s->init.active = s->init.fetching = s->init.waiting = 0;
-    s->init.gen++;                 /* an answer in flight is now stale */
-}
-
-/* The stream failed half-way: say so on /user/queue/status. */
-static void
-init_abort(cg_session *s, const char *why)
-{
-    char msg[DETAIL_MAX];
-
-    init_stop(s);
-    snprintf(msg, sizeof msg, "init failed: %s", why);
-    if (answer_now(s, CG_TOPIC_STATUS, 503, msg) < 0)
-        cg_slog(s, CG_LOG_WARN, "init failed (%s); the answer was lost: out of memory", why);
-}
-
-static void
-init_next(cg_session *s)
-{
-    int rc;
-
-    if (cg_outq_bytes(&s->outq) >= init_low_water(s)) {
-        s->init.waiting = 1;       /* cg_session_pop_frame() resumes us */
-        return;
-    }
-    if ((rc = init_fetch(s)) < 0)
-        init_abort(s, cg_strerror(rc));
-}
-
-static void
-init_fetched(uint64_t sid, void *ticket, int err,
-             const struct cg_chat_item *items, size_t n, int more, void *data)
-{
-    cg_session *s = cg_session_lookup(data, sid);
-    const struct cg_sub *sub;
-    struct cg_buf *end;
-    size_t i;
-
-    if (s == NULL || s->state != ST_CONNECTED || !s->init.active ||
-        (uint32_t)(uintptr_t)ticket != s->init.gen)
-        return;                    /* gone, or a stream since stopped */
-    s->init.fetching = 0;
-    if (err < 0) {
-        init_abort(s, cg_strerror(err));
-        return;
-    }
-    if ((sub = cg_subs_by_topic(&s->subs, CG_TOPIC_RECIVE)) == NULL) {
-        cg_slog(s, CG_LOG_DEBUG, "init stopped: recive subscription gone");
-        init_stop(s);
-        return;
-    }
-    for (i = 0; i < n; i++) {
-        if (queue_item(s, NULL, sub, &items[i]) < 0) {
-            init_abort(s, "out of memory");
-            after_enqueue(s);
-            return;
-        }
-        s->init.count++;
-        s->init.after_id = items[i].id;
-    }
-    after_enqueue(s);              /* may close: output cap */
-    if (s->state != ST_CONNECTED)
-        return;
-    if (more && n > 0) {
-        init_next(s);
-        return;
-    }
-    init_stop(s);
-    end = cg_chat_render_init_status(s->init.count, s->init.after_id, -1);
-    if (end == NULL || queue_answer(s, CG_TOPIC_INIT_STATUS, end) < 0)
-        cg_slog(s, CG_LOG_WARN, "init status lost: out of memory");
-    cg_buf_unref(end);
-    cg_slog(s, CG_LOG_DEBUG, "init done: %" PRIu64 " messages", s->init.count);
-}
-
-/* /socket/chat/init. A second init while one runs is coalesced into it:
- * the running stream already walks the whole pending inbox oldest first,
- * and messages stored since arrive live; one init/status ends both. */
-static int
-start_init(cg_session *s)
-{
-    int rc;
-
-    if ((rc = need_recive_sub(s)) <= 0)
-        return rc;
-    if (s->init.active) {
-        cg_slog(s, CG_LOG_DEBUG, "init already running: coalesced");
-        return 0;
-    }
-    if (s->srv->chat == NULL)
-        return answer_now(s, CG_TOPIC_STATUS, 503, "init failed: store unavailable");
-    init_stop(s);                  /* fresh generation */
-    s->init.active = 1;
-    s->init.after_id = 0;
-    s->init.count = 0;
-    if ((rc = init_fetch(s)) < 0) {
-        init_stop(s);
-        return rc == CG_E_NOMEM ? rc : answer_now(s, CG_TOPIC_STATUS, 503,
-                                                  "init failed: store unavailable");
-    }
-    return 0;
-}
-
-/* ---- sync: one batch, answered in request order ------------------------ */
-
-static void
-sync_fetched(uint64_t sid, void *ticket, int err,
-             const struct cg_chat_item *items, size_t n, int more, void *data)
-{
-    cg_session *s = cg_session_lookup(data, sid);
-    struct cg_outq_entry *t = ticket, *pos = t;
-    struct cg_outq_render r;
-    const struct cg_sub *sub;
-    struct cg_buf *end;
-    uint64_t key;
-    size_t i;
-    int placed = 0;
-
-    if (s == NULL)
-        return;
-    if (cg_outq_ticket_cancelled(t)) {
-        ticket_answer(s, t, CG_E_CLOSED, CG_TOPIC_INIT_STATUS, NULL);
-        return;
-    }
-    if (err < 0) {
-        struct cg_buf *b = cg_chat_render_status(503, NULL, 0, "sync failed: store unavailable");
-
-        ticket_answer(s, t, b ? 0 : CG_E_NOMEM, CG_TOPIC_STATUS, b);
-        cg_buf_unref(b);
-        return;
-    }
-    key = t->id;                   /* the request's syncKey (ticket_open_sync) */
-    r = render_ctx(s);
-    sub = cg_subs_by_topic(&s->subs, CG_TOPIC_RECIVE);
-    for (i = 0; i < n; i++) {
-        key = items[i].id > key ? items[i].id : key;
-        if (sub == NULL)
-            continue;
-        if (!placed) {
-            /* The first message takes the ticket's place... */
-            unsigned fl = CG_OUTQ_F_CHAT | (items[i].redelivered ? CG_OUTQ_F_REDELIVERED : 0);
-
-            if (cg_outq_fill(&s->outq, t, sub->key, items[i].body, items[i].id,
-                             fl, &r) == 0) {
-                s->srv->metrics.deliveries++;
-                if (items[i].redelivered)
-                    s->srv->metrics.redeliveries++;
-            }
-            placed = 1;
-            ticket_closed(s);
-        } else if (queue_item(s, &pos, sub, &items[i]) < 0) {
-            break;                 /* out of memory: the rest stays in Redis */
-        }
-    }
-    /* ... and the rest, then init/status, follow it in order. */
-    end = cg_chat_render_init_status(n, key, more ? 1 : 0);
-    sub = cg_subs_by_topic(&s->subs, CG_TOPIC_INIT_STATUS);
-    if (!placed) {
-        ticket_answer(s, t, end ? 0 : CG_E_NOMEM, CG_TOPIC_INIT_STATUS, end);
-    } else {
-        if (end != NULL && sub != NULL)
-            (void)cg_outq_push_message(&s->outq, &pos, sub->key, end,
-                                       ++s->status_seq, 0, &r);
-        after_enqueue(s);
-    }
-    cg_buf_unref(end);
-}
-
-static int
-start_sync(cg_session *s, struct stomp_str body)
-{
-    struct cg_chat_caller who = caller_of(s);
-    struct cg_outq_entry *t;
-    uint64_t key = 0;
-    int rc;
-
-    if ((rc = need_recive_sub(s)) <= 0)
-        return rc;
-    if (cg_chat_parse_sync(body.ptr, body.len, &key) < 0)
-        return answer_now(s, CG_TOPIC_STATUS, 400,
-                          "invalid sync body: expected {\"syncKey\":K}");
-    if (s->srv->chat == NULL)
-        return answer_now(s, CG_TOPIC_STATUS, 503, "sync failed: store unavailable");
-    if ((t = ticket_open(s)) == NULL)
-        return CG_E_NOMEM;
-    t->id = key;                   /* remembered for an empty answer */
-    rc = cg_chat_fetch(s->srv->chat, &who, 1, key,
-                       cfg_size(cfg_of(s)->sync_batch), sync_fetched, t, s->srv);
-    if (rc < 0) {
-        ticket_abandon(s, t);
-        return rc == CG_E_NOMEM ? rc : answer_now(s, CG_TOPIC_STATUS, 503,
-                                                  "sync failed: store unavailable");
-    }
-    return 0;
-}
-
-/* ---- SEND routing ------------------------------------------------------ */
-
-static int
-run_send(cg_session *s, struct stomp_str dest, struct stomp_str body)
-{
-    char d[160], msg[DETAIL_MAX];
-
-    switch (cg_chat_route(dest.ptr, dest.len)) {
-    case CG_CHAT_SEND:   return start_chat(s, CG_CHAT_SEND, body, 0);
-    case CG_CHAT_RECIVE: return start_chat(s, CG_CHAT_RECIVE, body, 0);
-    case CG_CHAT_INIT:   return start_init(s);
-    case CG_CHAT_SYNC:   return start_sync(s, body);
-    default:
-        break;
-    }
-    snprintf(msg, sizeof msg, "unknown destination %s", printable(dest, d, sizeof d));
-    return answer_now(s, CG_TOPIC_STATUS, 404, msg);
-}
-
-/* An ACK names "<uid>-<id>" (our message-id format, outq.c). Returns the
- * chat message id to confirm, or 0 when it names nothing of ours. */
-static uint64_t
-ack_target(const cg_session *s, const struct stomp_str *v)
-{
-    const char *dash;
-    uint64_t uid, id;
-
-    if (v == NULL || (dash = memchr(v->ptr, '-', v->len)) == NULL)
-        return 0;
-    if (parse_u64(v->ptr, (size_t)(dash - v->ptr), &uid) < 0 || uid != s->uid ||
-        parse_u64(dash + 1, v->len - (size_t)(dash - v->ptr) - 1, &id) < 0)
-        return 0;
-    return id;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1275,7 +687,7 @@ on_connect(cg_session *s, struct frame_ctx *c)
         return fail(c, CG_E_STORE, "authentication unavailable");
 
     s->state = ST_AUTHENTICATING;
-    pause_input(s, PAUSE_AUTH);    /* later frames wait for CONNECTED */
+    cg_session__pause_input(s, PAUSE_AUTH);    /* later frames wait for CONNECTED */
     if ((req = cg_malloc(sizeof *req)) == NULL)
         return fail(c, CG_E_NOMEM, "out of memory");
     req->srv = s->srv;
@@ -1298,7 +710,7 @@ on_send(cg_session *s, struct frame_ctx *c)
 
     if (c->h[H_TRANSACTION] != NULL)
         return tx_add(s, c, TX_SEND, 0);
-    rc = run_send(s, *c->h[H_DESTINATION], c->f->body);
+    rc = cg_session__chat_send(s, *c->h[H_DESTINATION], c->f->body);
     return rc < 0 ? fail(c, rc, "%s", cg_strerror(rc)) : 0;
 }
 
@@ -1355,7 +767,25 @@ on_unsubscribe(cg_session *s, struct frame_ctx *c)
     if (cg_subs_remove(&s->subs, to_cg(*id)) < 0)
         cg_slog(s, CG_LOG_DEBUG, "UNSUBSCRIBE of unknown id %s ignored",
                 repr(id, r, sizeof r));
+    else
+        cg_session__chat_unsubscribed(s);
     return 0;
+}
+
+/* An ACK names "<uid>-<id>" (our message-id format, outq.c). Returns the
+ * chat message id to confirm, or 0 when it names nothing of ours. */
+static uint64_t
+ack_target(const cg_session *s, const struct stomp_str *v)
+{
+    const char *dash;
+    uint64_t uid, id;
+
+    if (v == NULL || (dash = memchr(v->ptr, '-', v->len)) == NULL)
+        return 0;
+    if (parse_u64(v->ptr, (size_t)(dash - v->ptr), &uid) < 0 || uid != s->uid ||
+        parse_u64(dash + 1, v->len - (size_t)(dash - v->ptr) - 1, &id) < 0)
+        return 0;
+    return id;
 }
 
 /* ACK confirms a chat message ("<uid>-<id>") as /socket/chat/recive would,
@@ -1386,14 +816,6 @@ ack_id_of(cg_session *s, struct frame_ctx *c)
 }
 
 static int
-run_ack(cg_session *s, uint64_t id)
-{
-    if (id == 0)
-        return 0;
-    return start_chat(s, CG_CHAT_RECIVE, (struct stomp_str){ "", 0 }, id);
-}
-
-static int
 on_ack(cg_session *s, struct frame_ctx *c)
 {
     uint64_t id = ack_id_of(s, c);
@@ -1403,7 +825,7 @@ on_ack(cg_session *s, struct frame_ctx *c)
         cg_slog(s, CG_LOG_DEBUG, "ACK of no chat message of ours ignored");
     if (c->h[H_TRANSACTION] != NULL)
         return tx_add(s, c, TX_ACK, id);
-    rc = run_ack(s, id);
+    rc = cg_session__chat_confirm(s, id);
     return rc < 0 ? fail(c, rc, "%s", cg_strerror(rc)) : 0;
 }
 
@@ -1469,10 +891,11 @@ on_commit(cg_session *s, struct frame_ctx *c)
      * dispatch after this returns) follows all their answers. */
     for (op = tx->head; op != NULL && rc == 0 && s->state == ST_CONNECTED; op = op->next) {
         if (op->kind == TX_SEND)
-            rc = run_send(s, (struct stomp_str){ op->data, op->dest_len },
-                          (struct stomp_str){ op->data + op->dest_len, op->body_len });
+            rc = cg_session__chat_send(s, (struct stomp_str){ op->data, op->dest_len },
+                                       (struct stomp_str){ op->data + op->dest_len,
+                                                           op->body_len });
         else
-            rc = run_ack(s, op->ack_id);
+            rc = cg_session__chat_confirm(s, op->ack_id);
     }
     tx_free(tx);
     return rc < 0 ? fail(c, rc, "%s", cg_strerror(rc)) : 0;
@@ -1498,7 +921,7 @@ static int
 on_disconnect(cg_session *s, struct frame_ctx *c)
 {
     tx_abort_all(s);
-    init_stop(s);
+    cg_session__init_stop(s);
     if (c->h[H_RECEIPT] != NULL && queue_receipt(s, c->h[H_RECEIPT]) < 0)
         cg_slog(s, CG_LOG_WARN, "DISCONNECT receipt lost: out of memory");
     begin_close(s, WS_CLOSE_NORMAL, "client disconnected", CLOSE_FLUSH);
@@ -1639,6 +1062,7 @@ session_fail(cg_session *s, int err, const char *detail)
         return;                    /* one ERROR at most */
     switch (err) {
     case CG_E_AUTH:      msg = "401 unauthorized";          code = WS_CLOSE_POLICY;   break;
+    case CG_E_EXPIRED:   msg = "401 token expired: log in again"; code = WS_CLOSE_POLICY; break;
     case CG_E_FORBIDDEN: msg = "403 forbidden destination"; code = WS_CLOSE_POLICY;   break;
     case CG_E_STORE:     msg = "503 service unavailable";   code = WS_CLOSE_INTERNAL; break;
     case CG_E_NOMEM:     msg = "500 internal error";        code = WS_CLOSE_INTERNAL; break;
@@ -1675,9 +1099,9 @@ begin_close(cg_session *s, int code, const char *why, enum close_how how)
         s->state = ST_CLOSING;
         s->close_code = code;
         snprintf(s->close_why, sizeof s->close_why, "%s", why ? why : "");
-        pause_input(s, PAUSE_CLOSING);
+        cg_session__pause_input(s, PAUSE_CLOSING);
         tx_abort_all(s);
-        init_stop(s);
+        cg_session__init_stop(s);
         if (!(s->flags & F_IN_INPUT))
             input_free(s);         /* else process_input() frees it */
         s->flags &= (uint16_t)~(F_EOL_DUE | F_PARSE_PENDING);
@@ -1878,9 +1302,9 @@ connected(cg_session *s)
     cg_slog(s, CG_LOG_INFO, "connected: STOMP %d.%d, heart-beat out %" PRIu32
             " ms, in %" PRIu32 " ms", s->version / 10, s->version % 10,
             s->hb_out, s->hb_in);
-    after_enqueue(s);
+    cg_session__after_enqueue(s);
     if (s->state == ST_CONNECTED)
-        resume_input(s, PAUSE_AUTH);
+        cg_session__resume_input(s, PAUSE_AUTH);
 }
 
 static void
@@ -1896,6 +1320,23 @@ on_attached(uint64_t sid, int err, void *data)
         session_fail(s, CG_E_STORE, "could not subscribe to the user's channel");
     else
         connected(s);
+}
+
+/* The loop time at which a token valid until expires_ms (wall clock, as
+ * auth.c reads it from the token's record) runs out, or 0 when none is
+ * known (never the case for a token auth.c accepted: it refuses an expired
+ * one). Converted once: a later step of the wall clock does not move it. */
+static uint64_t
+expiry_deadline(const cg_session *s, int64_t expires_ms)
+{
+    int64_t left;
+    uint64_t due;
+
+    if (expires_ms <= 0)
+        return 0;
+    left = expires_ms - cg_now_ms();
+    due = now_ms(s) + (left > 0 ? (uint64_t)left : 0);
+    return due > 0 ? due : 1;
 }
 
 static void
@@ -1932,6 +1373,7 @@ on_auth(int err, const struct cg_principal *who, const char *token, void *data)
     s->uid = who->uid;
     snprintf(s->name, sizeof s->name, "%s", who->name);
     snprintf(s->token_hash, sizeof s->token_hash, "%s", who->token_hash);
+    s->expire_dl = expiry_deadline(s, who->expires_ms);
     s->state = ST_ATTACHING;
     s->flags |= F_ATTACHED;
     rc = s->srv->registry ? cg_registry_attach(s->srv->registry, s->id, s->uid,
@@ -1971,6 +1413,7 @@ next_deadline(const cg_session *s)
     if (s->flags & F_PARSE_PENDING)
         CONSIDER(now_ms(s) > 0 ? now_ms(s) : 1);
     CONSIDER(s->connect_dl);
+    CONSIDER(s->expire_dl);
     if (!input_paused(s))
         CONSIDER(s->frame_dl);
     if (s->hb_in && !(s->flags & F_READ_STOPPED))
@@ -2030,6 +1473,9 @@ on_timer(uv_timer_t *h)
                  : "CONNECT not completed within %lld ms (connect_timeout_ms)",
                  (long long)cfg->connect_timeout_ms);
         session_fail(s, CG_E_LIMIT, msg);
+    } else if (s->expire_dl && now >= s->expire_dl) {
+        session_fail(s, CG_E_EXPIRED, "the login token of this session expired; "
+                     "log in again and reconnect with the new token");
     } else if (s->hb_in && !(s->flags & F_READ_STOPPED) &&
                now - s->last_read >= 2 * (uint64_t)s->hb_in) {
         snprintf(msg, sizeof msg, "no data from the client within %" PRIu64
@@ -2179,7 +1625,7 @@ cg_session_pop_frame(cg_session *s, struct cg_wbuf *wb)
 
     if (s->flags & F_GONE)
         return 0;
-    r = render_ctx(s);
+    r = cg_session__render_ctx(s);
     n = cg_outq_pop(&s->outq, wb, &r);
     if (n < 0)
         return n;
@@ -2198,13 +1644,8 @@ cg_session_pop_frame(cg_session *s, struct cg_wbuf *wb)
         s->flags &= (uint16_t)~F_WRITE_ASKED;   /* ran dry: ask again next time */
     }
     /* The init stream continues once the socket has drained enough. */
-    if (s->init.waiting && s->state == ST_CONNECTED &&
-        cg_outq_bytes(&s->outq) < init_low_water(s)) {
-        int rc = init_fetch(s);
-
-        if (rc < 0)
-            init_abort(s, cg_strerror(rc));
-    }
+    if (s->init.waiting)
+        cg_session__init_drained(s);
     if (n == 0)
         arm_timer(s);
     return n;
@@ -2254,7 +1695,7 @@ cg_session_on_closed(cg_session *s)
         s->close_code = WS_CLOSE_ABNORMAL;
         snprintf(s->close_why, sizeof s->close_why, "connection lost");
         tx_abort_all(s);
-        init_stop(s);
+        cg_session__init_stop(s);
     }
     s->flags |= F_GONE;
     if (reg != NULL) {
@@ -2321,34 +1762,8 @@ cg_session_resync(cg_session *s)
     if (s->state != ST_CONNECTED || cg_subs_by_topic(&s->subs, CG_TOPIC_RECIVE) == NULL)
         return;
     cg_slog(s, CG_LOG_INFO, "store is back: re-reading the pending inbox");
-    if (start_init(s) == CG_E_NOMEM)
+    if (cg_session__init_start(s) == CG_E_NOMEM)
         session_fail(s, CG_E_NOMEM, "out of memory");
-}
-
-void
-cg_session_deliver(cg_session *s, enum cg_chat_topic topic, struct cg_buf *body,
-                   uint64_t id, int64_t time_ms, int redelivered)
-{
-    const struct cg_sub *sub;
-    struct cg_chat_item it = { id, time_ms, redelivered, body };
-    struct cg_outq_render r;
-    int rc;
-
-    if (s->state != ST_CONNECTED || !ops_usable(s))
-        return;
-    if ((sub = cg_subs_by_topic(&s->subs, topic)) == NULL) {
-        cg_slog(s, CG_LOG_DEBUG, "push for topic %d dropped: not subscribed", (int)topic);
-        return;
-    }
-    if (topic == CG_TOPIC_RECIVE) {
-        rc = queue_item(s, NULL, sub, &it);
-    } else {
-        r = render_ctx(s);
-        rc = cg_outq_push_message(&s->outq, NULL, sub->key, body, ++s->status_seq, 0, &r);
-    }
-    if (rc == CG_E_NOMEM)
-        cg_slog(s, CG_LOG_WARN, "push dropped: out of memory (it stays pending)");
-    after_enqueue(s);
 }
 
 const char *

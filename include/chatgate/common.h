@@ -26,6 +26,7 @@
 #define CG_E_EXISTS      (CG_E_BASE - 8)   /* name taken */
 #define CG_E_INVAL       (CG_E_BASE - 9)   /* invalid argument or input value */
 #define CG_E_NOMEM       (CG_E_BASE - 10)  /* allocation failed */
+#define CG_E_EXPIRED     (CG_E_BASE - 11)  /* credentials that were valid ran out (token expiry) */
 
 /* One static line describing err: a CG_E_* code or -errno (every value
  * above CG_E_BASE is read as -errno; never pass a STOMP_E_* code). */

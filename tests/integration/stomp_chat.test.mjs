@@ -327,6 +327,53 @@ describe('STOMP chat (PROTOCOL.md sections 3 and 4)', () => {
     });
   });
 
+  describe('init and sync cut short by UNSUBSCRIBE', () => {
+    it('end with init/status 400 (and the same on status), before the RECEIPT; nothing is lost', T, async () => {
+      const alice = await gw.newUser('alice');
+      const gus = await gw.newUser('gus');
+      const A = await gw.stomp(alice);
+      const sent = [];
+      for (let i = 0; i < 5; i++) sent.push(await A.chat(gus, `cut ${i}`));
+      const r = await gw.raw({ token: gus.token });
+      await r.connect();
+      await r.subscribe('/user/queue/status', 'st');
+      await r.subscribe('/user/queue/init/status', 'is');
+      for (const [n, dest, body] of [[1, '/socket/chat/init', ''], [2, '/socket/chat/sync', '{"syncKey":0}']]) {
+        const what = dest.split('/').pop();
+        await r.subscribe(`/user/${gus.username}/recive`, `rc${n}`);
+        const since = r.frames.mark();
+        // One WebSocket message: the UNSUBSCRIBE is handled before the
+        // first batch comes back from Redis, so the cut is certain.
+        r.send(Buffer.concat([
+          buildFrame('SEND', { destination: dest }, body),
+          buildFrame('UNSUBSCRIBE', { id: `rc${n}`, receipt: `cut-${n}` }),
+        ]));
+        const rc = await r.frames.waitFor((f) => f.command === 'RECEIPT' && f.headers['receipt-id'] === `cut-${n}`,
+          10000, { since, what: `RECEIPT of the UNSUBSCRIBE after ${what}` });
+        const end = r.frames.find((f) => f.command === 'MESSAGE' && f.headers.subscription === 'is', since);
+        assert.ok(end, `init/status for the ${what} came before the RECEIPT`);
+        assert.ok(end.seq < rc.seq);
+        assertFail(end.json, 400, undefined, `${what} cut short`);
+        assert.match(end.json.content, new RegExp(`^${what} stopped: `));
+        assert.equal(end.json.count, undefined, 'no count: it would claim deliveries');
+        const st = r.frames.find((f) => f.command === 'MESSAGE' && f.headers.subscription === 'st', since);
+        assert.deepEqual(st?.json, end.json, 'the same answer on /user/queue/status');
+        assert.equal(r.frames.count((f) => f.command === 'MESSAGE' && f.headers.subscription === `rc${n}`, since), 0);
+        assert.ok(r.open, 'the connection stays open');
+      }
+      // Everything is still pending: a full init after a new SUBSCRIBE has it.
+      await r.subscribe(`/user/${gus.uid}/recive`, 'rc3');
+      const since = r.frames.mark();
+      r.send(buildFrame('SEND', { destination: '/socket/chat/init' }));
+      const end = await r.message('is', () => true, 10000, since);
+      assert.deepEqual({ code: end.json.code, count: end.json.count }, { code: 200, count: 5 });
+      assert.deepEqual(r.frames.filter((f) => f.headers.subscription === 'rc3', since).map((f) => f.json.chatID),
+        sent.map((x) => x.msgID));
+      await r.terminate();
+      await A.close();
+    });
+  });
+
   describe('send errors', () => {
     let alice, bob, A, B;
     before(async () => {

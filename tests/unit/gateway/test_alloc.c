@@ -222,6 +222,7 @@ Test(cg_strerror, names_every_gateway_code_distinctly)
     static const int codes[] = {
         CG_E_PROTO, CG_E_LIMIT, CG_E_AUTH, CG_E_FORBIDDEN, CG_E_STORE,
         CG_E_CLOSED, CG_E_NOTFOUND, CG_E_EXISTS, CG_E_INVAL, CG_E_NOMEM,
+        CG_E_EXPIRED,
     };
     const size_t n = sizeof codes / sizeof codes[0];
 

@@ -40,7 +40,7 @@ static const struct int_opt int_opts[] = {
     { "redis_reconnect_max_ms",  5000,    100,  300000 },
     { "redis_connections",       4,       1,      64 },
     { "redis_batch_max",         128,     1,    4096 },
-    { "token_ttl_s",             604800,  60,   31536000 },
+    { "token_ttl_s",             604800,  1,    31536000 },
     { "password_iterations",     100000,  1000, 10000000 },
     { "login_account_addr_max",  10,      1,    1000000 },
     { "login_account_addr_window_s", 300, 1,    86400 },

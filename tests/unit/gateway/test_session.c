@@ -1,6 +1,6 @@
-/* test_session.c - STOMP sessions (gateway/session.c, subs.c, registry.c)
- * driven through the public API by a fake transport, on a real uv loop,
- * without Redis or lws.
+/* test_session.c - STOMP sessions (gateway/session.c, session_chat.c,
+ * subs.c, registry.c) driven through the public API by a fake transport, on
+ * a real uv loop, without Redis or lws.
  *
  * The server is built by hand: the config defaults (cg_config_init), a
  * registry with no store (attach completes at once), and the real chat
@@ -221,6 +221,18 @@ answer_fetch(size_t i, const struct cg_chat_item *items, size_t n, int more)
     cr_assert(eq(chr, h->kind, 'F'));
     h->answered = 1;
     h->fetch_cb(h->sid, h->ticket, 0, items, n, more, h->data);
+}
+
+/* Answer held fetch i with a store failure. */
+static void
+answer_fetch_err(size_t i, int err)
+{
+    struct held *h = &chat_w.v[i];
+
+    cr_assert(eq(int, h->answered, 0));
+    cr_assert(eq(chr, h->kind, 'F'));
+    h->answered = 1;
+    h->fetch_cb(h->sid, h->ticket, err, NULL, 0, 0, h->data);
 }
 
 static void
@@ -1803,17 +1815,114 @@ item_body(size_t n)
     return b;
 }
 
+/* An init or sync that does not end with 200 answers on both status
+ * topics: frames i and i + 1 of f are that answer, with body json. */
+static void
+expect_batch_failed(struct fake *f, size_t i, const char *json)
+{
+    struct tframe *st = frame_at(f, i), *is = frame_at(f, i + 1);
+
+    cr_assert(eq(str, (char *)th(st, "destination"), "/user/queue/status"));
+    cr_assert(eq(str, st->body, (char *)json));
+    cr_assert(eq(str, (char *)th(is, "destination"), "/user/queue/init/status"));
+    cr_assert(eq(str, is->body, (char *)json));
+}
+
+#define INIT_CUT_JSON                                                          \
+    "{\"code\":400,\"status\":\"失败\",\"content\":\"init stopped: no recive "       \
+    "subscription left (UNSUBSCRIBE); the messages not delivered stay pending\"}"
+
+/* A session subscribed to recive ("r"), status ("st") and init/status
+ * ("i"), whose fetches the test answers. */
+static struct fake *
+connect_for_batches(void)
+{
+    struct fake *f = connect12();
+
+    subscribe(f, "r", "/user/alice/recive", "auto");
+    subscribe(f, "st", "/user/queue/status", "auto");
+    subscribe(f, "i", "/user/queue/init/status", "auto");
+    chat_w.mode = MODE_HOLD;
+    return f;
+}
+
 Test(session, init_needs_a_recive_subscription)
 {
     struct fake *f = connect12();
 
     subscribe(f, "st", "/user/queue/status", "auto");
+    subscribe(f, "i", "/user/queue/init/status", "auto");
     chat_w.mode = MODE_HOLD;
     FEED(f, "SEND\ndestination:/socket/chat/init\n\n\0");
     pump(f);
     cr_assert(eq(sz, chat_w.n, 0));
-    cr_assert(eq(str, f->frames[0].body,
-                 "{\"code\":400,\"status\":\"失败\",\"content\":\"subscribe to /user/alice/recive first\"}"));
+    cr_assert(eq(sz, f->nframes, 2));
+    expect_batch_failed(f, 0, "{\"code\":400,\"status\":\"失败\","
+                        "\"content\":\"subscribe to /user/alice/recive first\"}");
+}
+
+Test(session, unsubscribe_of_recive_mid_init_ends_it_with_init_status)
+{
+    struct fake *f = connect_for_batches();
+    struct cg_buf *b = cg_buf_create("{\"id\":1}", 8);
+    struct cg_chat_item items[2] = { { 1, 1, 0, b }, { 2, 1, 0, b } };
+
+    FEED(f, "SEND\ndestination:/socket/chat/init\n\n\0");
+    answer_fetch(0, items, 2, 1);                   /* first batch; more to come */
+    cr_assert(eq(sz, chat_w.n, 2));                 /* the next one is in flight */
+    pump(f);
+    cr_assert(eq(sz, f->nframes, 2));
+    FEED(f, "UNSUBSCRIBE\nid:r\nreceipt:u\n\n\0");
+    pump(f);
+    cr_assert(eq(sz, f->nframes, 5));
+    expect_batch_failed(f, 2, INIT_CUT_JSON);
+    cr_assert(eq(str, (char *)th(frame_at(f, 4), "receipt-id"), "u"));
+    /* the batch that was in flight is stale: nothing more, no second end */
+    answer_fetch(1, items, 2, 0);
+    pump(f);
+    cr_assert(eq(sz, f->nframes, 5));
+    cr_assert(eq(sz, chat_w.n, 2));
+    /* a new subscription and init start over */
+    subscribe(f, "r2", "/user/7/recive", "auto");
+    FEED(f, "SEND\ndestination:/socket/chat/init\n\n\0");
+    cr_assert(eq(sz, chat_w.n, 3));
+    cr_assert(eq(u64, chat_w.v[2].after_id, 0));
+    cr_assert(eq(int, wants_close(f, NULL), 0));
+    cg_buf_unref(b);
+}
+
+
+Test(session, init_keeps_going_on_a_second_recive_subscription)
+{
+    struct fake *f = connect12();
+
+    subscribe(f, "r", "/user/alice/recive", "auto");
+    subscribe(f, "r2", "/user/7/recive", "auto");
+    subscribe(f, "i", "/user/queue/init/status", "auto");
+    chat_w.mode = MODE_HOLD;
+    FEED(f, "SEND\ndestination:/socket/chat/init\n\n\0");
+    FEED(f, "UNSUBSCRIBE\nid:r\n\n\0");
+    answer_fetch(0, NULL, 0, 0);
+    pump(f);
+    cr_assert(eq(sz, f->nframes, 1));
+    cr_assert(eq(str, frame_at(f, 0)->body, "{\"code\":200,\"count\":0,\"syncKey\":0}"));
+}
+
+Test(session, init_store_failure_half_way_ends_with_init_status)
+{
+    struct fake *f = connect_for_batches();
+    struct cg_buf *b = cg_buf_create("{}", 2);
+    struct cg_chat_item items[1] = { { 1, 1, 0, b } };
+
+    FEED(f, "SEND\ndestination:/socket/chat/init\n\n\0");
+    answer_fetch(0, items, 1, 1);
+    answer_fetch_err(1, CG_E_STORE);
+    pump(f);
+    cr_assert(eq(sz, f->nframes, 3));
+    expect_batch_failed(f, 1, "{\"code\":503,\"status\":\"失败\","
+                        "\"content\":\"init failed: store unavailable\"}");
+    cr_assert(eq(sz, chat_w.n, 2));
+    cg_buf_unref(b);
 }
 
 Test(session, init_streams_pending_messages_then_init_status)
@@ -1910,25 +2019,51 @@ Test(session, init_of_a_huge_inbox_keeps_the_queue_bounded)
     cg_buf_unref(b);
 }
 
-Test(session, init_waits_for_the_socket_to_drain)
+/* An init whose first batch (100 messages of 1000 bytes: ~100 KiB) is
+ * queued and waits for the socket to drain below the low-water mark
+ * (64 KiB) before it fetches the next. body is the messages' body. */
+static struct fake *
+init_paused_for_the_drain(struct cg_buf *body)
 {
     struct fake *f;
-    struct cg_buf *b = item_body(1000);
     struct cg_chat_item items[100];
     size_t k;
 
     cfg.out_max_bytes = 1 << 20;
     f = connect12();                                /* low water: 64 KiB */
     subscribe(f, "r", "/user/alice/recive", "auto");
+    subscribe(f, "i", "/user/queue/init/status", "auto");
     chat_w.mode = MODE_HOLD;
     FEED(f, "SEND\ndestination:/socket/chat/init\n\n\0");
     for (k = 0; k < 100; k++)
-        items[k] = (struct cg_chat_item){ k + 1, 1, 0, b };
-    answer_fetch(0, items, 100, 1);                 /* ~100 KiB queued */
+        items[k] = (struct cg_chat_item){ k + 1, 1, 0, body };
+    answer_fetch(0, items, 100, 1);
     cr_assert(eq(sz, chat_w.n, 1));                 /* no next fetch yet */
+    return f;
+}
+
+Test(session, init_waits_for_the_socket_to_drain)
+{
+    struct cg_buf *b = item_body(1000);
+    struct fake *f = init_paused_for_the_drain(b);
+
     pump(f);
     cr_assert(eq(sz, chat_w.n, 2));                 /* drained: next batch */
     cr_assert(eq(u64, chat_w.v[1].after_id, 100));
+    cg_buf_unref(b);
+}
+
+Test(session, init_paused_for_the_drain_ends_at_unsubscribe)
+{
+    struct cg_buf *b = item_body(1000);
+    struct fake *f = init_paused_for_the_drain(b);
+
+    FEED(f, "UNSUBSCRIBE\nid:r\n\n\0");
+    pump(f);                                        /* drained: no next batch */
+    cr_assert(eq(sz, chat_w.n, 1));
+    cr_assert(eq(sz, f->count[STOMP_CMD_MESSAGE], 1)); /* queued ones went with r */
+    cr_assert(eq(str, (char *)th(frame_at(f, 0), "destination"), "/user/queue/init/status"));
+    cr_assert(eq(str, frame_at(f, 0)->body, INIT_CUT_JSON));
     cg_buf_unref(b);
 }
 
@@ -1966,6 +2101,42 @@ Test(session, sync_answers_in_request_order_with_more)
     cg_buf_unref(b);
 }
 
+Test(session, sync_answered_after_recive_unsubscribe_is_400_and_keeps_the_key)
+{
+    struct fake *f = connect_for_batches();
+    struct cg_buf *b = cg_buf_create("{}", 2);
+    struct cg_chat_item items[2] = { { 6, 1, 0, b }, { 9, 1, 0, b } };
+
+    FEED(f, "SEND\ndestination:/socket/chat/sync\nreceipt:s\n\n{\"syncKey\":5}\0"
+            "UNSUBSCRIBE\nid:r\nreceipt:u\n\n\0");
+    answer_fetch(0, items, 2, 0);
+    pump(f);
+    /* not 200 count 2 syncKey 9: nothing was delivered */
+    cr_assert(eq(sz, f->nframes, 4));
+    expect_batch_failed(f, 0, "{\"code\":400,\"status\":\"失败\",\"content\":"
+                        "\"sync stopped: no recive subscription left (UNSUBSCRIBE); "
+                        "sync again from the same syncKey\"}");
+    cr_assert(eq(str, (char *)th(frame_at(f, 2), "receipt-id"), "s"));
+    cr_assert(eq(str, (char *)th(frame_at(f, 3), "receipt-id"), "u"));
+    cr_assert(eq(u64, srv.metrics.deliveries, 0));
+    cr_assert(eq(u32, cg_session__inflight(f->s), 0));
+    cg_buf_unref(b);
+}
+
+Test(session, sync_store_failure_answers_init_status_in_order)
+{
+    struct fake *f = connect_for_batches();
+
+    FEED(f, "SEND\ndestination:/socket/chat/sync\nreceipt:s\n\n{\"syncKey\":5}\0");
+    answer_fetch_err(0, CG_E_STORE);
+    pump(f);
+    cr_assert(eq(sz, f->nframes, 3));
+    expect_batch_failed(f, 0, "{\"code\":503,\"status\":\"失败\","
+                        "\"content\":\"sync failed: store unavailable\"}");
+    cr_assert(eq(str, (char *)th(frame_at(f, 2), "receipt-id"), "s"));
+    cr_assert(eq(u32, cg_session__inflight(f->s), 0));
+}
+
 Test(session, sync_with_a_bad_body_is_400)
 {
     struct fake *f = connect12();
@@ -1977,6 +2148,59 @@ Test(session, sync_with_a_bad_body_is_400)
     pump(f);
     cr_assert(eq(sz, chat_w.n, 0));
     cr_assert(not(eq(ptr, strstr(f->frames[0].body, "\"code\":400"), NULL)));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Token expiry                                                              */
+/* ------------------------------------------------------------------------ */
+
+/* CONNECT as alice with a token valid until expires_ms (wall clock). */
+static struct fake *
+connect_until(int64_t expires_ms)
+{
+    struct fake *f = new_fake();
+    struct cg_principal who = alice;
+
+    who.expires_ms = expires_ms;
+    FEED(f, "CONNECT\naccept-version:1.2\nheart-beat:0,0\npasscode:" TOKEN "\n\n\0");
+    auth_answer(0, &who);
+    pump(f);
+    cr_assert(eq(int, frame_at(f, 0)->cmd, STOMP_CMD_CONNECTED));
+    frames_clear(f);
+    return f;
+}
+
+Test(session, expired_token_closes_the_session_with_error_401)
+{
+    struct fake *f = connect_until(cg_now_ms() + 1000);
+    struct fake *g = connect_until(cg_now_ms() + 600000);
+
+    subscribe(f, "st", "/user/queue/status", "auto");
+    run_for(300);
+    pump(f);
+    cr_assert(eq(sz, f->nframes, 0));
+    cr_assert(eq(int, wants_close(f, NULL), 0));
+    run_for(900);                                   /* past the expiry */
+    expect_error(f, "401 token expired: log in again", 1008);
+    cr_assert(eq(sz, f->nframes, 1));
+    cr_assert(eq(str, frame_at(f, 0)->body, "the login token of this session expired; "
+                 "log in again and reconnect with the new token"));
+    cr_assert(eq(u64, srv.metrics.stomp_errors, 1));
+    /* a session whose token is still valid is untouched */
+    cr_assert(eq(int, wants_close(g, NULL), 0));
+    subscribe(g, "st", "/user/queue/status", "auto");
+    FEED(g, "SEND\ndestination:/x\nreceipt:alive\n\n\0");
+    pump(g);
+    cr_assert(eq(sz, g->nframes, 2));
+    cr_assert(eq(str, (char *)th(frame_at(g, 1), "receipt-id"), "alive"));
+}
+
+Test(session, token_that_expires_while_connecting_is_cut_at_once)
+{
+    struct fake *f = connect_until(cg_now_ms() - 1);
+
+    run_for(10);
+    expect_error(f, "401 token expired: log in again", 1008);
 }
 
 /* ------------------------------------------------------------------------ */
