@@ -766,8 +766,8 @@ send_submit(cg_chat *chat, const struct cg_chat_caller *who,
             const struct cg_chat_send_req *in, struct creq *q)
 {
     char keys[NSEND_KEYS][CG_STORE_KEY_MAX], sender[24], chan[32];
-    const char *argv[NSEND_KEYS + 9];
-    size_t lens[NSEND_KEYS + 9];
+    const char *argv[NSEND_KEYS + 10];
+    size_t lens[NSEND_KEYS + 10];
     struct jw *w = &chat->pieces;
     size_t k = NSEND_KEYS, p1, p2;
     int rc, chan_len;
@@ -809,6 +809,7 @@ send_submit(cg_chat *chat, const struct cg_chat_caller *who,
     ARG(w->p, p1);
     ARG(w->p + p1, p2 - p1);
     ARG(w->p + p2, w->len - p2);
+    ARG(who->want_delivered ? "1" : "0", 1);
 #undef ARG
     /* Sharded by the receiver: its sends, confirmations and fetches share
      * one connection and stay in order (store.h). */

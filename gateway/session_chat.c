@@ -110,10 +110,16 @@ printable(struct stomp_str v, char *out, size_t cap)
     return out;
 }
 
+/* A session asks for delivered notices of the messages it sends by
+ * subscribing to /user/queue/delivered (chat.h: each costs Redis a
+ * PUBLISH). */
 static struct cg_chat_caller
 caller_of(const cg_session *s)
 {
-    return (struct cg_chat_caller){ s->id, s->uid, s->name };
+    return (struct cg_chat_caller){
+        s->id, s->uid, s->name,
+        cg_subs_by_topic(&s->subs, CG_TOPIC_DELIVERED) != NULL,
+    };
 }
 
 static size_t

@@ -837,8 +837,8 @@ backlog_fill(struct run *r)
     char sha[48], keys[5][64], msgid[64], p1[256], p2[4500], p3[128], sid[24],
          maxp[24], chan[48];
     static const char *suffix[5] = { "user", "msg", "pending", "hist", "seq" };
-    const char *argv[3 + 5 + 9];
-    size_t lens[3 + 5 + 9], src_len;
+    const char *argv[3 + 5 + 10];
+    size_t lens[3 + 5 + 10], src_len;
     char *src;
     int nconn = o->fill_conns < 1 ? 1 : o->fill_conns > 16 ? 16 : o->fill_conns;
     long long have;
@@ -903,6 +903,7 @@ backlog_fill(struct run *r)
                 argv[n] = p1; lens[n++] = (size_t)pl;
                 argv[n] = p2; lens[n++] = strlen(p2);
                 argv[n] = p3; lens[n++] = strlen(p3);
+                argv[n] = "0"; lens[n++] = 1;        /* no delivered notice */
                 redisAppendCommandArgv(rc[k], n, argv, lens);
                 per[k]++;
             }

@@ -11,7 +11,7 @@
   operation order. Operation i's first argument names it, and that fixes how
   many keys and arguments it takes:
 
-    ARGV  "send"   + 8 arguments, 5 keys   (SEND below)
+    ARGV  "send"   + 9 arguments, 5 keys   (SEND below)
     ARGV  "recive" + 4 arguments, 3 keys   (RECIVE below)
 
   Every key of one operation shares one user's hash tag {u:U}. On Redis
@@ -24,10 +24,11 @@
 
   Data of one receiver R (store.h has the whole model):
     {u:R}:msg      hash: "<id>"       -> MESSAGE body JSON
-                         "m:<msgID>"  -> "<sender uid>:<id>:<time ms>:<p>",
-                         the msgID's newest message; p is 1 once the message
-                         was pushed to a session or read by an init (a
-                         later init marks it redelivered), else 0
+                         "m:<msgID>"  -> "<sender uid>:<id>:<time ms>:<f>",
+                         the msgID's newest message; f is the sum of
+                           1  pushed to a session or read by an init (a
+                              later init marks it redelivered)
+                           2  the sender asked for a delivered notice
     {u:R}:pending  zset: unconfirmed ids (score = id)
     {u:R}:hist     zset: at least the last history_max ids (score = id; up
                    to history_max + slack, see trim below)
@@ -46,6 +47,8 @@
           body piece between receiver name and time:
             ","content":<content as a JSON string>,"time":
           body tail:  ,"senderId":<S>,"reciverId":<R>}
+          "1" when the sender wants a delivered notice once R confirms
+          (some session of S subscribes to /user/queue/delivered), else "0"
     The body stored and pushed is therefore
       {"id":ID,"chatID":"..","sender":"..","reciver":"NAME","content":"..",
        "time":TIME,"senderId":S,"reciverId":R}
@@ -71,8 +74,9 @@
           R (decimal), for the notification
           channel prefix "cg:u:" (the sender's channel is prefix .. sender)
     Reply {code, sender uid, id, stored time ms, first, msgID}:
-      {200, S, id, t, 1, msgID}  confirmed now: left the pending inbox, and
-                                 the sender's channel got
+      {200, S, id, t, 1, msgID}  confirmed now: left the pending inbox, and,
+                                 if the sender asked for it, the sender's
+                                 channel got
                                  D{"msgID":"..","id":N,"reciverId":R,"time":T}
                                  (T = now, ms)
       {200, S, id, t, 0, msgID}  confirmed before: nothing changes, nothing
@@ -119,9 +123,11 @@ local function body_chat_id(body)
     return string.match(body, '^{"id":%d+,"chatID":"([%w_%-]+)"')
 end
 
--- "<sender>:<id>:<time>:<p>" -> sender, id, time, p (strings)
+-- "<sender>:<id>:<time>:<f>" -> sender, id, time (strings), f (a number)
+local PUSHED, NOTIFY = 1, 2
 local function parse_entry(v)
-    return string.match(v, '^(%d+):(%d+):(%d+):?([01]?)$')
+    local s, id, t, f = string.match(v, '^(%d+):(%d+):(%d+):(%d)$')
+    return s, id, t, tonumber(f)
 end
 
 -- Drop everything kept for the ids of gone (neither pending nor in the
@@ -177,6 +183,7 @@ local function send(k, a)
     local sender, msgid = ARGV[a], ARGV[a + 1]
     local max_pending, history_max = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
     local channel = ARGV[a + 4]
+    local notify = ARGV[a + 8] == '1' and NOTIFY or 0
 
     local name = names[K_USER]
     if name == nil then
@@ -214,7 +221,7 @@ local function send(k, a)
     -- Stored as pushed (the common case), then corrected when no gateway
     -- node holds a session of R: a positive PUBLISH count means one got it,
     -- and a later init reports the message as redelivered.
-    redis.call('HSET', K_MSG, sid, body, mkey, entry .. '1')
+    redis.call('HSET', K_MSG, sid, body, mkey, entry .. (notify + PUSHED))
     redis.call('ZADD', K_PENDING, sid, sid)
     redis.call('ZADD', K_HIST, sid, sid)
 
@@ -224,7 +231,7 @@ local function send(k, a)
     end
 
     if redis.call('PUBLISH', channel, 'M' .. sid .. ':' .. stime .. ':' .. body) == 0 then
-        redis.call('HSET', K_MSG, mkey, entry .. '0')
+        redis.call('HSET', K_MSG, mkey, entry .. notify)
     end
     return {200, id, time}
 end
@@ -254,7 +261,7 @@ local function recive(k, a)
     local mkey = 'm:' .. msgid
     local v = redis.call('HGET', K_MSG, mkey)
     if not v then return NOT_FOUND end
-    local sender, id, t = parse_entry(v)
+    local sender, id, t, flags = parse_entry(v)
     if not sender then return NOT_FOUND end
     if mode == 'id' and id ~= key then
         -- The msgID was used again by a newer message after this one was
@@ -273,17 +280,19 @@ local function recive(k, a)
         if not redis.call('ZSCORE', K_HIST, id) then
             redis.call('HDEL', K_MSG, id, mkey)
         end
-        local _, ms = clock()
-        redis.call('PUBLISH', prefix .. sender,
-                   'D{"msgID":"' .. msgid .. '","id":' .. id .. ',"reciverId":' ..
-                   reciver .. ',"time":' .. ms .. '}')
+        if flags >= NOTIFY then
+            local _, ms = clock()
+            redis.call('PUBLISH', prefix .. sender,
+                       'D{"msgID":"' .. msgid .. '","id":' .. id .. ',"reciverId":' ..
+                       reciver .. ',"time":' .. ms .. '}')
+        end
     end
     return {200, tonumber(sender), tonumber(id), tonumber(t), first, msgid}
 end
 
 -- name -> {function, keys, arguments after the name}
 local OPS = {
-    send   = {send, 5, 8},
+    send   = {send, 5, 9},
     recive = {recive, 3, 4},
 }
 

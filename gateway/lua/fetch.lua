@@ -8,8 +8,8 @@
   KEYS[2] {u:U}:hist     zset: at least the last history_max ids (chat.lua
                          trims in chunks of up to 64)
   KEYS[3] {u:U}:msg      hash: id -> MESSAGE body JSON, and
-                         m:<msgID> -> "<sender>:<id>:<time>:<p>" (p = 1 once
-                         pushed to a session or read by an init)
+                         m:<msgID> -> "<sender>:<id>:<time>:<f>" (f odd once
+                         pushed to a session or read by an init; chat.lua)
 
   ARGV[1] "init" (read the pending inbox) or "sync" (read the history)
   ARGV[2] after: only ids > after (decimal; 0 = from the start)
@@ -72,20 +72,21 @@ for i = 1, n do
         local t = string.match(body, ',"time":(%d+),"senderId":%d+,"reciverId":%d+}$')
         local j = mkey_of[i]
         local e = j and entries[j]
-        local s, eid, et, p
-        if e then s, eid, et, p = string.match(e, '^(%d+):(%d+):(%d+):?([01]?)$') end
+        local s, eid, et, f
+        if e then s, eid, et, f = string.match(e, '^(%d+):(%d+):(%d+):(%d)$') end
         -- An entry that no longer names this id: the msgID was used again
         -- after this message was confirmed.
         local own = eid == id
+        local pushed = own and tonumber(f) % 2 == 1
         local red
         if init then
-            red = (not own or p == '1') and 1 or 0
-            if own and p ~= '1' then
+            red = (not own or pushed) and 1 or 0
+            if own and not pushed then
                 marks[#marks + 1] = mkeys[j]
-                marks[#marks + 1] = s .. ':' .. eid .. ':' .. et .. ':1'
+                marks[#marks + 1] = s .. ':' .. eid .. ':' .. et .. ':' .. (tonumber(f) + 1)
             end
         else
-            red = ((own and p == '1') or not own or not pending[i]) and 1 or 0
+            red = (pushed or not own or not pending[i]) and 1 or 0
         end
         out[#out + 1] = tonumber(id)
         out[#out + 1] = tonumber(t) or 0

@@ -10,7 +10,7 @@
   KEYS[2] {u:U}:msg      hash: id -> MESSAGE body JSON
 
   Returns {count, oldest time ms}; the time is 0 when nothing is pending
-  (or the body is missing, which send.lua never leaves behind).
+  (or the body is missing, which chat.lua never leaves behind).
 ]]
 
 local n = redis.call('ZCARD', KEYS[1])

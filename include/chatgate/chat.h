@@ -44,6 +44,10 @@ struct cg_chat_caller {
     uint64_t    sid;     /* session id, for cg_session_lookup() later */
     uint64_t    uid;
     const char *name;    /* username, NUL-terminated */
+    int         want_delivered; /* send: the sender wants a delivered notice
+                                   when the receiver confirms (it subscribes
+                                   to /user/queue/delivered); each costs a
+                                   PUBLISH, so only then */
 };
 
 /* Per-connection chat state, embedded in the session: the send token

@@ -86,7 +86,7 @@ function sendArgs(sender, senderName, reciver, msgID, content) {
   return [String(sender), msgID, '100000', '1000', `cg:u:${reciver}`,
     `,"chatID":"${msgID}","sender":"${senderName}","reciver":"`,
     `","content":${JSON.stringify(content)},"time":`,
-    `,"senderId":${sender},"reciverId":${reciver}}`];
+    `,"senderId":${sender},"reciverId":${reciver}}`, '1'];
 }
 
 // A send or recive is a batch of one chat.lua operation; its reply is the

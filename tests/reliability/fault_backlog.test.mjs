@@ -5,7 +5,7 @@
 // 100 000)").
 //
 // How the inbox is filled, and why: directly in Redis, by running the
-// gateway's own gateway/lua/send.lua with EVALSHA, pipelined 2 000 commands
+// gateway's own gateway/lua/chat.lua with EVALSHA, pipelined 2 000 commands
 // at a time (lib/redis.mjs; the harness exposes Redis's port). The stored
 // messages are exactly what sends through the gateway would store (same
 // script, same KEYS and ARGV as chat.c), but 100 000 of them take seconds
@@ -82,7 +82,7 @@ describe('a backlog drained by one init', () => {
   it(`${RUNS.join(', ')} pending messages: oldest first, no gaps, ${BIG + 1}th is 507, memory independent of size`, { timeout: pick(240000, 900000) }, async () => {
     await reported(`backlog ${BIG} + init`, async (rep) => {
       const hist = new History('backlog');
-      rep.load = `backlogs of ${RUNS.join(', ')} (max_pending ${MAX_PENDING}), filled by send.lua`;
+      rep.load = `backlogs of ${RUNS.join(', ')} (max_pending ${MAX_PENDING}), filled by chat.lua`;
       rep.faults = `receiver offline for ${RUNS.reduce((a, b) => a + b, 0)} messages; send #${BIG + 1}`;
       const runs = [];
       for (const n of RUNS) {

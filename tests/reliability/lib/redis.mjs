@@ -1,8 +1,8 @@
 // redis.mjs - a pipelining RESP client for the tests that must put data
 // into Redis faster than any client could through the gateway (the 100 000
-// message backlog), and a mirror of what chat.c hands to send.lua.
+// message backlog), and a mirror of what the store hands to chat.lua.
 //
-// fillInbox() runs gateway/lua/send.lua itself (SCRIPT LOAD of the source
+// fillInbox() runs gateway/lua/chat.lua itself (SCRIPT LOAD of the source
 // file, then EVALSHA with the KEYS and ARGV chat.c's send_submit() builds),
 // so the stored messages are byte for byte what a send through the gateway
 // would have stored: same ids, pending inbox, history, dedupe entry and
@@ -113,7 +113,7 @@ export function sendScriptArgs(sha, { sender, msgID, to, content, maxPending, hi
   const p2 = `","content":${JSON.stringify(content)},"time":`;
   const p3 = `,"senderId":${sender.uid},"reciverId":${to}}`;
   return ['EVALSHA', sha, keys.length, ...keys, 'send', String(sender.uid), msgID, String(maxPending), String(historyMax),
-    `cg:u:${to}`, p1, p2, p3];
+    `cg:u:${to}`, p1, p2, p3, '1'];
 }
 
 /**

@@ -340,7 +340,7 @@ do_send(uint64_t uid, const char *name, const char *body)
 {
     static struct ans a;
     struct cg_chat_conn conn;
-    struct cg_chat_caller who = { .sid = 7, .uid = uid, .name = name };
+    struct cg_chat_caller who = { .sid = 7, .uid = uid, .name = name, .want_delivered = 1 };
 
     free(a.body);
     memset(&a, 0, sizeof a);
@@ -572,10 +572,11 @@ Test(store, send_stores_once_and_retry_returns_first_id)
              "\"content\":\"起来聊天\",\"time\":%lld,\"senderId\":1,\"reciverId\":2}", r.time);
     cr_assert(eq(str, stored, expect));
     free(stored);
-    /* The msgID entry: sender 1, id 1, its time, not pushed (nobody
-     * subscribed to bob's channel). */
+    /* The msgID entry: sender 1, id 1, its time, flags 2: a delivered
+     * notice wanted (do_send asks for it), not pushed (nobody subscribed
+     * to bob's channel). */
     ids = rstr("HGET %s %s", "{u:2}:msg", "m:msg-0001");
-    snprintf(expect, sizeof expect, "1:1:%lld:0", r.time);
+    snprintf(expect, sizeof expect, "1:1:%lld:2", r.time);
     cr_assert(eq(str, ids, expect));
     free(ids);
     cr_assert(eq(i64, rint_("ZCARD %s", "{u:2}:pending", NULL), 1));
@@ -701,7 +702,7 @@ Test(store, push_reaches_the_receivers_channel_and_marks_delivered)
     free(stored);
     /* Pushed to a subscriber: marked, so a later init says redelivered. */
     stored = rstr("HGET %s %s", "{u:2}:msg", "m:push-0001");
-    snprintf(expect, sizeof expect, "1:1:%lld:1", r.time);
+    snprintf(expect, sizeof expect, "1:1:%lld:3", r.time);    /* pushed + notice */
     cr_assert(eq(str, stored, expect));
     free(stored);
     finish();
@@ -852,7 +853,7 @@ Test(store, sync_reads_history_with_more_flag_and_changes_nothing)
         char mid[32], *e;
         snprintf(mid, sizeof mid, "m:sync-%04d", i);
         e = rstr("HGET %s %s", "{u:2}:msg", mid);
-        cr_assert(e != NULL && e[strlen(e) - 1] == '0', "%s marked by a sync: %s", mid, e);
+        cr_assert(e != NULL && e[strlen(e) - 1] == '2', "%s marked by a sync: %s", mid, e);
         free(e);
     }
     finish();
@@ -1505,7 +1506,7 @@ Test(store, history_is_trimmed_in_chunks_and_keeps_pending)
     cr_assert(eq(i64, rint_("HEXISTS %s %s", "{u:2}:msg", "3"), 1));
     {
         char *e = rstr("HGET %s %s", "{u:2}:msg", "m:chunk-0003");
-        cr_assert(e != NULL && strncmp(e, "1:3:", 4) == 0 && e[strlen(e) - 1] == '1', "%s", e);
+        cr_assert(e != NULL && strncmp(e, "1:3:", 4) == 0 && e[strlen(e) - 1] == '3', "%s", e);
         free(e);
     }
     /* msg = the 32 in the history (11..42) + 3, a body and a msgID each. */
@@ -1829,5 +1830,45 @@ Test(store, closing_with_queued_operations_answers_each_closed)
     cr_assert(E.closed != 0);
     /* Nothing was stored. */
     cr_assert(eq(i64, rint_("EXISTS %s", "{u:2}:pending", NULL), 0));
+    finish();
+}
+
+Test(store, no_delivered_notice_unless_the_sender_asked_for_one)
+{
+    static struct ans s1;
+    struct cg_chat_conn conn;
+    struct cg_chat_caller quiet = { .sid = 1, .uid = 1, .name = "alice" };   /* want_delivered 0 */
+    static const char b1[] = "{\"msgID\":\"quiet-0001\",\"reciverId\":2,\"content\":\"a\"}";
+    char *e;
+
+    start(NULL);
+    add_users();
+    subscribe_wait(1);                       /* alice's channel is listened to */
+    cg_chat_conn_init(&conn, &E.cfg);
+    cr_assert(eq(int, cg_chat_send(E.chat, &conn, &quiet, b1, strlen(b1), on_done, &s1, NULL), 0));
+    RUN_UNTIL(s1.called, 5000);
+    cr_assert(eq(int, parse_status(&s1).code, 200));
+    free(s1.body);
+    s1.body = NULL;
+    e = rstr("HGET %s %s", "{u:2}:msg", "m:quiet-0001");
+    cr_assert(e != NULL && e[strlen(e) - 1] == '0', "no notice flag: %s", e);
+    free(e);
+
+    freeReplyObject(rcommand("CONFIG RESETSTAT"));
+    cr_assert(eq(int, do_recive(2, "bob", "quiet-0001", 0).code, 200));
+    barrier(1);
+    cr_assert(eq(sz, count_pushes(1, "D"), 0), "nothing published to alice");
+    {
+        redisReply *r = rcommand("INFO commandstats");
+        cr_assert(r && r->type == REDIS_REPLY_STRING);
+        /* The barrier's own PUBLISH is the only one. */
+        cr_assert(strstr(r->str, "cmdstat_publish:calls=1,") != NULL, "one PUBLISH: %s", r->str);
+        freeReplyObject(r);
+    }
+    /* And a message that asked for one gets it (send_msg asks). */
+    cr_assert(eq(int, send_msg(1, "alice", 2, "loud-0001", "b").code, 200));
+    cr_assert(eq(int, do_recive(2, "bob", "loud-0001", 0).code, 200));
+    RUN_UNTIL(count_pushes(1, "D") == 1, 5000);
+    cr_assert(eq(sz, count_pushes(1, "D"), 1));
     finish();
 }
