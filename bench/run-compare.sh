@@ -40,7 +40,9 @@
 # deployment ARCHITECTURE.md describes; each process has its own Redis
 # connections. --reuse-port does not work with Debian's lws 4.1.6, hence
 # separate ports), GW_ONLY_P2P (1: only the gateway p2p matrix), GW_RATES
-# (with GW_ONLY_P2P: fixed total rates to run after it, e.g. "1000 2000").
+# (with GW_ONLY_P2P: fixed total rates to run after it, e.g. "1000 2000"),
+# P2P_ONLY (1: both systems' p2p matrix and the equal-load latency run,
+# then the table; no profile, fanout, backlog or idle).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -56,6 +58,7 @@ PROFILE=${PROFILE:-0}
 GW_PROCS=${GW_PROCS:-1}
 GW_ONLY_P2P=${GW_ONLY_P2P:-0}
 SKIP_RABBIT=${SKIP_RABBIT:-0}
+P2P_ONLY=${P2P_ONLY:-0}
 if [ "$mode" = quick ]; then
   USERS_LIST=${USERS_LIST:-"20"}
   W_LIST_100=${W_LIST_100:-"4"}
@@ -316,40 +319,42 @@ if [ "$SKIP_RABBIT" != 1 ]; then
      --window 256 --rate "$half"
 fi
 
-if [ "$PROFILE" = 1 ]; then
-  log "profiling one p2p run (perf record -e cpu-clock on gateway and redis)"
-  ( sleep $((WARMUP + 2)); perf record -e cpu-clock -F 999 -g -p "$gw_pid,$redis_pid" \
-      -o "$OUT/perf.data" -- sleep 5 >/dev/null 2>&1 ) &
-  prof=$!
-  lg "gw-p2p-profiled" p2p $(gw_args) --users 100 --window 4
-  wait "$prof" || true
-  perf report -i "$OUT/perf.data" --no-children --sort comm,dso,sym --stdio \
-    > "$OUT/perf-report.txt" 2>/dev/null || true
-  perf report -i "$OUT/perf.data" --no-children --sort comm --stdio \
-    > "$OUT/perf-comm.txt" 2>/dev/null || true
-fi
-lg "gw-fanout" fanout $(gw_args) --senders 4 --devices 10 --window 16
-[ "$SKIP_RABBIT" = 1 ] || stop_rabbit
+if [ "$P2P_ONLY" != 1 ]; then
+  if [ "$PROFILE" = 1 ]; then
+    log "profiling one p2p run (perf record -e cpu-clock on gateway and redis)"
+    ( sleep $((WARMUP + 2)); perf record -e cpu-clock -F 999 -g -p "$gw_pid,$redis_pid" \
+        -o "$OUT/perf.data" -- sleep 5 >/dev/null 2>&1 ) &
+    prof=$!
+    lg "gw-p2p-profiled" p2p $(gw_args) --users 100 --window 4
+    wait "$prof" || true
+    perf report -i "$OUT/perf.data" --no-children --sort comm,dso,sym --stdio \
+      > "$OUT/perf-report.txt" 2>/dev/null || true
+    perf report -i "$OUT/perf.data" --no-children --sort comm --stdio \
+      > "$OUT/perf-comm.txt" 2>/dev/null || true
+  fi
+  lg "gw-fanout" fanout $(gw_args) --senders 4 --devices 10 --window 16
+  [ "$SKIP_RABBIT" = 1 ] || stop_rabbit
 
-# backlog and idle each on a fresh gateway process: RSS growth must not
-# hide in the heap that earlier runs left behind.
-stop_gateway
-start_gateway
-lg "gw-backlog" backlog --port "$gw_ports" --server-pids "$gw_pid" --redis-pid "$redis_pid" \
-   --redis "unix://$RSOCK" --backlog "$BACKLOG" --chat-lua "$top/gateway/lua/chat.lua" \
-   --duration 120
-stop_gateway
-start_gateway
-lg "gw-idle" idle --port "$gw_ports" --server-pids "$gw_pid" --redis-pid "$redis_pid" \
-   --conns "$IDLE_CONNS" --src-addrs 16 --prefix li --hold 5 --concurrency 128
-stop_gateway
-stop_redis
+  # backlog and idle each on a fresh gateway process: RSS growth must not
+  # hide in the heap that earlier runs left behind.
+  stop_gateway
+  start_gateway
+  lg "gw-backlog" backlog --port "$gw_ports" --server-pids "$gw_pid" --redis-pid "$redis_pid" \
+     --redis "unix://$RSOCK" --backlog "$BACKLOG" --chat-lua "$top/gateway/lua/chat.lua" \
+     --duration 120
+  stop_gateway
+  start_gateway
+  lg "gw-idle" idle --port "$gw_ports" --server-pids "$gw_pid" --redis-pid "$redis_pid" \
+     --conns "$IDLE_CONNS" --src-addrs 16 --prefix li --hold 5 --concurrency 128
+  stop_gateway
+  stop_redis
 
-if [ "$SKIP_RABBIT" != 1 ]; then
-  start_rabbit                    # a fresh node: no queues from the runs above
-  lg "rq-idle" idle --target rabbitmq --port "$RABBIT_PORT" --server-pids "$rabbit_pid" \
-     --conns "$IDLE_CONNS" --src-addrs 16 --hold 5 --concurrency 128
-  stop_rabbit
+  if [ "$SKIP_RABBIT" != 1 ]; then
+    start_rabbit                    # a fresh node: no queues from the runs above
+    lg "rq-idle" idle --target rabbitmq --port "$RABBIT_PORT" --server-pids "$rabbit_pid" \
+       --conns "$IDLE_CONNS" --src-addrs 16 --hold 5 --concurrency 128
+    stop_rabbit
+  fi
 fi
 
 # ---- the table -------------------------------------------------------------
