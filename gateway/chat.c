@@ -83,9 +83,9 @@ cg_chat_route(const char *dest, size_t len)
 }
 
 /* Key suffixes, in the KEYS order of each script. */
-static const char *const SEND_KEYS[]   = { "user", "msg", "pending", "hist", "seq" };
-static const char *const RECIVE_KEYS[] = { "msg", "pending", "hist" };
-static const char *const FETCH_KEYS[]  = { "pending", "hist", "msg" };
+static const char *const SEND_KEYS[]   = { "user", "msg", "pending", "seq" };
+static const char *const RECIVE_KEYS[] = { "msg", "pending", "user" };
+static const char *const FETCH_KEYS[]  = { "pending", "user", "seq", "msg" };
 #define NSEND_KEYS   (sizeof SEND_KEYS / sizeof SEND_KEYS[0])
 #define NRECIVE_KEYS (sizeof RECIVE_KEYS / sizeof RECIVE_KEYS[0])
 #define NFETCH_KEYS  (sizeof FETCH_KEYS / sizeof FETCH_KEYS[0])

@@ -834,11 +834,11 @@ backlog_fill(struct run *r)
     struct user *rcv = &r->users[0], *snd = &r->users[1];
     redisContext *rc[16] = { 0 };
     redisReply *rep;
-    char sha[48], keys[5][64], msgid[64], p1[256], p2[4500], p3[128], sid[24],
+    char sha[48], keys[4][64], msgid[64], p1[256], p2[4500], p3[128], sid[24],
          maxp[24], chan[48];
-    static const char *suffix[5] = { "user", "msg", "pending", "hist", "seq" };
-    const char *argv[3 + 5 + 10];
-    size_t lens[3 + 5 + 10], src_len;
+    static const char *suffix[4] = { "user", "msg", "pending", "seq" };
+    const char *argv[3 + 4 + 10];
+    size_t lens[3 + 4 + 10], src_len;
     char *src;
     int nconn = o->fill_conns < 1 ? 1 : o->fill_conns > 16 ? 16 : o->fill_conns;
     long long have;
@@ -861,7 +861,7 @@ backlog_fill(struct run *r)
     }
     snprintf(sha, sizeof sha, "%s", rep->str);
     freeReplyObject(rep);
-    for (int k = 0; k < 5; k++)
+    for (int k = 0; k < 4; k++)
         snprintf(keys[k], sizeof keys[k], "{u:%" PRIu64 "}:%s", rcv->uid, suffix[k]);
     rep = redisCommand(rc[0], "ZCARD %s", keys[2]);
     have = rep && rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0;
@@ -889,8 +889,8 @@ backlog_fill(struct run *r)
 
                 argv[n] = "EVALSHA"; lens[n++] = 7;
                 argv[n] = sha; lens[n++] = strlen(sha);
-                argv[n] = "5"; lens[n++] = 1;
-                for (int q = 0; q < 5; q++) {
+                argv[n] = "4"; lens[n++] = 1;
+                for (int q = 0; q < 4; q++) {
                     argv[n] = keys[q];
                     lens[n++] = strlen(keys[q]);
                 }

@@ -11,7 +11,7 @@
   operation order. Operation i's first argument names it, and that fixes how
   many keys and arguments it takes:
 
-    ARGV  "send"   + 9 arguments, 5 keys   (SEND below)
+    ARGV  "send"   + 9 arguments, 4 keys   (SEND below)
     ARGV  "recive" + 4 arguments, 3 keys   (RECIVE below)
 
   Every key of one operation shares one user's hash tag {u:U}. On Redis
@@ -30,17 +30,18 @@
                               later init marks it redelivered)
                            2  the sender asked for a delivered notice
     {u:R}:pending  zset: unconfirmed ids (score = id)
-    {u:R}:hist     zset: at least the last history_max ids (score = id; up
-                   to history_max + slack, see trim below)
+    {u:R}:user     hash: name (the receiver's username), and trimmed: the
+                   history (what sync reads) is every id above it, at least
+                   the last history_max ids (up to history_max + slack, see
+                   trim below); ids are consecutive, so it needs no set
+    {u:R}:seq      counter of R's message ids
 
   SEND - store one chat message durably and push it.
-    KEYS  {u:R}:user     hash: name (the receiver's username)
-          {u:R}:msg, {u:R}:pending, {u:R}:hist
-          {u:R}:seq      counter of R's message ids
+    KEYS  {u:R}:user, {u:R}:msg, {u:R}:pending, {u:R}:seq
     ARGV  sender uid (decimal)
           msgID (client's id, [A-Za-z0-9_-]{8,64}, validated by the caller)
           max_pending  (507 when the pending inbox already holds this many)
-          history_max  (ids kept in hist for sync)
+          history_max  (ids kept in the history, for sync)
           channel      cg:u:<R>
           body piece between id and receiver name:
             ,"chatID":"<msgID>","sender":"<sender name>","reciver":"
@@ -67,7 +68,7 @@
     Nothing is written on any answer but a first 200.
 
   RECIVE - the receiver R confirms one message.
-    KEYS  {u:R}:msg, {u:R}:pending, {u:R}:hist
+    KEYS  {u:R}:msg, {u:R}:pending, {u:R}:user
     ARGV  "msgid" (the next argument is a msgID) or "id" (a message id, as
           a STOMP ACK names it; the msgID is read from the stored body)
           the msgID or the id (decimal, no leading zeros)
@@ -89,12 +90,12 @@
 
 -- History trimming is done in chunks, not one id per send: only every
 -- (slack + 1)-th id (id % (slack + 1) == 0; ids are consecutive, so that
--- is every (slack + 1)-th stored message) looks at the history size and
--- then drops everything beyond history_max at once, with one call per
+-- is every (slack + 1)-th stored message) moves trimmed up to
+-- id - history_max and drops what fell out at once, with one call per
 -- command rather than one per id. The history therefore holds between
 -- history_max and history_max + slack ids. slack is 64, or less for a small
 -- history_max (history_max / 16: 0 below 16, i.e. exact trimming). TRIM_MAX
--- bounds one call if history_max was lowered (the rest goes with the
+-- bounds one step if history_max was lowered (the rest goes with the
 -- following chunks).
 local TRIM_MAX = 128
 
@@ -155,31 +156,42 @@ local function forget(K_MSG, gone)
     redis.call('HDEL', K_MSG, unpack(del))
 end
 
-local function trim(K_MSG, K_PENDING, K_HIST, history_max)
-    local excess = redis.call('ZCARD', K_HIST) - history_max
-    if excess <= 0 then return end
-    if excess > TRIM_MAX then excess = TRIM_MAX end
-    local old = redis.call('ZRANGE', K_HIST, 0, excess - 1)
-    redis.call('ZREMRANGEBYRANK', K_HIST, 0, excess - 1)
-    -- The ones still pending stay: one range read finds them (scores are
-    -- ids; old holds the history's lowest ids, in order).
+-- Per receiver (its user key), what this batch knows: its name (false:
+-- no such user) and its trimmed mark.
+local names, trimmed = {}, {}
+
+local function trimmed_of(K_USER)
+    local t = trimmed[K_USER]
+    if t == nil then
+        t = tonumber(redis.call('HGET', K_USER, 'trimmed')) or 0
+        trimmed[K_USER] = t
+    end
+    return t
+end
+
+-- Move R's history start to id - history_max: the ids that leave it are
+-- dropped unless still pending (those go when confirmed, see RECIVE).
+local function trim(K_USER, K_MSG, K_PENDING, id, history_max)
+    local from, to = trimmed_of(K_USER), id - history_max
+    if to <= from then return end
+    if to - from > TRIM_MAX then to = from + TRIM_MAX end
     local still = {}
-    for _, p in ipairs(redis.call('ZRANGEBYSCORE', K_PENDING, old[1], old[#old])) do
+    for _, p in ipairs(redis.call('ZRANGEBYSCORE', K_PENDING, from + 1, to)) do
         still[p] = true
     end
     local gone = {}
-    for _, oid in ipairs(old) do
-        if not still[oid] then gone[#gone + 1] = oid end
+    for i = from + 1, to do
+        local sid = string.format('%d', i)
+        if not still[sid] then gone[#gone + 1] = sid end
     end
     if #gone > 0 then forget(K_MSG, gone) end
+    redis.call('HSET', K_USER, 'trimmed', string.format('%d', to))
+    trimmed[K_USER] = to
 end
 
--- Receivers' names read by this batch (false: no such user).
-local names = {}
 
 local function send(k, a)
-    local K_USER, K_MSG, K_PENDING, K_HIST, K_SEQ =
-        KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
+    local K_USER, K_MSG, K_PENDING, K_SEQ = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
     local sender, msgid = ARGV[a], ARGV[a + 1]
     local max_pending, history_max = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
     local channel = ARGV[a + 4]
@@ -223,11 +235,10 @@ local function send(k, a)
     -- and a later init reports the message as redelivered.
     redis.call('HSET', K_MSG, sid, body, mkey, entry .. (notify + PUSHED))
     redis.call('ZADD', K_PENDING, sid, sid)
-    redis.call('ZADD', K_HIST, sid, sid)
 
     local slack = math.min(64, math.floor(history_max / 16))
     if id % (slack + 1) == 0 then
-        trim(K_MSG, K_PENDING, K_HIST, history_max)
+        trim(K_USER, K_MSG, K_PENDING, id, history_max)
     end
 
     if redis.call('PUBLISH', channel, 'M' .. sid .. ':' .. stime .. ':' .. body) == 0 then
@@ -239,7 +250,7 @@ end
 local NOT_FOUND = {404, 0, 0, 0, 0, ''}
 
 local function recive(k, a)
-    local K_MSG, K_PENDING, K_HIST = KEYS[k], KEYS[k + 1], KEYS[k + 2]
+    local K_MSG, K_PENDING, K_USER = KEYS[k], KEYS[k + 1], KEYS[k + 2]
     local mode, key, reciver, prefix = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
 
     local msgid = key
@@ -277,7 +288,9 @@ local function recive(k, a)
     local first = 0
     if redis.call('ZREM', K_PENDING, id) == 1 then
         first = 1
-        if not redis.call('ZSCORE', K_HIST, id) then
+        -- Out of the history already (it was pending when the history
+        -- moved past it): nothing keeps it now.
+        if tonumber(id) <= trimmed_of(K_USER) then
             redis.call('HDEL', K_MSG, id, mkey)
         end
         if flags >= NOTIFY then
@@ -292,7 +305,7 @@ end
 
 -- name -> {function, keys, arguments after the name}
 local OPS = {
-    send   = {send, 5, 9},
+    send   = {send, 4, 9},
     recive = {recive, 3, 4},
 }
 

@@ -5,9 +5,10 @@
   calls over at most limit ids.
 
   KEYS[1] {u:U}:pending  zset: unconfirmed ids
-  KEYS[2] {u:U}:hist     zset: at least the last history_max ids (chat.lua
-                         trims in chunks of up to 64)
-  KEYS[3] {u:U}:msg      hash: id -> MESSAGE body JSON, and
+  KEYS[2] {u:U}:user     hash: trimmed = the history is every id above it
+                         (at least the last history_max; chat.lua)
+  KEYS[3] {u:U}:seq      the user's newest id
+  KEYS[4] {u:U}:msg      hash: id -> MESSAGE body JSON, and
                          m:<msgID> -> "<sender>:<id>:<time>:<f>" (f odd once
                          pushed to a session or read by an init; chat.lua)
 
@@ -25,7 +26,7 @@
   msgID entries, (sync) their pending scores, (init) the marks.
 ]]
 
-local K_PENDING, K_HIST, K_MSG = KEYS[1], KEYS[2], KEYS[3]
+local K_PENDING, K_USER, K_SEQ, K_MSG = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 
 local init  = ARGV[1] == 'init'
 local after = ARGV[2]
@@ -35,9 +36,16 @@ local limit = tonumber(ARGV[3]) or 1
 if limit < 1 then limit = 1 end
 if limit > 1000 then limit = 1000 end
 
-local src = init and K_PENDING or K_HIST
-local ids = redis.call('ZRANGEBYSCORE', src, '(' .. after, '+inf',
-                       'LIMIT', 0, limit + 1)
+local ids
+if init then
+    ids = redis.call('ZRANGEBYSCORE', K_PENDING, '(' .. after, '+inf', 'LIMIT', 0, limit + 1)
+else
+    -- The history is the consecutive ids trimmed+1 .. seq.
+    local first = math.max(tonumber(after) or 0, tonumber(redis.call('HGET', K_USER, 'trimmed')) or 0) + 1
+    local last = math.min(tonumber(redis.call('GET', K_SEQ)) or 0, first + limit)
+    ids = {}
+    for i = first, last do ids[#ids + 1] = string.format('%d', i) end
+end
 
 local out = {0}
 local n = #ids

@@ -30,17 +30,19 @@
  *   cg:uid                  INCR counter of user ids
  *   cg:name:<lower(name)>   string: uid                (name -> uid lookup)
  *   cg:tok:<sha256 hex>     string: "<uid>:<expires ms>:<name>", PX = ttl
- *   {u:<uid>}:user          hash: name, pw (PBKDF2 record), created
+ *   {u:<uid>}:user          hash: name, pw (PBKDF2 record), created, and
+ *                           trimmed: the history (sync) is every id above
+ *                           it, at least the last history_max (chat.lua
+ *                           moves it in chunks, so up to history_max +
+ *                           min(64, history_max / 16)); ids are consecutive
  *   {u:<uid>}:seq           INCR counter of the user's message ids (sync key)
  *   {u:<uid>}:msg           hash: "<id>" -> MESSAGE body JSON, and
- *                           "m:<msgID>" -> "<sender uid>:<id>:<time ms>:<p>"
+ *                           "m:<msgID>" -> "<sender uid>:<id>:<time ms>:<f>"
  *                           for the msgID's newest message (dedupe, confirm
- *                           by msgID); p is 1 once pushed to a session or
- *                           read by an init (-> redelivered), else 0
+ *                           by msgID); f: 1 once pushed to a session or
+ *                           read by an init (-> redelivered), + 2 when the
+ *                           sender asked for a delivered notice
  *   {u:<uid>}:pending       zset: id (score id) while unconfirmed
- *   {u:<uid>}:hist          zset: at least the last history_max ids (sync
- *                           window; chat.lua trims in chunks, so up to
- *                           history_max + min(64, history_max / 16))
  *
  * Channel cg:u:<uid> carries one of (first byte is the type):
  *   "M<id>:<time ms>:<body json>"  a new chat message for uid

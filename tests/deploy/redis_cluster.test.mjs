@@ -27,9 +27,9 @@ const SCRIPTS = ['send', 'recive', 'fetch', 'pending'];
 const OPS = new Set(['send', 'recive']);
 // The key suffixes of each, in chat.c's order (SEND_KEYS, ...).
 const KEYS = {
-  send: ['user', 'msg', 'pending', 'hist', 'seq'],
-  recive: ['msg', 'pending', 'hist'],
-  fetch: ['pending', 'hist', 'msg'],
+  send: ['user', 'msg', 'pending', 'seq'],
+  recive: ['msg', 'pending', 'user'],
+  fetch: ['pending', 'user', 'seq', 'msg'],
   pending: ['pending', 'msg'],
 };
 const keys = (uid, script) => KEYS[script].map((s) => `{u:${uid}}:${s}`);

@@ -103,7 +103,7 @@ export class RedisPipe {
   close() { this.sock.destroy(); }
 }
 
-const SEND_KEYS = ['user', 'msg', 'pending', 'hist', 'seq'];
+const SEND_KEYS = ['user', 'msg', 'pending', 'seq'];
 
 /** The EVALSHA of chat.lua that the store would issue for this message as a
  * batch of one send operation (chat.c's send_submit). */
