@@ -8,8 +8,17 @@
  * transactions and RECEIPTs; answers, chat messages and heart-beats wait in
  * the bounded outbound queue (outq.c) until the transport pulls them. The
  * session never sees a wsi, a URL or SockJS framing; it talks to its
- * transport only through cg_transport_ops. This file is the STOMP side;
- * session_internal.h lists the calls between it and session_chat.c.
+ * transport only through cg_transport_ops.
+ *
+ * Where things live. This file is the STOMP side: the state machine, the
+ * frame dispatch table and its handlers, subscriptions, RECEIPTs, ERROR
+ * and closing, CONNECT and the token check, and the public API. The rest
+ * of the session is split by what it does (session_internal.h has the
+ * struct and every call between the files):
+ *   session_chat.c   chat requests and their tickets, the init stream
+ *   session_tx.c     BEGIN/COMMIT/ABORT and the frames a transaction holds
+ *   session_input.c  bytes in, the input buffer, parser limits, pausing
+ *   session_timer.c  the one timer and every deadline it enforces
  *
  * States:
  *
@@ -31,12 +40,12 @@
  *   the meantime wait, unparsed, in the input buffer.
  *
  * Frame dispatch. rules[] maps each command to {states that accept it,
- * required headers per version, handler}. dispatch() collects the
+ * required headers per version, handler}. cg_session__dispatch() collects the
  * well-known headers once (first wins), checks state and required headers
  * once, calls the handler, and queues the RECEIPT when the handler
  * succeeded: the shared checks live in one place (Redis processCommand),
  * never in the handlers. A handler returns 0 or an error code with a
- * one-line detail; session_fail() is the only place that turns an error
+ * one-line detail; cg_session__fail() is the only place that turns an error
  * into an ERROR frame followed by a close (STYLE.md 3).
  *
  * Ordering. Answers and RECEIPTs leave in request order. A request that
@@ -73,14 +82,14 @@
  * session id, never a bare session pointer (STYLE.md 4.3), and find the
  * session again with cg_session_lookup().
  *
- * Owns: the input buffer (lazily allocated, freed when empty: idle
- * sessions hold none), the outbound queue, the subscription table, open
- * transactions, one uv_timer (re-armed to the nearest deadline:
- * connect, frame, heart-beat in and out, token expiry, soft output limit,
- * close flush) and the token until the token check answers.
+ * Owns: the outbound queue, the subscription table, the token until the
+ * token check answers, and the session's memory and timer handle (created
+ * here, closed and freed here). The input buffer (session_input.c), open
+ * transactions (session_tx.c) and the timer's deadlines (session_timer.c)
+ * are owned by their files, but freed from here on close and destroy.
  *
  * Lifetime (STYLE.md 4): the transport holds the first reference; a close
- * is only requested (begin_close) and the transport closes when
+ * is only requested (cg_session__begin_close) and the transport closes when
  * cg_session_wants_close() says so, or at once after ops->close(). After
  * cg_session_on_closed() the session leaves the registry, closes its timer
  * and drops the transport's reference; memory is released once the timer's
@@ -89,7 +98,6 @@
 
 #include <assert.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -119,26 +127,6 @@
 /* Limits and constants                                                      */
 /* ------------------------------------------------------------------------ */
 
-/* The parser needs an array of max_headers entries. It lives on the stack
- * of process_input() (32 bytes an entry, 32 KiB at most), not in the
- * session, so idle sessions do not pay for it. 1024 is config.c's upper
- * bound for max_headers; the clamp only guards against a mismatch. */
-#define SESSION_HEADERS_MAX 1024
-
-/* Open transactions per session. stomp.js opens one at a time; the bound
- * only stops a peer from opening thousands (each one is capped by
- * max_tx_frames already). */
-#define SESSION_MAX_TX 16
-
-/* Input kept while reading is paused: the transport may hand over what it
- * had already read when it was asked to pause (one read), plus this slack
- * for transports that deliver a little more (a SockJS xhr_send batch). */
-#define SESSION_PAUSED_SLACK (1024 * 1024)
-
-/* hiredis's rule: compact the input buffer only when the consumed prefix
- * is at least this big, never after each frame. */
-#define SESSION_COMPACT_AT 1024
-
 /* Longest token accepted from anywhere (real ones are 43 chars). */
 #define SESSION_TOKEN_MAX 256
 
@@ -163,32 +151,6 @@ static const char *const state_names[] = {
     "AWAIT_CONNECT", "AUTHENTICATING", "ATTACHING", "CONNECTED", "CLOSING",
 };
 
-struct tx_op {
-    struct tx_op *next;
-    uint64_t      ack_id;       /* TX_ACK: chat message id to confirm */
-    uint32_t      dest_len;     /* TX_SEND: destination then body in data */
-    uint32_t      body_len;
-    uint8_t       kind;
-    char          data[];
-};
-
-enum { TX_SEND, TX_ACK };
-
-struct tx {
-    struct tx    *next;
-    struct tx_op *head, *tail;
-    uint32_t      nops;
-    uint16_t      name_len;
-    char          name[];
-};
-
-/* The well-known headers, collected once per frame (first wins). */
-enum hdr_idx {
-    H_DESTINATION, H_ID, H_RECEIPT, H_TRANSACTION, H_MESSAGE_ID,
-    H_SUBSCRIPTION, H_ACK, H_ACCEPT_VERSION, H_HEART_BEAT, H_PASSCODE,
-    H_TOKEN, H_COUNT
-};
-
 #define HN(lit) { (lit), sizeof(lit) - 1 }
 static const struct stomp_str hdr_names[H_COUNT] = {
     [H_DESTINATION]    = HN("destination"),
@@ -207,49 +169,9 @@ static const struct stomp_str hdr_names[H_COUNT] = {
 
 #define HB(h) (1u << (h))
 
-struct frame_ctx {
-    const struct stomp_frame *f;
-    const struct stomp_str   *h[H_COUNT];
-    char                      detail[DETAIL_MAX];
-};
-
-enum close_how {
-    CLOSE_FLUSH,    /* send everything, answers still awaited included */
-    CLOSE_CANCEL,   /* send what is ready; drop answers still awaited */
-    CLOSE_NOW,      /* drop everything; ops->close() at once */
-};
-
-static void begin_close(cg_session *s, int code, const char *why, enum close_how how);
-static void session_fail(cg_session *s, int err, const char *detail);
-static void process_input(cg_session *s);
-static void arm_timer(cg_session *s);
-
 /* ------------------------------------------------------------------------ */
 /* Small helpers                                                             */
 /* ------------------------------------------------------------------------ */
-
-static int
-fail(struct frame_ctx *c, int err, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* Record a handler's error detail; returns err for "return fail(...)". */
-static int
-fail(struct frame_ctx *c, int err, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(c->detail, sizeof c->detail, fmt, ap);
-    va_end(ap);
-    return err;
-}
-
-/* Peer bytes for a detail or log line: escaped, quoted, at most 64 bytes. */
-static const char *
-repr(const struct stomp_str *v, char *out, size_t cap)
-{
-    return cg_log_repr(v->ptr, v->len, 64, out, cap);
-}
 
 static int
 str_eq(struct stomp_str a, struct stomp_str b)
@@ -295,63 +217,17 @@ token_forget(cg_session *s)
     }
 }
 
-static void
-input_free(cg_session *s)
-{
-    cg_free(s->in);
-    s->in = NULL;
-    s->in_len = s->in_off = s->in_cap = 0;
-}
-
 /* ------------------------------------------------------------------------ */
 /* Transport calls                                                           */
 /* ------------------------------------------------------------------------ */
 
-static void
-want_write(cg_session *s)
+void
+cg_session__want_write(cg_session *s)
 {
     if (!ops_usable(s) || (s->flags & F_WRITE_ASKED))
         return;
     s->flags |= F_WRITE_ASKED;
     s->ops->want_write(s->t);
-}
-
-static int
-input_paused(const cg_session *s)
-{
-    return s->paused != 0;
-}
-
-void
-cg_session__pause_input(cg_session *s, unsigned why)
-{
-    s->paused |= (uint8_t)why;
-    if (!(s->flags & F_READ_STOPPED) && ops_usable(s)) {
-        s->flags |= F_READ_STOPPED;
-        s->ops->pause_read(s->t, 1);
-    }
-}
-
-void
-cg_session__resume_input(cg_session *s, unsigned why)
-{
-    if (!(s->paused & why))
-        return;
-    s->paused &= (uint8_t)~why;
-    if (s->paused != 0)
-        return;
-    if ((s->flags & F_READ_STOPPED) && ops_usable(s)) {
-        s->flags &= (uint16_t)~F_READ_STOPPED;
-        s->ops->pause_read(s->t, 0);
-    }
-    /* The peer was not heard while it could not be read. */
-    s->last_read = now_ms(s);
-    /* Frames buffered meanwhile are parsed from the timer, never from inside
-     * the callback that resumed us (which may be deep in a handler). */
-    if (s->in_len > s->in_off) {
-        s->flags |= F_PARSE_PENDING;
-        arm_timer(s);
-    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -450,8 +326,8 @@ cg_session__render_ctx(cg_session *s)
     return (struct cg_outq_render){ out_version(s), s->uid, resolve_sub, s };
 }
 
-static void
-output_cap_close(cg_session *s, enum cg_outq_limit lim)
+void
+cg_session__output_cap_close(cg_session *s, enum cg_outq_limit lim)
 {
     const struct cg_config *cfg = cfg_of(s);
     size_t pending = cg_outq_chat(&s->outq);
@@ -466,7 +342,7 @@ output_cap_close(cg_session *s, enum cg_outq_limit lim)
                 "for the next connect", (long long)cfg->out_soft_bytes,
                 (long long)cfg->out_soft_seconds, pending);
     s->srv->metrics.output_cap_closes++;
-    begin_close(s, WS_CLOSE_TRY_LATER, "output queue over limit", CLOSE_NOW);
+    cg_session__begin_close(s, WS_CLOSE_TRY_LATER, "output queue over limit", CLOSE_NOW);
 }
 
 void
@@ -478,7 +354,7 @@ cg_session__after_enqueue(cg_session *s)
         return;
     lim = cg_outq_check(&s->outq, now_ms(s));
     if (lim != CG_OUTQ_OK) {
-        output_cap_close(s, lim);
+        cg_session__output_cap_close(s, lim);
         return;
     }
     /* Ready frames need a write; so does a closing session that has just
@@ -486,87 +362,8 @@ cg_session__after_enqueue(cg_session *s)
      * cg_session_wants_close()). */
     if (cg_outq_ready(&s->outq) ||
         (s->state == ST_CLOSING && cg_outq_idle(&s->outq)))
-        want_write(s);
-    arm_timer(s);
-}
-
-/* ------------------------------------------------------------------------ */
-/* Transactions                                                              */
-/* ------------------------------------------------------------------------ */
-
-static struct tx **
-tx_find(cg_session *s, const struct stomp_str *name)
-{
-    struct tx **pp;
-
-    for (pp = &s->txs; *pp != NULL; pp = &(*pp)->next)
-        if ((*pp)->name_len == name->len && memcmp((*pp)->name, name->ptr, name->len) == 0)
-            return pp;
-    return NULL;
-}
-
-static void
-tx_free(struct tx *tx)
-{
-    struct tx_op *op = tx->head;
-
-    while (op != NULL) {
-        struct tx_op *next = op->next;
-
-        cg_free(op);
-        op = next;
-    }
-    cg_free(tx);
-}
-
-static void
-tx_abort_all(cg_session *s)
-{
-    while (s->txs != NULL) {
-        struct tx *tx = s->txs;
-
-        s->txs = tx->next;
-        tx_free(tx);
-    }
-    s->ntx = 0;
-}
-
-/* Buffer a SEND (or ACK) of transaction c->h[H_TRANSACTION] until COMMIT. */
-static int
-tx_add(cg_session *s, struct frame_ctx *c, int kind, uint64_t ack_id)
-{
-    const struct stomp_str *name = c->h[H_TRANSACTION];
-    const struct stomp_str *dest = c->h[H_DESTINATION];
-    struct stomp_str body = c->f->body;
-    struct tx **pp = tx_find(s, name);
-    struct tx_op *op;
-    char r[80];
-    size_t dl = kind == TX_SEND ? dest->len : 0, bl = kind == TX_SEND ? body.len : 0;
-
-    if (pp == NULL)
-        return fail(c, CG_E_PROTO, "unknown transaction %s", repr(name, r, sizeof r));
-    if ((*pp)->nops >= cfg_size(cfg_of(s)->max_tx_frames))
-        return fail(c, CG_E_LIMIT, "transaction exceeds %lld frames (max_tx_frames)",
-                    (long long)cfg_of(s)->max_tx_frames);
-    /* Each copy is bounded by max_frame_bytes: it came from one frame. */
-    if ((op = cg_malloc(sizeof *op + dl + bl)) == NULL)
-        return fail(c, CG_E_NOMEM, "out of memory");
-    op->next = NULL;
-    op->kind = (uint8_t)kind;
-    op->ack_id = ack_id;
-    op->dest_len = (uint32_t)dl;
-    op->body_len = (uint32_t)bl;
-    if (dl)
-        memcpy(op->data, dest->ptr, dl);
-    if (bl)
-        memcpy(op->data + dl, body.ptr, bl);
-    if ((*pp)->tail)
-        (*pp)->tail->next = op;
-    else
-        (*pp)->head = op;
-    (*pp)->tail = op;
-    (*pp)->nops++;
-    return 0;
+        cg_session__want_write(s);
+    cg_session__arm_timer(s);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -709,7 +506,7 @@ on_send(cg_session *s, struct frame_ctx *c)
     int rc;
 
     if (c->h[H_TRANSACTION] != NULL)
-        return tx_add(s, c, TX_SEND, 0);
+        return cg_session__tx_add(s, c, TX_SEND, 0);
     rc = cg_session__chat_send(s, *c->h[H_DESTINATION], c->f->body);
     return rc < 0 ? fail(c, rc, "%s", cg_strerror(rc)) : 0;
 }
@@ -824,7 +621,7 @@ on_ack(cg_session *s, struct frame_ctx *c)
     if (id == 0)
         cg_slog(s, CG_LOG_DEBUG, "ACK of no chat message of ours ignored");
     if (c->h[H_TRANSACTION] != NULL)
-        return tx_add(s, c, TX_ACK, id);
+        return cg_session__tx_add(s, c, TX_ACK, id);
     rc = cg_session__chat_confirm(s, id);
     return rc < 0 ? fail(c, rc, "%s", cg_strerror(rc)) : 0;
 }
@@ -835,82 +632,9 @@ on_nack(cg_session *s, struct frame_ctx *c)
 {
     char r[80];
 
-    if (c->h[H_TRANSACTION] != NULL && tx_find(s, c->h[H_TRANSACTION]) == NULL)
+    if (c->h[H_TRANSACTION] != NULL && cg_session__tx_find(s, c->h[H_TRANSACTION]) == NULL)
         return fail(c, CG_E_PROTO, "unknown transaction %s",
                     repr(c->h[H_TRANSACTION], r, sizeof r));
-    return 0;
-}
-
-static int
-on_begin(cg_session *s, struct frame_ctx *c)
-{
-    const struct stomp_str *name = c->h[H_TRANSACTION];
-    struct tx *tx;
-    char r[80];
-
-    if (tx_find(s, name) != NULL)
-        return fail(c, CG_E_PROTO, "transaction %s already begun", repr(name, r, sizeof r));
-    if (s->ntx >= SESSION_MAX_TX)
-        return fail(c, CG_E_LIMIT, "more than %d open transactions", SESSION_MAX_TX);
-    if (name->len > UINT16_MAX || (tx = cg_calloc(1, sizeof *tx + name->len)) == NULL)
-        return fail(c, CG_E_NOMEM, "out of memory");
-    memcpy(tx->name, name->ptr, name->len);
-    tx->name_len = (uint16_t)name->len;
-    tx->next = s->txs;
-    s->txs = tx;
-    s->ntx++;
-    return 0;
-}
-
-/* Remove and return the named transaction, or NULL. */
-static struct tx *
-tx_take(cg_session *s, const struct stomp_str *name)
-{
-    struct tx **pp = tx_find(s, name), *tx;
-
-    if (pp == NULL)
-        return NULL;
-    tx = *pp;
-    *pp = tx->next;
-    s->ntx--;
-    return tx;
-}
-
-static int
-on_commit(cg_session *s, struct frame_ctx *c)
-{
-    struct tx *tx = tx_take(s, c->h[H_TRANSACTION]);
-    struct tx_op *op;
-    char r[80];
-    int rc = 0;
-
-    if (tx == NULL)
-        return fail(c, CG_E_PROTO, "unknown transaction %s",
-                    repr(c->h[H_TRANSACTION], r, sizeof r));
-    /* The frames take effect now, in order; COMMIT's RECEIPT (queued by
-     * dispatch after this returns) follows all their answers. */
-    for (op = tx->head; op != NULL && rc == 0 && s->state == ST_CONNECTED; op = op->next) {
-        if (op->kind == TX_SEND)
-            rc = cg_session__chat_send(s, (struct stomp_str){ op->data, op->dest_len },
-                                       (struct stomp_str){ op->data + op->dest_len,
-                                                           op->body_len });
-        else
-            rc = cg_session__chat_confirm(s, op->ack_id);
-    }
-    tx_free(tx);
-    return rc < 0 ? fail(c, rc, "%s", cg_strerror(rc)) : 0;
-}
-
-static int
-on_abort(cg_session *s, struct frame_ctx *c)
-{
-    struct tx *tx = tx_take(s, c->h[H_TRANSACTION]);
-    char r[80];
-
-    if (tx == NULL)
-        return fail(c, CG_E_PROTO, "unknown transaction %s",
-                    repr(c->h[H_TRANSACTION], r, sizeof r));
-    tx_free(tx);
     return 0;
 }
 
@@ -920,11 +644,11 @@ on_abort(cg_session *s, struct frame_ctx *c)
 static int
 on_disconnect(cg_session *s, struct frame_ctx *c)
 {
-    tx_abort_all(s);
+    cg_session__tx_abort_all(s);
     cg_session__init_stop(s);
     if (c->h[H_RECEIPT] != NULL && queue_receipt(s, c->h[H_RECEIPT]) < 0)
         cg_slog(s, CG_LOG_WARN, "DISCONNECT receipt lost: out of memory");
-    begin_close(s, WS_CLOSE_NORMAL, "client disconnected", CLOSE_FLUSH);
+    cg_session__begin_close(s, WS_CLOSE_NORMAL, "client disconnected", CLOSE_FLUSH);
     return 0;
 }
 
@@ -954,9 +678,9 @@ static const struct frame_rule rules[STOMP_CMD_COUNT] = {
     [STOMP_CMD_UNSUBSCRIBE] = { SM(ST_CONNECTED), 0, { 0, HB(H_ID), HB(H_ID) }, on_unsubscribe },
     [STOMP_CMD_ACK]         = { SM(ST_CONNECTED), 0, ACK_REQ, on_ack },
     [STOMP_CMD_NACK]        = { SM(ST_CONNECTED), 0, ACK_REQ, on_nack },
-    [STOMP_CMD_BEGIN]       = { SM(ST_CONNECTED), 0, REQ_ALL(HB(H_TRANSACTION)), on_begin },
-    [STOMP_CMD_COMMIT]      = { SM(ST_CONNECTED), 0, REQ_ALL(HB(H_TRANSACTION)), on_commit },
-    [STOMP_CMD_ABORT]       = { SM(ST_CONNECTED), 0, REQ_ALL(HB(H_TRANSACTION)), on_abort },
+    [STOMP_CMD_BEGIN]       = { SM(ST_CONNECTED), 0, REQ_ALL(HB(H_TRANSACTION)), cg_session__on_begin },
+    [STOMP_CMD_COMMIT]      = { SM(ST_CONNECTED), 0, REQ_ALL(HB(H_TRANSACTION)), cg_session__on_commit },
+    [STOMP_CMD_ABORT]       = { SM(ST_CONNECTED), 0, REQ_ALL(HB(H_TRANSACTION)), cg_session__on_abort },
     [STOMP_CMD_DISCONNECT]  = { SM(ST_CONNECTED), R_NO_RECEIPT, REQ_ALL(0), on_disconnect },
     /* CONNECTED, MESSAGE, RECEIPT, ERROR: server frames, never accepted. */
 };
@@ -979,8 +703,8 @@ collect_headers(struct frame_ctx *c, unsigned *have)
     }
 }
 
-static void
-dispatch(cg_session *s, const struct stomp_frame *f)
+void
+cg_session__dispatch(cg_session *s, const struct stomp_frame *f)
 {
     const char *name = stomp_command_name(f->command);
     const struct frame_rule *rule = NULL;
@@ -1033,7 +757,7 @@ failed:
     rc = CG_E_PROTO;
 failed_rc:
     s->cur_receipt = c.h[H_RECEIPT];
-    session_fail(s, rc, c.detail);
+    cg_session__fail(s, rc, c.detail);
     s->cur_receipt = NULL;
 }
 
@@ -1048,8 +772,8 @@ failed_rc:
  * "Protocol Negotiation") and is written without escapes. When the error
  * is about a frame that asked for a receipt, receipt-id names it (STOMP
  * 1.2 "ERROR"). */
-static void
-session_fail(cg_session *s, int err, const char *detail)
+void
+cg_session__fail(cg_session *s, int err, const char *detail)
 {
     const char *msg;
     struct kv h[4];
@@ -1087,11 +811,11 @@ session_fail(cg_session *s, int err, const char *detail)
     }
     if (b != NULL && cg_outq_push_raw(&s->outq, b) < 0)
         cg_slog(s, CG_LOG_WARN, "ERROR frame lost: out of memory");
-    begin_close(s, code, msg, CLOSE_CANCEL);
+    cg_session__begin_close(s, code, msg, CLOSE_CANCEL);
 }
 
-static void
-begin_close(cg_session *s, int code, const char *why, enum close_how how)
+void
+cg_session__begin_close(cg_session *s, int code, const char *why, enum close_how how)
 {
     if (s->flags & F_GONE)
         return;
@@ -1100,10 +824,10 @@ begin_close(cg_session *s, int code, const char *why, enum close_how how)
         s->close_code = code;
         snprintf(s->close_why, sizeof s->close_why, "%s", why ? why : "");
         cg_session__pause_input(s, PAUSE_CLOSING);
-        tx_abort_all(s);
+        cg_session__tx_abort_all(s);
         cg_session__init_stop(s);
         if (!(s->flags & F_IN_INPUT))
-            input_free(s);         /* else process_input() frees it */
+            cg_session__input_free(s);         /* else cg_session__process_input() frees it */
         s->flags &= (uint16_t)~(F_EOL_DUE | F_PARSE_PENDING);
         s->connect_dl = s->frame_dl = 0;
         /* The flush gets as long as a peer gets to finish a frame. */
@@ -1127,141 +851,7 @@ begin_close(cg_session *s, int code, const char *why, enum close_how how)
         s->flags |= F_WRITE_ASKED;
         s->ops->want_write(s->t);
     }
-    arm_timer(s);
-}
-
-/* ------------------------------------------------------------------------ */
-/* Input                                                                     */
-/* ------------------------------------------------------------------------ */
-
-static void
-current_limits(const cg_session *s, struct stomp_limits *lim)
-{
-    const struct cg_config *cfg = cfg_of(s);
-    size_t frame = cfg_size(cfg->max_frame_bytes), line = cfg_size(cfg->max_header_line);
-    size_t headers = cfg_size(cfg->max_headers), unauth = cfg_size(cfg->unauth_max_frame_bytes);
-
-    if (!(s->flags & F_AUTH_LIMITS)) {
-        /* Redis's unauthenticated caps: a peer that has not proven who it
-         * is cannot make us buffer a full-size frame. */
-        if (unauth > 0 && unauth < frame)
-            frame = unauth;
-        if (line > frame)
-            line = frame;
-    }
-    lim->max_frame_bytes = frame;
-    lim->max_headers = headers < SESSION_HEADERS_MAX ? headers : SESSION_HEADERS_MAX;
-    lim->max_header_line = line;
-    lim->max_header_bytes = frame;   /* no separate option: the frame bounds it */
-}
-
-static void
-apply_limits(cg_session *s)
-{
-    struct stomp_limits lim;
-
-    current_limits(s, &lim);
-    stomp_parser_set_limits(&s->parser, &lim);
-}
-
-static void
-parse_fail(cg_session *s, int err)
-{
-    struct stomp_limits lim;
-    char msg[DETAIL_MAX];
-    int limit = err == STOMP_E_FRAME_TOO_LARGE || err == STOMP_E_TOO_MANY_HEADERS ||
-                err == STOMP_E_HEADER_LINE_TOO_LONG || err == STOMP_E_HEADERS_TOO_LARGE;
-
-    current_limits(s, &lim);
-    if (err == STOMP_E_FRAME_TOO_LARGE && !(s->flags & F_AUTH_LIMITS) &&
-        lim.max_frame_bytes < cfg_size(cfg_of(s)->max_frame_bytes))
-        snprintf(msg, sizeof msg, "frame exceeds %zu bytes before CONNECT "
-                 "(unauth_max_frame_bytes)", lim.max_frame_bytes);
-    else
-        (void)stomp_strerror_limit(err, &lim, msg, sizeof msg);
-    session_fail(s, limit ? CG_E_LIMIT : CG_E_PROTO, msg);
-}
-
-static int
-input_append(cg_session *s, const char *data, size_t len)
-{
-    size_t unparsed = s->in_len - s->in_off, need, cap;
-    char *p;
-
-    if (input_paused(s) &&
-        unparsed + len > cfg_size(cfg_of(s)->max_frame_bytes) + SESSION_PAUSED_SLACK)
-        return CG_E_LIMIT;
-    /* Reuse the consumed prefix before growing. */
-    if (s->in_off > 0 && (s->in_off >= SESSION_COMPACT_AT || s->in_cap - s->in_len < len)) {
-        memmove(s->in, s->in + s->in_off, unparsed);
-        s->in_len = unparsed;
-        s->in_off = 0;
-    }
-    need = s->in_len + len;
-    if (need > s->in_cap) {
-        cap = s->in_cap ? s->in_cap : 512;
-        while (cap < need)
-            cap *= 2;
-        if ((p = cg_realloc(s->in, cap)) == NULL)
-            return CG_E_NOMEM;
-        s->in = p;
-        s->in_cap = cap;
-    }
-    memcpy(s->in + s->in_len, data, len);
-    s->in_len += len;
-    return 0;
-}
-
-static int
-can_dispatch(const cg_session *s)
-{
-    return s->state != ST_CLOSING && !(s->paused & (PAUSE_AUTH | PAUSE_INFLIGHT));
-}
-
-static void
-process_input(cg_session *s)
-{
-    struct stomp_header hdrs[SESSION_HEADERS_MAX];
-    struct stomp_frame f;
-    int progressed = 0;
-    ssize_t n;
-
-    if (s->flags & F_IN_INPUT)
-        return;                    /* the outer loop goes on by itself */
-    s->flags |= F_IN_INPUT;
-    while (can_dispatch(s) && s->in_off < s->in_len) {
-        f.headers = hdrs;
-        n = stomp_parse(&s->parser, s->in + s->in_off, s->in_len - s->in_off, &f);
-        if (n == STOMP_AGAIN)
-            break;
-        if (n < 0) {
-            parse_fail(s, (int)n);
-            break;
-        }
-        s->in_off += (size_t)n;
-        progressed = 1;
-        if (f.command != STOMP_CMD_HEARTBEAT)
-            dispatch(s, &f);
-    }
-    s->flags &= (uint16_t)~F_IN_INPUT;
-
-    if (s->state == ST_CLOSING || s->in_off == s->in_len) {
-        input_free(s);             /* idle sessions hold no input buffer */
-        s->frame_dl = 0;
-    } else if (!can_dispatch(s)) {
-        s->frame_dl = 0;           /* complete frames may wait; no timeout */
-    } else {
-        if (s->in_off >= SESSION_COMPACT_AT) {
-            memmove(s->in, s->in + s->in_off, s->in_len - s->in_off);
-            s->in_len -= s->in_off;
-            s->in_off = 0;
-        }
-        /* A partial frame sits in the buffer: it has frame_timeout_ms from
-         * the moment it started (or from the last frame that completed). */
-        if (progressed || s->frame_dl == 0)
-            s->frame_dl = now_ms(s) + cfg_size(cfg_of(s)->frame_timeout_ms);
-    }
-    arm_timer(s);
+    cg_session__arm_timer(s);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1279,7 +869,7 @@ connected(cg_session *s)
     s->state = ST_CONNECTED;
     s->connect_dl = 0;
     s->flags |= F_AUTH_LIMITS;
-    apply_limits(s);
+    cg_session__apply_limits(s);
     stomp_parser_set_version(&s->parser, (enum stomp_version)s->version);
 
     snprintf(hb, sizeof hb, "%" PRIu32 ",%" PRIu32, s->hb_sx, s->hb_sy);
@@ -1295,7 +885,7 @@ connected(cg_session *s)
     if (rc == 0)
         rc = cg_outq_push_raw(&s->outq, b);
     if (rc < 0) {
-        session_fail(s, CG_E_NOMEM, "out of memory");
+        cg_session__fail(s, CG_E_NOMEM, "out of memory");
         return;
     }
     s->last_read = s->last_write = now_ms(s);
@@ -1315,9 +905,9 @@ on_attached(uint64_t sid, int err, void *data)
     if (s == NULL || s->state != ST_ATTACHING)
         return;
     if (err == CG_E_CLOSED)
-        begin_close(s, WS_CLOSE_GOING_AWAY, "server shutting down", CLOSE_CANCEL);
+        cg_session__begin_close(s, WS_CLOSE_GOING_AWAY, "server shutting down", CLOSE_CANCEL);
     else if (err < 0)
-        session_fail(s, CG_E_STORE, "could not subscribe to the user's channel");
+        cg_session__fail(s, CG_E_STORE, "could not subscribe to the user's channel");
     else
         connected(s);
 }
@@ -1354,20 +944,20 @@ on_auth(int err, const struct cg_principal *who, const char *token, void *data)
     /* auth.c counts the failures it finds (auth_failures); the session
      * counts only those it finds itself (no token, malformed token). */
     if (err == CG_E_AUTH) {
-        session_fail(s, CG_E_AUTH, "invalid or expired token");
+        cg_session__fail(s, CG_E_AUTH, "invalid or expired token");
         return;
     }
     if (err == 0 && (who == NULL || who->uid == 0)) {
         s->srv->metrics.auth_failures++;
-        session_fail(s, CG_E_AUTH, "invalid token");
+        cg_session__fail(s, CG_E_AUTH, "invalid token");
         return;
     }
     if (err == CG_E_CLOSED) {
-        begin_close(s, WS_CLOSE_GOING_AWAY, "server shutting down", CLOSE_CANCEL);
+        cg_session__begin_close(s, WS_CLOSE_GOING_AWAY, "server shutting down", CLOSE_CANCEL);
         return;
     }
     if (err < 0) {
-        session_fail(s, CG_E_STORE, "token check failed: store unavailable");
+        cg_session__fail(s, CG_E_STORE, "token check failed: store unavailable");
         return;
     }
     s->uid = who->uid;
@@ -1381,124 +971,10 @@ on_auth(int err, const struct cg_principal *who, const char *token, void *data)
                           : CG_E_CLOSED;
     if (rc < 0) {
         s->flags &= (uint16_t)~F_ATTACHED;
-        session_fail(s, rc == CG_E_NOMEM ? rc : CG_E_STORE,
+        cg_session__fail(s, rc == CG_E_NOMEM ? rc : CG_E_STORE,
                      "could not subscribe to the user's channel");
     }
     /* else on_attached() may already have run */
-}
-
-/* ------------------------------------------------------------------------ */
-/* Timer                                                                     */
-/* ------------------------------------------------------------------------ */
-
-static uint64_t
-next_deadline(const cg_session *s)
-{
-    uint64_t due = 0;
-
-#define CONSIDER(x)                                       \
-    do {                                                  \
-        uint64_t x_ = (x);                                \
-        if (x_ != 0 && (due == 0 || x_ < due))            \
-            due = x_;                                     \
-    } while (0)
-
-    if (s->flags & F_GONE)
-        return 0;
-    if (s->state == ST_CLOSING) {
-        if (!(s->flags & F_CLOSE_SENT))
-            CONSIDER(s->close_dl);
-        return due;
-    }
-    if (s->flags & F_PARSE_PENDING)
-        CONSIDER(now_ms(s) > 0 ? now_ms(s) : 1);
-    CONSIDER(s->connect_dl);
-    CONSIDER(s->expire_dl);
-    if (!input_paused(s))
-        CONSIDER(s->frame_dl);
-    if (s->hb_in && !(s->flags & F_READ_STOPPED))
-        CONSIDER(s->last_read + 2 * (uint64_t)s->hb_in);
-    if (s->hb_out && !(s->flags & F_EOL_DUE))
-        CONSIDER(s->last_write + s->hb_out);
-    CONSIDER(cg_outq_soft_deadline(&s->outq));
-#undef CONSIDER
-    return due;
-}
-
-static void on_timer(uv_timer_t *h);
-
-/* Keep the one timer armed for the nearest deadline. A deadline that
- * moved later does not re-arm: the timer fires early and re-arms. */
-static void
-arm_timer(cg_session *s)
-{
-    uint64_t due = next_deadline(s), now;
-
-    if (due == 0) {
-        if (s->timer_due != 0) {
-            uv_timer_stop(&s->timer);
-            s->timer_due = 0;
-        }
-        return;
-    }
-    if (s->timer_due != 0 && s->timer_due <= due)
-        return;
-    now = now_ms(s);
-    uv_timer_start(&s->timer, on_timer, due > now ? due - now : 0, 0);
-    s->timer_due = due;
-}
-
-static void
-on_timer(uv_timer_t *h)
-{
-    cg_session *s = h->data;
-    uint64_t now = uv_now(h->loop);
-    const struct cg_config *cfg = cfg_of(s);
-    enum cg_outq_limit lim;
-    char msg[DETAIL_MAX];
-
-    s->timer_due = 0;
-    if (s->flags & F_GONE)
-        return;
-    cg_session_ref(s);
-    if (s->state == ST_CLOSING) {
-        if (!(s->flags & F_CLOSE_SENT) && s->close_dl && now >= s->close_dl) {
-            cg_slog(s, CG_LOG_INFO, "close flush not done within %lld ms "
-                    "(frame_timeout_ms): closing now", (long long)cfg->frame_timeout_ms);
-            begin_close(s, s->close_code, s->close_why, CLOSE_NOW);
-        }
-    } else if (s->connect_dl && now >= s->connect_dl) {
-        snprintf(msg, sizeof msg, s->state == ST_AWAIT_CONNECT
-                 ? "no CONNECT within %lld ms (connect_timeout_ms)"
-                 : "CONNECT not completed within %lld ms (connect_timeout_ms)",
-                 (long long)cfg->connect_timeout_ms);
-        session_fail(s, CG_E_LIMIT, msg);
-    } else if (s->expire_dl && now >= s->expire_dl) {
-        session_fail(s, CG_E_EXPIRED, "the login token of this session expired; "
-                     "log in again and reconnect with the new token");
-    } else if (s->hb_in && !(s->flags & F_READ_STOPPED) &&
-               now - s->last_read >= 2 * (uint64_t)s->hb_in) {
-        snprintf(msg, sizeof msg, "no data from the client within %" PRIu64
-                 " ms (2 x heart-beat %" PRIu32 " ms)", 2 * (uint64_t)s->hb_in, s->hb_in);
-        session_fail(s, CG_E_LIMIT, msg);
-    } else if (s->frame_dl && !input_paused(s) && now >= s->frame_dl) {
-        snprintf(msg, sizeof msg, "frame not completed within %lld ms (frame_timeout_ms)",
-                 (long long)cfg->frame_timeout_ms);
-        session_fail(s, CG_E_LIMIT, msg);
-    } else if ((lim = cg_outq_check(&s->outq, now)) != CG_OUTQ_OK) {
-        output_cap_close(s, lim);
-    } else {
-        if (s->hb_out && !(s->flags & F_EOL_DUE) && now - s->last_write >= s->hb_out) {
-            s->flags |= F_EOL_DUE;
-            want_write(s);
-        }
-        if (s->flags & F_PARSE_PENDING) {
-            s->flags &= (uint16_t)~F_PARSE_PENDING;
-            process_input(s);
-        }
-    }
-    arm_timer(s);
-    cg_session_unref(s);
 }
 
 static void
@@ -1506,8 +982,8 @@ destroy(cg_session *s)
 {
     cg_outq_cleanup(&s->outq);
     cg_subs_cleanup(&s->subs);
-    tx_abort_all(s);
-    input_free(s);
+    cg_session__tx_abort_all(s);
+    cg_session__input_free(s);
     token_forget(s);
     cg_free(s);
 }
@@ -1562,7 +1038,7 @@ cg_session_create(struct cg_server *srv, const struct cg_transport_ops *ops,
         goto fail;
 
     stomp_parser_init(&s->parser, NULL);
-    apply_limits(s);
+    cg_session__apply_limits(s);
     cg_outq_init(&s->outq, cfg_size(cfg->out_max_bytes), cfg_size(cfg->out_soft_bytes),
                  (uint64_t)cfg_size(cfg->out_soft_seconds) * 1000);
     cg_subs_init(&s->subs);
@@ -1578,43 +1054,13 @@ cg_session_create(struct cg_server *srv, const struct cg_transport_ops *ops,
             s->ws_version == 12 ? "v12.stomp" : s->ws_version == 11 ? "v11.stomp"
             : s->ws_version == 10 ? "v10.stomp" : "none",
             s->token ? "from handshake" : "not yet");
-    arm_timer(s);
+    cg_session__arm_timer(s);
     return s;
 
 fail:
     token_forget(s);
     cg_free(s);
     return NULL;
-}
-
-int
-cg_session_on_bytes(cg_session *s, const char *data, size_t len)
-{
-    int rc;
-
-    if ((s->flags & F_GONE) || s->state == ST_CLOSING)
-        return CG_E_CLOSED;
-    s->last_read = now_ms(s);
-    s->srv->metrics.bytes_in += len;
-    if (len == 0)
-        return 0;
-    cg_session_ref(s);
-    rc = input_append(s, data, len);
-    if (rc == CG_E_LIMIT) {
-        char msg[DETAIL_MAX];
-
-        snprintf(msg, sizeof msg, "input over %zu bytes while reading is paused "
-                 "(max_frame_bytes + %d)", cfg_size(cfg_of(s)->max_frame_bytes),
-                 SESSION_PAUSED_SLACK);
-        session_fail(s, CG_E_LIMIT, msg);
-    } else if (rc < 0) {
-        session_fail(s, rc, "out of memory");
-    } else {
-        process_input(s);
-    }
-    rc = s->state == ST_CLOSING ? CG_E_CLOSED : 0;
-    cg_session_unref(s);
-    return rc;
 }
 
 int
@@ -1647,7 +1093,7 @@ cg_session_pop_frame(cg_session *s, struct cg_wbuf *wb)
     if (s->init.waiting)
         cg_session__init_drained(s);
     if (n == 0)
-        arm_timer(s);
+        cg_session__arm_timer(s);
     return n;
 }
 
@@ -1674,13 +1120,13 @@ cg_session_wants_close(const cg_session *s, int *code, const char **why)
 void
 cg_session_close(cg_session *s, int code, const char *reason)
 {
-    begin_close(s, code, reason, CLOSE_CANCEL);
+    cg_session__begin_close(s, code, reason, CLOSE_CANCEL);
 }
 
 void
 cg_session_drain(cg_session *s, int code, const char *reason)
 {
-    begin_close(s, code, reason, CLOSE_FLUSH);
+    cg_session__begin_close(s, code, reason, CLOSE_FLUSH);
 }
 
 void
@@ -1694,7 +1140,7 @@ cg_session_on_closed(cg_session *s)
         s->state = ST_CLOSING;
         s->close_code = WS_CLOSE_ABNORMAL;
         snprintf(s->close_why, sizeof s->close_why, "connection lost");
-        tx_abort_all(s);
+        cg_session__tx_abort_all(s);
         cg_session__init_stop(s);
     }
     s->flags |= F_GONE;
@@ -1708,7 +1154,7 @@ cg_session_on_closed(cg_session *s)
     cg_outq_cancel_tickets(&s->outq);
     (void)cg_outq_discard(&s->outq);          /* release shared bodies now */
     if (!(s->flags & F_IN_INPUT))
-        input_free(s);
+        cg_session__input_free(s);
     token_forget(s);
     cg_slog(s, CG_LOG_INFO, "closed: %s (%d)", s->close_why, s->close_code);
     uv_timer_stop(&s->timer);
@@ -1763,7 +1209,7 @@ cg_session_resync(cg_session *s)
         return;
     cg_slog(s, CG_LOG_INFO, "store is back: re-reading the pending inbox");
     if (cg_session__init_start(s) == CG_E_NOMEM)
-        session_fail(s, CG_E_NOMEM, "out of memory");
+        cg_session__fail(s, CG_E_NOMEM, "out of memory");
 }
 
 const char *

@@ -1,26 +1,37 @@
-/* session_internal.h - what session.c and session_chat.c share; private to
- * the two (session.h is the session's API for everybody else).
+/* session_internal.h - what the session_*.c files share; private to them
+ * (session.h is the session's API for everybody else).
  *
- * One session, two files: session.c is the STOMP side (state machine,
- * frame dispatch, subscriptions, transactions, heart-beats, the timer,
- * closing, the transport calls), session_chat.c the chat side (requests to
- * chat.c and their tickets, the init stream, sync batches, pushes). Both
- * work on the whole struct cg_session; each keeps the fields it owns
- * consistent (session_chat.c: inflight, status_seq, init, chat). The
- * functions below are the only calls between the two, each way; all of
- * them must be called on the loop thread, from within one turn (they
- * never keep s beyond the call). */
+ * One session, five files:
+ *   session.c        the STOMP side: state machine, frame dispatch table
+ *                    and its handlers, subscriptions, receipts, ERROR and
+ *                    closing, CONNECT and the token check, the public API
+ *   session_chat.c   the chat side: requests to chat.c and their tickets,
+ *                    the init stream, sync batches, pushes
+ *   session_tx.c     transactions: BEGIN/COMMIT/ABORT and the frames held
+ *   session_input.c  bytes in: the input buffer, parser limits, pausing,
+ *                    the parse loop that feeds the dispatch table
+ *   session_timer.c  the one timer and its deadlines (connect, token
+ *                    expiry, frame, heart-beats, soft output limit, close)
+ * All work on the whole struct cg_session; each keeps the fields it owns
+ * consistent (session_chat.c: inflight, status_seq, init, chat;
+ * session_tx.c: txs, ntx; session_input.c: in*, parser, paused;
+ * session_timer.c: timer_due). The functions below are the only calls
+ * between the files; all of them must be called on the loop thread, from
+ * within one turn (they never keep s beyond the call). */
 #ifndef CG_SESSION_INTERNAL_H
 #define CG_SESSION_INTERNAL_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <uv.h>
 
 #include "chatgate/auth.h"
 #include "chatgate/chat.h"
 #include "chatgate/config.h"
+#include "chatgate/log.h"
 #include "chatgate/server.h"
 #include "chatgate/session.h"
 #include "outq.h"
@@ -55,7 +66,7 @@ enum session_state {
 #define F_EOL_DUE       0x0100u /* a heart-beat EOL should go out */
 #define F_AUTH_LIMITS   0x0200u /* parser has the post-CONNECT limits */
 
-struct tx;    /* an open transaction (session.c) */
+struct tx;    /* an open transaction (session_tx.c) */
 
 struct cg_session {
     struct cg_server              *srv;
@@ -139,7 +150,71 @@ ops_usable(const cg_session *s)
     return !(s->flags & (F_GONE | F_CLOSE_SENT));
 }
 
-/* ---- session.c, for session_chat.c ------------------------------------- */
+/* What cg_session__tx_add() holds back: a SEND or an ACK. */
+enum { TX_SEND, TX_ACK };
+
+/* The well-known headers, collected once per frame (first wins). */
+enum hdr_idx {
+    H_DESTINATION, H_ID, H_RECEIPT, H_TRANSACTION, H_MESSAGE_ID,
+    H_SUBSCRIPTION, H_ACK, H_ACCEPT_VERSION, H_HEART_BEAT, H_PASSCODE,
+    H_TOKEN, H_COUNT
+};
+
+/* One frame being dispatched: the well-known headers (views into the
+ * frame) and the one-line detail of a handler's error. */
+struct frame_ctx {
+    const struct stomp_frame *f;
+    const struct stomp_str   *h[H_COUNT];
+    char                      detail[DETAIL_MAX];
+};
+
+/* How cg_session__begin_close() treats what is still queued. */
+enum close_how {
+    CLOSE_FLUSH,    /* send everything, answers still awaited included */
+    CLOSE_CANCEL,   /* send what is ready; drop answers still awaited */
+    CLOSE_NOW,      /* drop everything; ops->close() at once */
+};
+
+static inline int
+fail(struct frame_ctx *c, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Record a handler's error detail; returns err for "return fail(...)". */
+static inline int
+fail(struct frame_ctx *c, int err, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(c->detail, sizeof c->detail, fmt, ap);
+    va_end(ap);
+    return err;
+}
+
+/* Peer bytes for a detail or log line: escaped, quoted, at most 64 bytes. */
+static inline const char *
+repr(const struct stomp_str *v, char *out, size_t cap)
+{
+    return cg_log_repr(v->ptr, v->len, 64, out, cap);
+}
+
+/* ---- session.c, for session_chat.c, _tx.c, _input.c, _timer.c ---------- */
+
+/* Ask the transport for a writable callback (once, until pop runs dry). */
+void cg_session__want_write(cg_session *s);
+
+/* The output queue crossed limit lim: log, count, and close at once (1013). */
+void cg_session__output_cap_close(cg_session *s, enum cg_outq_limit lim);
+
+/* Check frame f against the dispatch table and run its handler (a view into
+ * the input buffer: called only from cg_session__process_input()). */
+void cg_session__dispatch(cg_session *s, const struct stomp_frame *f);
+
+/* The one place an error code becomes an ERROR frame and a close. */
+void cg_session__fail(cg_session *s, int err, const char *detail);
+
+/* Request a close (code, why); how says what of the queue still goes out. */
+void cg_session__begin_close(cg_session *s, int code, const char *why, enum close_how how);
 
 /* How this session renders MESSAGE headers (version, message-id prefix,
  * subscription lookup), for the cg_outq_* calls that take one. */
@@ -156,7 +231,7 @@ void cg_session__after_enqueue(cg_session *s);
 void cg_session__pause_input(cg_session *s, unsigned why);
 void cg_session__resume_input(cg_session *s, unsigned why);
 
-/* ---- session_chat.c, for session.c -------------------------------------- */
+/* ---- session_chat.c, for session.c ------------------------------------- */
 
 /* A SEND to dest (not in a transaction, or at its COMMIT): a /socket/chat/
  * operation, or 404 on /user/queue/status for any other destination.
@@ -186,5 +261,43 @@ void cg_session__init_drained(cg_session *s);
  * subscription went away ends now, with its init/status (400), rather than
  * at its next batch (which may wait for a drain) or never. */
 void cg_session__chat_unsubscribed(cg_session *s);
+
+/* ---- session_tx.c, for session.c --------------------------------------- */
+
+/* The open transaction named name (a pointer to its link, for unlinking),
+ * or NULL. */
+struct tx **cg_session__tx_find(cg_session *s, const struct stomp_str *name);
+
+/* Hold a SEND (kind TX_SEND) or an ACK of ack_id (TX_ACK) of transaction
+ * c->h[H_TRANSACTION] until COMMIT. 0, or an error with c->detail set. */
+int cg_session__tx_add(cg_session *s, struct frame_ctx *c, int kind, uint64_t ack_id);
+
+/* Drop every open transaction and what it holds. */
+void cg_session__tx_abort_all(cg_session *s);
+
+/* The BEGIN, COMMIT and ABORT handlers of the dispatch table. */
+int cg_session__on_begin(cg_session *s, struct frame_ctx *c);
+int cg_session__on_commit(cg_session *s, struct frame_ctx *c);
+int cg_session__on_abort(cg_session *s, struct frame_ctx *c);
+
+/* ---- session_input.c, for session.c and session_timer.c ---------------- */
+
+/* Free the input buffer (idle sessions hold none). */
+void cg_session__input_free(cg_session *s);
+
+/* Nonzero while reading is paused for any reason (PAUSE_*). */
+int cg_session__input_paused(const cg_session *s);
+
+/* Set the parser's limits: the tighter ones until F_AUTH_LIMITS is set. */
+void cg_session__apply_limits(cg_session *s);
+
+/* Parse and dispatch what is buffered, as far as the session can take it;
+ * re-entrant calls (from a handler) return at once. */
+void cg_session__process_input(cg_session *s);
+
+/* ---- session_timer.c, for session.c and session_input.c ---------------- */
+
+/* Keep the session's one timer armed for its nearest deadline. */
+void cg_session__arm_timer(cg_session *s);
 
 #endif

@@ -1,4 +1,4 @@
-/* test_session.c - STOMP sessions (gateway/session.c, session_chat.c,
+/* test_session.c - STOMP sessions (gateway/session.c and session_*.c,
  * subs.c, registry.c) driven through the public API by a fake transport, on
  * a real uv loop, without Redis or lws.
  *
