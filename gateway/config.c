@@ -59,6 +59,7 @@
 #include "chatgate/common.h"
 #include "chatgate/config.h"
 #include "chatgate/log.h"
+#include "utf8.h"
 
 #ifndef CG_DEFAULT_WEB_ROOT
 #define CG_DEFAULT_WEB_ROOT "web"   /* the build normally points it at build/web */
@@ -398,30 +399,16 @@ check_text(const char *s, size_t len, char *why, size_t cap)
     const unsigned char *p = (const unsigned char *)s, *end = p + len;
 
     while (p < end) {
-        unsigned c = *p, n, cp;
+        uint32_t cp;
+        size_t n;
 
-        if (c < 0x20 || c == 0x7f) {
+        if (*p < 0x20 || *p == 0x7f) {
             snprintf(why, cap, "contains a control character");
             return -1;
         }
-        if (c < 0x80) {
-            p++;
-            continue;
-        }
-        n = c >= 0xf0 ? 3 : c >= 0xe0 ? 2 : 1;
-        cp = c & (0x3fu >> n);
-        if (c < 0xc2 || c > 0xf4 || (size_t)(end - p) <= n)
+        if ((n = cg_utf8_next(p, (size_t)(end - p), &cp)) == 0)
             goto bad;
-        for (unsigned i = 1; i <= n; i++) {
-            if ((p[i] & 0xc0) != 0x80)
-                goto bad;
-            cp = cp << 6 | (p[i] & 0x3fu);
-        }
-        /* overlong 3/4-byte forms, surrogates */
-        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-            (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-            goto bad;
-        p += n + 1;
+        p += n;
     }
     return 0;
 bad:

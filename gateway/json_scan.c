@@ -1,11 +1,13 @@
 /* json_scan.c - see json_scan.h. RFC 8259 grammar, restricted: whitespace
  * is space, tab, CR, LF; strings are checked to be UTF-8 the way jansson
- * checks them (no overlong forms, no surrogates, nothing above U+10FFFF). */
+ * checks them (utf8.h: no overlong forms, no surrogates, nothing above
+ * U+10FFFF). */
 #include "fmacros.h"
 
 #include <string.h>
 
 #include "json_scan.h"
+#include "utf8.h"
 
 #define UINT_DIGITS_MAX 18     /* below 10^18: no overflow, fits json_int_t */
 
@@ -15,37 +17,6 @@ skip_ws(const char *p, const char *end)
     while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
         p++;
     return p;
-}
-
-/* Length of the UTF-8 sequence at p (1..4), or 0 if it is not valid. */
-static size_t
-utf8_seq(const unsigned char *p, const unsigned char *end)
-{
-    unsigned c = p[0];
-    size_t n;
-    unsigned cp, min;
-
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 2; cp = c & 0x1F; min = 0x80;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3; cp = c & 0x0F; min = 0x800;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4; cp = c & 0x07; min = 0x10000;
-    } else {
-        return 0;
-    }
-    if ((size_t)(end - p) < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return n;
 }
 
 /* A string without escapes at *pp (which points at its opening quote);
@@ -58,11 +29,12 @@ scan_string(const char **pp, const char *end, const char **str, size_t *len)
     const unsigned char *start = p;
 
     while (p < e && *p != '"') {
+        uint32_t cp;
         size_t n;
 
         if (*p < 0x20 || *p == '\\')
             return -1;
-        if ((n = utf8_seq(p, e)) == 0)
+        if ((n = cg_utf8_next(p, (size_t)(e - p), &cp)) == 0)
             return -1;
         p += n;
     }

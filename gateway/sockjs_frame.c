@@ -30,51 +30,11 @@
 #include <string.h>
 
 #include "sockjs_frame.h"
+#include "utf8.h"
 
 /* ------------------------------------------------------------------------ */
 /* UTF-8                                                                     */
 /* ------------------------------------------------------------------------ */
-
-/* Length of the well-formed UTF-8 sequence at p (RFC 3629 table 3-7: no
- * overlongs, no surrogates, nothing above U+10FFFF) and its code point, or
- * 0 when p[0..n) does not start with one. */
-static size_t
-utf8_next(const unsigned char *p, size_t n, uint32_t *cp)
-{
-    unsigned char c = p[0];
-    unsigned char lo = 0x80, hi = 0xBF;
-    size_t need;
-
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    if (c >= 0xC2 && c <= 0xDF) {
-        need = 2;
-        *cp = c & 0x1Fu;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        need = 3;
-        *cp = c & 0x0Fu;
-        if (c == 0xE0) lo = 0xA0;             /* no overlongs */
-        if (c == 0xED) hi = 0x9F;             /* no surrogates */
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        need = 4;
-        *cp = c & 0x07u;
-        if (c == 0xF0) lo = 0x90;             /* no overlongs */
-        if (c == 0xF4) hi = 0x8F;             /* nothing past U+10FFFF */
-    } else {
-        return 0;
-    }
-    if (n < need || p[1] < lo || p[1] > hi)
-        return 0;
-    *cp = (*cp << 6) | (p[1] & 0x3Fu);
-    for (size_t i = 2; i < need; i++) {
-        if (p[i] < 0x80 || p[i] > 0xBF)
-            return 0;
-        *cp = (*cp << 6) | (p[i] & 0x3Fu);
-    }
-    return need;
-}
 
 /* Encode cp (< 0x110000, not a surrogate) at o; returns the byte count. */
 static size_t
@@ -273,7 +233,7 @@ cg_sockjs_quote(const char *in, size_t len, unsigned flags, char *out)
             p++;
             continue;
         }
-        seq = utf8_next(p, (size_t)(end - p), &cp);
+        seq = cg_utf8_next(p, (size_t)(end - p), &cp);
         if (seq == 0) {
             /* An encoded surrogate (ED A0..BF 80..BF, as CESU-8 or WTF-8
              * write one) goes out as the \udxxx unit a JavaScript string
@@ -382,7 +342,7 @@ dec_string(struct dec *d, cg_sockjs_msg_cb cb, void *data)
         if (c < 0x20)
             return CG_SJ_E_BROKEN;            /* raw control character */
         if (c != '\\') {
-            k = utf8_next(d->p, (size_t)(d->end - d->p), &cp);
+            k = cg_utf8_next(d->p, (size_t)(d->end - d->p), &cp);
             if (k == 0)
                 return CG_SJ_E_BROKEN;        /* not UTF-8 */
             memmove(d->o, d->p, k);   /* may be in place: o <= p */
