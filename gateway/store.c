@@ -1304,27 +1304,15 @@ rbuf_reserve(struct rbuf *b, size_t n)
     return 0;
 }
 
-/* Decimal digits of v into end[-n..0), returns n. */
-static size_t
-put_u64(char *end, uint64_t v)
-{
-    char *p = end;
-
-    do
-        *--p = (char)('0' + v % 10);
-    while ((v /= 10) != 0);
-    return (size_t)(end - p);
-}
-
 /* "<type><n>\r\n" */
 static void
 rbuf_len_line(struct rbuf *b, char type, size_t n)
 {
-    char tmp[24];
-    size_t k = put_u64(tmp + sizeof tmp, n);
+    char tmp[CG_U64_STR_MAX];
+    size_t k = cg_u64_str(tmp, n);
 
     b->p[b->len++] = type;
-    memcpy(b->p + b->len, tmp + sizeof tmp - k, k);
+    memcpy(b->p + b->len, tmp, k);
     b->len += k;
     b->p[b->len++] = '\r';
     b->p[b->len++] = '\n';
@@ -1569,7 +1557,7 @@ flush_batch(struct conn *c, int from_check)
     cg_store *st = c->st;
     struct rbuf cmd = { 0 };
     struct req *q = NULL;
-    char nk[24];
+    char nk[CG_U64_STR_MAX];
     size_t nkl, n;
     int rc;
 
@@ -1577,12 +1565,12 @@ flush_batch(struct conn *c, int from_check)
         return 0;
     if ((rc = check_up(c)) < 0)
         goto fail;
-    nkl = put_u64(nk + sizeof nk, b->nkeys);
+    nkl = cg_u64_str(nk, b->nkeys);
     if ((rc = rbuf_reserve(&cmd, 128 + b->keys.len + b->args.len)) < 0 ||
         (rc = rbuf_array(&cmd, 3 + b->nkeys + b->nargs)) < 0 ||
         (rc = rbuf_bulk(&cmd, "EVALSHA", 7)) < 0 ||
         (rc = rbuf_bulk(&cmd, st->sha[CG_SCRIPT_CHAT], SHA_LEN)) < 0 ||
-        (rc = rbuf_bulk(&cmd, nk + sizeof nk - nkl, nkl)) < 0)
+        (rc = rbuf_bulk(&cmd, nk, nkl)) < 0)
         goto fail;
     memcpy(cmd.p + cmd.len, b->keys.p, b->keys.len);
     cmd.len += b->keys.len;
