@@ -228,21 +228,19 @@ local function send(k, a)
     local sid = string.format('%d', id)
     local body = '{"id":' .. sid .. ARGV[a + 5] .. json_inner(name) .. ARGV[a + 6] ..
                  stime .. ARGV[a + 7]
-    local entry = sender .. ':' .. sid .. ':' .. stime .. ':'
-
-    -- Stored as pushed (the common case), then corrected when no gateway
-    -- node holds a session of R: a positive PUBLISH count means one got it,
-    -- and a later init reports the message as redelivered.
-    redis.call('HSET', K_MSG, sid, body, mkey, entry .. (notify + PUSHED))
+    -- Pushed first, so the one HSET can record whether some gateway node
+    -- holds a session of R (a positive count): a later init then reports
+    -- the message as redelivered. Nothing is seen before the script ends,
+    -- and the INCR above was its first write, after which Redis lets the
+    -- script's writes through, so the push cannot outlive a failed store.
+    local pushed = redis.call('PUBLISH', channel, 'M' .. sid .. ':' .. stime .. ':' .. body) > 0
+    redis.call('HSET', K_MSG, sid, body, mkey,
+               sender .. ':' .. sid .. ':' .. stime .. ':' .. (notify + (pushed and PUSHED or 0)))
     redis.call('ZADD', K_PENDING, sid, sid)
 
     local slack = math.min(64, math.floor(history_max / 16))
     if id % (slack + 1) == 0 then
         trim(K_USER, K_MSG, K_PENDING, id, history_max)
-    end
-
-    if redis.call('PUBLISH', channel, 'M' .. sid .. ':' .. stime .. ':' .. body) == 0 then
-        redis.call('HSET', K_MSG, mkey, entry .. notify)
     end
     return {200, id, time}
 end
