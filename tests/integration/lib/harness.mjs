@@ -1022,16 +1022,16 @@ export class StompSession {
  * are then in effect (the page itself has no such barrier).
  */
 export class MimiPage {
-  constructor(gw, user, { byUid = false, autoConfirm = true } = {}) {
+  constructor(gw, user, { byUid = false, autoConfirm = true, label = 'page' } = {}) {
     this.gw = gw;
     this.user = user;
     this.byUid = byUid;
     this.autoConfirm = autoConfirm;
     this.seq = 0;
-    this.chats = new Mailbox(`${user.username} page chats`);
-    this.status = new Mailbox(`${user.username} page status`);
-    this.sendStatus = new Mailbox(`${user.username} page send/status`);
-    this.reciveStatus = new Mailbox(`${user.username} page recive/status`);
+    this.chats = new Mailbox(`${user.username} ${label} chats`);
+    this.status = new Mailbox(`${user.username} ${label} status`);
+    this.sendStatus = new Mailbox(`${user.username} ${label} send/status`);
+    this.reciveStatus = new Mailbox(`${user.username} ${label} recive/status`);
     this.errors = [];
     this.closeInfo = null;
     this.closed = new Promise((r) => { this._onClosed = r; });
@@ -1058,26 +1058,29 @@ export class MimiPage {
         this.closeInfo = { code, reason: reason.toString(), at: Date.now() };
         this._onClosed(this.closeInfo);
       });
-      const stomp = ClassicStomp.over(sock);
-      this.stomp = stomp;
-      stomp.connect({}, (frame) => {
-        this.connectedFrame = { command: frame.command, headers: { ...frame.headers } };
-        stomp.subscribe('/user/' + (this.byUid ? this.user.uid : uname) + '/recive', (m) => {
-          const w = this._wrap(m);
-          this.chats.push(w);
-          const chat = JSON.parse(m.body);
-          if (this.autoConfirm) stomp.send('/socket/chat/recive', {}, JSON.stringify({ msgID: chat.chatID }));
-        });
-        stomp.subscribe('/user/queue/status', (m) => this.status.push(this._wrap(m)));
-        stomp.subscribe('/user/queue/send/status', (m) => this.sendStatus.push(this._wrap(m)));
-        stomp.subscribe('/user/queue/recive/status', (m) => this.reciveStatus.push(this._wrap(m)));
-        stomp.send('/socket/chat/init', {}, null);
-        resolve(this);
-      }, (err) => {
-        this.errors.push(err);
-        reject(new Error(`stompjs error: ${typeof err === 'string' ? err : `${err.headers?.message} ${err.body}`}`));
-      });
+      this._pageConnect(ClassicStomp.over(sock), uname, resolve, reject);
       // ------------------------------------------------------------------
+    });
+  }
+
+  /** The page's stomp.connect(): subscribe x4, then init with null. */
+  _pageConnect(stomp, uname, resolve, reject) {
+    this.stomp = stomp;
+    stomp.connect({}, (frame) => {
+      this.connectedFrame = { command: frame.command, headers: { ...frame.headers } };
+      stomp.subscribe('/user/' + (this.byUid ? this.user.uid : uname) + '/recive', (m) => {
+        this.chats.push(this._wrap(m));
+        const chat = JSON.parse(m.body);
+        if (this.autoConfirm) stomp.send('/socket/chat/recive', {}, JSON.stringify({ msgID: chat.chatID }));
+      });
+      stomp.subscribe('/user/queue/status', (m) => this.status.push(this._wrap(m)));
+      stomp.subscribe('/user/queue/send/status', (m) => this.sendStatus.push(this._wrap(m)));
+      stomp.subscribe('/user/queue/recive/status', (m) => this.reciveStatus.push(this._wrap(m)));
+      stomp.send('/socket/chat/init', {}, null);
+      resolve(this);
+    }, (err) => {
+      this.errors.push(err);
+      reject(new Error(`stompjs error: ${typeof err === 'string' ? err : `${err.headers?.message} ${err.body}`}`));
     });
   }
 

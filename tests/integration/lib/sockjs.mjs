@@ -26,7 +26,7 @@ import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 
 import {
-  WebSocket, ClassicStomp, Mailbox, StompSession, withTimeout, msgId, sha1hex,
+  WebSocket, ClassicStomp, Mailbox, MimiPage, StompSession, withTimeout,
 } from './harness.mjs';
 
 const require = createRequire(import.meta.url);
@@ -92,10 +92,6 @@ export function sockjsUrl(gw, token) {
   return gw.url('/socketServer') + (token ? `?srect=${token}` : '');
 }
 
-function parseJson(s) {
-  try { return JSON.parse(s); } catch { return undefined; }
-}
-
 /* ------------------------------------------------------------------ */
 /* the original Mimi page over SockJS (stompjs 2.3.3, Stomp.over)       */
 /* ------------------------------------------------------------------ */
@@ -104,29 +100,14 @@ function parseJson(s) {
  * What the original page does, call for call (PROTOCOL.md appendix), with
  *   var sock = new SockJS(appUrl + "/socketServer?srect=" + token);
  * and one addition a page does not make: the transports whitelist, so a
- * test can force each transport in turn. The recive callback confirms
- * every message, as the page does. ready() is the same barrier as
- * MimiPage.ready(): a confirmation of an unknown msgID and its 404.
+ * test can force each transport in turn. Only the socket differs from
+ * harness.mjs's MimiPage: the page's connect, its subscriptions, ready(),
+ * send() and chat() are MimiPage's.
  */
-export class SockJSPage {
+export class SockJSPage extends MimiPage {
   constructor(gw, user, { transport, byUid = false, autoConfirm = true } = {}) {
-    this.gw = gw;
-    this.user = user;
+    super(gw, user, { byUid, autoConfirm, label: 'sockjs page' });
     this.transport = transport;
-    this.byUid = byUid;
-    this.autoConfirm = autoConfirm;
-    this.seq = 0;
-    this.chats = new Mailbox(`${user.username} sockjs page chats`);
-    this.status = new Mailbox(`${user.username} sockjs page status`);
-    this.sendStatus = new Mailbox(`${user.username} sockjs page send/status`);
-    this.reciveStatus = new Mailbox(`${user.username} sockjs page recive/status`);
-    this.errors = [];
-    this.closeInfo = null;
-    this.closed = new Promise((r) => { this._onClosed = r; });
-  }
-
-  _wrap(m) {
-    return { seq: ++this.seq, headers: { ...m.headers }, body: m.body, json: parseJson(m.body) };
   }
 
   open(timeout = 15000) {
@@ -145,23 +126,7 @@ export class SockJSPage {
       });
       const stomp = ClassicStomp.over(sock);
       stomp.debug = null;
-      this.stomp = stomp;
-      stomp.connect({}, (frame) => {
-        this.connectedFrame = { command: frame.command, headers: { ...frame.headers } };
-        stomp.subscribe('/user/' + (this.byUid ? this.user.uid : uname) + '/recive', (m) => {
-          this.chats.push(this._wrap(m));
-          const chat = JSON.parse(m.body);
-          if (this.autoConfirm) stomp.send('/socket/chat/recive', {}, JSON.stringify({ msgID: chat.chatID }));
-        });
-        stomp.subscribe('/user/queue/status', (m) => this.status.push(this._wrap(m)));
-        stomp.subscribe('/user/queue/send/status', (m) => this.sendStatus.push(this._wrap(m)));
-        stomp.subscribe('/user/queue/recive/status', (m) => this.reciveStatus.push(this._wrap(m)));
-        stomp.send('/socket/chat/init', {}, null);
-        resolve(this);
-      }, (err) => {
-        this.errors.push(err);
-        reject(new Error(`stompjs error: ${typeof err === 'string' ? err : `${err.headers?.message} ${err.body}`}`));
-      });
+      this._pageConnect(stomp, uname, resolve, reject);
       // ------------------------------------------------------------------
     });
     return withTimeout(p, timeout, `SockJS page over ${this.transport}`);
@@ -169,28 +134,6 @@ export class SockJSPage {
 
   /** The transport sockjs-client ended up using. */
   get transportUsed() { return this.sock?.transport; }
-
-  async ready(timeout = 10000) {
-    const probe = sha1hex(`probe${Math.random()}${Date.now()}`);
-    this.stomp.send('/socket/chat/recive', {}, JSON.stringify({ msgID: probe }));
-    const st = await this.reciveStatus.waitFor((s) => s.json?.msgID === probe, timeout, { what: `probe ${probe}` });
-    return st.json;
-  }
-
-  /** The page's send. */
-  send(reciverId, content) {
-    const data = { reciverId, content };
-    data.msgID = msgId(content);
-    this.stomp.send('/socket/chat/send', {}, JSON.stringify(data));
-    return data.msgID;
-  }
-
-  async chat(reciverId, content, timeout = 10000) {
-    const since = this.sendStatus.mark();
-    const id = this.send(reciverId, content);
-    const st = await this.sendStatus.waitFor((s) => s.json?.msgID === id, timeout, { since, what: `send/status ${id}` });
-    return { msgID: id, ...st.json };
-  }
 
   /** The page's stomp.disconnect(): DISCONNECT, then close the SockJS. */
   async close() {
