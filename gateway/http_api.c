@@ -40,6 +40,7 @@
 #include "chatgate/registry.h"
 #include "chatgate/store.h"
 #include "http_body.h"
+#include "linger.h"
 #include "lws_glue.h"
 
 enum http_method { M_OTHER = 0, M_GET, M_POST, M_OPTIONS, M_HEAD };
@@ -65,6 +66,7 @@ struct cg_http_req {
     int               rx_off;       /* reading paused while the answer is
                                        computed (see wait_quietly) */
     int               headers_sent;
+    int               flushing;     /* answered; lws still sends the rest */
 };
 
 struct route {
@@ -76,6 +78,7 @@ struct route {
 
 static void req_unref(struct cg_http_req *r);
 static void detach(struct cg_pss *pss);
+static int answered(struct cg_pss *pss, struct cg_http_req *r);
 
 /* ---- responses ---------------------------------------------------------- */
 
@@ -698,11 +701,11 @@ cg_http_on_writable(struct cg_pss *pss)
     struct cg_http_req *r = pss ? pss->obj : NULL;
     unsigned char hdr[LWS_PRE + 1024], *start = hdr + LWS_PRE, *p = start,
                   *end = hdr + sizeof hdr - 1;
-    struct lws *wsi;
-    int close_after;
 
     if (r == NULL || pss->kind != CG_PSS_HTTP || !r->responding || r->wsi == NULL)
         return 0;
+    if (r->flushing)
+        return answered(pss, r);
     if (!r->headers_sent) {
         if (lws_add_http_common_headers(r->wsi, r->status, r->ctype,
                                         (lws_filepos_t)r->resp.len, &p, end) ||
@@ -723,14 +726,31 @@ cg_http_on_writable(struct cg_pss *pss)
                          r->resp.len, LWS_WRITE_HTTP_FINAL) < (int)r->resp.len) {
         return -1;
     }
-    /* Completing the transaction frees lws's per-session data: detach
-     * first. A connection to close is closed by returning -1: lws writes
-     * what it still buffers, then shuts the socket down. */
-    wsi = r->wsi;
-    close_after = r->close_after;
+    return answered(pss, r);
+}
+
+/* r's answer is written. Completing the transaction frees lws's
+ * per-session data: detach first. A connection to close lingers (linger.h)
+ * once lws has handed the whole answer to the kernel, and is then closed
+ * by returning -1. */
+static int
+answered(struct cg_pss *pss, struct cg_http_req *r)
+{
+    struct lws *wsi = r->wsi;
+    struct cg_server *srv = r->srv;
+    int close_after = r->close_after;
+
+    if (close_after && lws_partial_buffered(wsi)) {
+        r->flushing = 1;              /* lws sends the rest first */
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
     detach(pss);
-    if (close_after)
+    if (close_after) {
+        if (cg_linger_start(srv->linger, lws_get_socket_fd(wsi)) < 0)
+            cg_log(CG_LOG_DEBUG, "lingering close refused: closing at once");
         return -1;
+    }
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 

@@ -54,6 +54,7 @@
 #include "chatgate/store.h"
 #include "http_body.h"
 #include "inbox_stats.h"
+#include "linger.h"
 #include "listener.h"
 #include "lws_glue.h"
 #include "proxies.h"
@@ -332,6 +333,7 @@ cg_server_start(struct cg_server *srv, uv_loop_t *loop, const struct cg_config *
         (rc = cg_chat_create(cfg, srv->store, &srv->metrics, &srv->chat)) < 0 ||
         (rc = cg_registry_create(srv, &srv->registry)) < 0 ||
         (rc = cg_sockjs_create(srv, &srv->sockjs)) < 0 ||
+        (rc = cg_linger_create(loop, &srv->linger)) < 0 ||
         (rc = cg_inbox_stats_create(loop, cfg, srv->store, srv->registry, &srv->metrics,
                                     &srv->inbox_stats)) < 0) {
         cg_log(CG_LOG_ERROR, "cannot start: %s", cg_strerror(rc));
@@ -387,6 +389,8 @@ fail:
     if (srv->listener) { cg_listener_close(srv->listener); srv->listener = NULL; }
     if (srv->inbox_stats) { cg_inbox_stats_destroy(srv->inbox_stats); srv->inbox_stats = NULL; }
     if (srv->sockjs) { cg_sockjs_destroy(srv->sockjs); srv->sockjs = NULL; }
+    cg_linger_destroy(srv->linger);
+    srv->linger = NULL;
     if (srv->registry) { cg_registry_destroy(srv->registry); srv->registry = NULL; }
     if (srv->chat) { cg_chat_destroy(srv->chat); srv->chat = NULL; }
     if (srv->auth) { cg_auth_destroy(srv->auth); srv->auth = NULL; }
@@ -444,6 +448,8 @@ on_stop_timer_closed(uv_handle_t *h)
     srv->lws = NULL;
     cg_sockjs_destroy(srv->sockjs);
     srv->sockjs = NULL;
+    cg_linger_destroy(srv->linger);
+    srv->linger = NULL;
     cg_registry_destroy(srv->registry);
     srv->registry = NULL;
     cg_chat_destroy(srv->chat);

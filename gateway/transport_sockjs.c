@@ -131,6 +131,7 @@
 #include "chatgate/server.h"
 #include "chatgate/session.h"
 #include "lws_glue.h"
+#include "linger.h"
 #include "sockjs_frame.h"
 
 /* ------------------------------------------------------------------------ */
@@ -247,6 +248,7 @@ struct sj_req {
     unsigned             body_over : 1; /* more than SJ_SEND_MAX arrived */
     unsigned             nosniff : 1;
     unsigned             close_after : 1; /* untrusted framing: close after the answer */
+    unsigned             flushing : 1;    /* answered; lws still sends the rest */
     unsigned             rx_off : 1;      /* idle receiver: POLLIN off (see req_idle) */
     uint64_t             sent;          /* streamed frame bytes */
     struct cg_wbuf       out;           /* the next write; LWS_PRE headroom */
@@ -1456,6 +1458,8 @@ cg_sockjs_http_on_body_done(struct cg_pss *pss)
     return 0;
 }
 
+static int answered(struct sj_req *r);
+
 int
 cg_sockjs_http_on_writable(struct cg_pss *pss)
 {
@@ -1469,6 +1473,8 @@ cg_sockjs_http_on_writable(struct cg_pss *pss)
         poll_take(r);
     if (!r->ready)
         return 0;
+    if (r->flushing)
+        return answered(r);
     if (!r->hdr_sent) {
         if (write_headers(r, (long long)r->out.len) < 0)
             return -1;
@@ -1481,9 +1487,24 @@ cg_sockjs_http_on_writable(struct cg_pss *pss)
                          LWS_WRITE_HTTP_FINAL) < (int)r->out.len) {
         return -1;
     }
-    if (r->close_after)
-        return -1;                    /* CLOSED_HTTP frees r */
-    return req_complete(r);
+    return answered(r);
+}
+
+/* r's answer is written. A connection to close lingers (linger.h) once lws
+ * has handed the whole answer to the kernel; CLOSED_HTTP then frees r. */
+static int
+answered(struct sj_req *r)
+{
+    if (!r->close_after)
+        return req_complete(r);
+    if (lws_partial_buffered(r->wsi)) {
+        r->flushing = 1;              /* lws sends the rest first */
+        lws_callback_on_writable(r->wsi);
+        return 0;
+    }
+    if (cg_linger_start(r->sj->srv->linger, lws_get_socket_fd(r->wsi)) < 0)
+        cg_log(CG_LOG_DEBUG, "lingering close refused: closing at once");
+    return -1;
 }
 
 void

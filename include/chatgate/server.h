@@ -24,6 +24,7 @@ struct lws_protocols;
 struct cg_listener;
 struct cg_proxies;
 struct cg_inbox_stats;
+struct cg_linger;
 struct lws_retry_bo;
 
 #define CG_WS_NPROTO 3   /* v12.stomp, v11.stomp, v10.stomp */
@@ -43,6 +44,7 @@ struct cg_server {
                                             once stopping */
     struct cg_proxies       *proxies;    /* parsed trusted_proxies (proxies.c) */
     struct cg_inbox_stats   *inbox_stats;/* pending-inbox sampler (inbox_stats.c) */
+    struct cg_linger        *linger;     /* refused requests' lingering close (linger.c) */
     struct lws_retry_bo     *idle_policy;/* the vhost's idle policy (server.c);
                                             lives as long as the lws context */
     struct lws_protocols    *ws_protocols[CG_WS_NPROTO]; /* the vhost's own

@@ -476,6 +476,39 @@ describe('HTTP API (PROTOCOL.md section 1)', () => {
       await expectAnsweredThenClosed(gw, post('/api/register', Buffer.byteLength(big)), [big], 413, '70 kB body sent');
     });
 
+    it('a refused body is read and discarded after the answer (lingering close): the client keeps writing, then reads the 413', T, async () => {
+      // The body goes out in 64 KiB writes after the answer came back: with
+      // an abortive close the kernel would reset the connection and the
+      // writes would fail with EPIPE / ECONNRESET.
+      const total = 4 << 20;
+      const r = await new Promise((resolve) => {
+        const s = net.createConnection({ host: '127.0.0.1', port: gw.port });
+        const chunks = [];
+        let error = null;
+        let written = 0;
+        let closedAt = 0;
+        const started = Date.now();
+        const writeMore = () => {
+          while (written < total) {
+            written += 65536;
+            if (!s.write(Buffer.alloc(65536, 0x20))) { s.once('drain', writeMore); return; }
+          }
+          s.end();
+        };
+        s.on('connect', () => s.write(post('/api/register', total)));
+        s.on('data', (d) => { chunks.push(d); if (chunks.length === 1) writeMore(); });
+        s.on('error', (e) => { error = e.code || e.message; });
+        s.on('close', () => { closedAt = Date.now(); resolve({ data: Buffer.concat(chunks).toString('latin1'), error, written, ms: closedAt - started }); });
+        setTimeout(() => s.destroy(new Error('no close within 15 s')), 15000);
+      });
+      assert.equal(r.error, null, `no error while the client writes the rest of its body (wrote ${r.written})`);
+      assert.equal(r.written, total, 'the whole body was written');
+      const answers = parseResponses(r.data);
+      assert.equal(answers.length, 1, r.data.slice(0, 300));
+      assert.equal(answers[0].status, 413);
+      assert.equal(answers[0].headers.connection, 'close');
+    });
+
     it('a POST without Content-Length, or with Transfer-Encoding, is answered and the connection closed', T, async () => {
       await expectAnsweredThenClosed(gw, post('/api/logout', null), [], 401, 'POST without Content-Length');
       const chunked = `${login.length.toString(16)}\r\n${login}\r\n0\r\n\r\n`;
