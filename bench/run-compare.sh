@@ -340,7 +340,7 @@ if [ "$P2P_ONLY" != 1 ]; then
   stop_gateway
   start_gateway
   lg "gw-backlog" backlog --port "$gw_ports" --server-pids "$gw_pid" --redis-pid "$redis_pid" \
-     --redis "unix://$RSOCK" --backlog "$BACKLOG" --chat-lua "$top/gateway/lua/chat.lua" \
+     --redis "unix://$RSOCK" --backlog "$BACKLOG" --chat-lua "$top/gateway/store/lua/chat.lua" \
      --duration 120
   stop_gateway
   start_gateway

@@ -212,7 +212,7 @@ struct lg_opts {
     int         fill_conns;      /* backlog: Redis connections used to fill */
     int         confirm;         /* backlog: confirm each message */
     const char *redis;           /* unix:///path or host:port (backlog fill, INFO) */
-    const char *chat_lua;        /* backlog: path of gateway/lua/chat.lua */
+    const char *chat_lua;        /* backlog: path of gateway/store/lua/chat.lua */
     double      hold;            /* idle: seconds to stay connected */
     int         server_pids[LG_MAX_PIDS];
     int         nserver;

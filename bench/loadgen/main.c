@@ -38,7 +38,7 @@ usage(FILE *f)
 "               or until nothing arrived for this many seconds (cap 120 s)\n"
 "  --senders 4  --devices 10             (fanout)\n"
 "  --conns 1000  --conns-per-user 1  --hold 2  --src-addrs 1  (idle)\n"
-"  --backlog 100000  --redis unix:///path|127.0.0.1:6379  --chat-lua gateway/lua/chat.lua\n"
+"  --backlog 100000  --redis unix:///path|127.0.0.1:6379  --chat-lua gateway/store/lua/chat.lua\n"
 "  --fill-conns 8  --confirm             (backlog)\n"
 "  --concurrency 256                     (connects / HTTP requests in flight)\n"
 "  --prefix lg  --password lg-bench-password  (gateway accounts <prefix><i>)\n"
@@ -73,7 +73,7 @@ main(int argc, char **argv)
         .users = 100, .window = 16, .warmup = 3, .duration = -1, .drain = 5,
         .content_bytes = 128, .conns = 1000, .conns_per_user = 1, .concurrency = 256,
         .nsrc = 1, .devices = 10, .senders = 4, .backlog = 100000, .fill_conns = 8,
-        .chat_lua = "gateway/lua/chat.lua", .hold = 2,
+        .chat_lua = "gateway/store/lua/chat.lua", .hold = 2,
     };
     const char *scen;
     int ch;

@@ -1,5 +1,5 @@
 // redis_cluster.test.mjs - Redis Cluster readiness: the gateway's Lua
-// scripts (gateway/lua/*.lua, the same files compiled into the binary) run
+// scripts (gateway/store/lua/*.lua, the same files compiled into the binary) run
 // on a 3-master Redis Cluster started here (redis-server --cluster-enabled
 // yes, joined with redis-cli --cluster create), called with exactly the
 // KEYS and ARGV chat.c builds, through a client that knows nothing of the
@@ -9,7 +9,7 @@
 // tag {u:<uid>}: one slot), PUBLISH from a script reaches a subscriber on
 // any node, and the scripts' results are the same as on a single Redis.
 // What it does not: the gateway itself still speaks to one Redis (hiredis
-// 0.14 has no cluster support; README "Deploy" lists what is missing).
+// 0.14 has no cluster support; docs/OPERATIONS.md "Redis: one primary, and Redis Cluster" lists what is missing).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -19,7 +19,7 @@ import path from 'node:path';
 import { REPO_ROOT, until } from '../integration/lib/harness.mjs';
 import { ClusterClient, RespConn, keySlot, startCluster } from './lib/deploy.mjs';
 
-const LUA = path.join(REPO_ROOT, 'gateway', 'lua');
+const LUA = path.join(REPO_ROOT, 'gateway', 'store', 'lua');
 // The script files, and the key sets: chat.lua's two operations (send,
 // recive) and the other two scripts.
 const FILES = ['chat', 'fetch', 'pending'];
@@ -162,7 +162,7 @@ test('send, recive, fetch and pending run on the cluster, following MOVED', asyn
   // the push, yet PUBLISH returned 0 on the script's node, so chat.lua
   // does not mark it as pushed (dlv) and a later init will not flag it
   // redelivered. Delivery is unaffected (at-least-once; clients dedupe by
-  // chatID); README "Deploy" lists sharded pub/sub as the fix.
+  // chatID); docs/OPERATIONS.md "Redis: one primary, and Redis Cluster" lists sharded pub/sub as the fix.
   await local.call('UNSUBSCRIBE', `cg:u:${bob}`);
   const m2 = 'feedfacefeedfacefeedfacefeedfacefeedface';
   const r2 = await evalsha('send', bob, sendArgs(alice, 'alice', bob, m2, 'second'));

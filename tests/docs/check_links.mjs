@@ -21,8 +21,8 @@
 //   4. no tracked file links to or mentions the old out-of-tree copies of
 //      the documents (the shared directory next to the repository).
 // Each problem is printed as file:line: what; the exit status is 1 if there
-// was any, else 0. A quoted README heading that the README no longer has
-// is printed as a warning only.
+// was any, else 0. A quoted README heading that the README does not have
+// counts as a problem too.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -43,8 +43,6 @@ const problems = [];
 const problem = (file, line, what) => problems.push(`${file}:${line}: ${what}`);
 // Stale pointers into the README's headings: reported, not failed on (the
 // README keeps only the first screen; the rest moved to docs/).
-const warnings = [];
-const warning = (file, line, what) => warnings.push(`${file}:${line}: warning: ${what}`);
 
 // ---- files -----------------------------------------------------------------
 
@@ -276,7 +274,7 @@ function checkCitations(file, text, sections) {
   }
   for (const m of text.matchAll(README_NAMED)) {
     if (!hasHeading('README.md', m[1])) {
-      warning(file, lineOf(text, m.index), `cites the README heading "${m[1]}", which README.md no longer has (see docs/)`);
+      problem(file, lineOf(text, m.index), `cites the README heading "${m[1]}", which README.md does not have (see docs/)`);
     }
   }
   for (const bad of FORBIDDEN) {
@@ -297,7 +295,6 @@ for (const f of files) {
   const text = readText(f);
   if (text !== null) checkCitations(f, text, sections);
 }
-for (const w of warnings) console.log(w);
 for (const p of problems) console.log(p);
 if (problems.length > 0) {
   console.log(`\n${problems.length} broken link(s) or citation(s) in ${files.length} files`);

@@ -22,11 +22,11 @@
 
 #include <jansson.h>
 
-#include "chatgate/buf.h"
-#include "chatgate/chat.h"
-#include "chatgate/common.h"
-#include "chatgate/config.h"
-#include "json_scan.h"
+#include "chat/chat.h"
+#include "core/buf.h"
+#include "core/common.h"
+#include "core/config.h"
+#include "core/json_scan.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

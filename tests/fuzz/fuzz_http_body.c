@@ -1,5 +1,5 @@
 /* fuzz_http_body.c - libFuzzer target for the HTTP API's body decoder
- * (gateway/http_body.c: register and login bodies) and its Content-Length
+ * (gateway/http/http_body.c: register and login bodies) and its Content-Length
  * parser.
  *
  * Beyond "no crash, no leak, no UB" it checks the decoder's promises:
@@ -22,9 +22,9 @@
 
 #include <jansson.h>
 
-#include "chatgate/auth.h"
-#include "chatgate/common.h"
-#include "http_body.h"
+#include "chat/auth.h"
+#include "core/common.h"
+#include "http/http_body.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

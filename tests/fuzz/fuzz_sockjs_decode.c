@@ -1,4 +1,4 @@
-/* fuzz_sockjs_decode.c - libFuzzer target for gateway/sockjs_frame.c: the
+/* fuzz_sockjs_decode.c - libFuzzer target for gateway/transport/sockjs_frame.c: the
  * SockJS payload decoder (["...", ...] from xhr_send / the framed
  * websocket), the frame quoter, and the URL / jsonp helpers.
  *
@@ -26,7 +26,7 @@
 
 #include <jansson.h>
 
-#include "sockjs_frame.h"
+#include "transport/sockjs_frame.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -5,7 +5,7 @@
 // 100 000)").
 //
 // How the inbox is filled, and why: directly in Redis, by running the
-// gateway's own gateway/lua/chat.lua with EVALSHA, pipelined 2 000 commands
+// gateway's own gateway/store/lua/chat.lua with EVALSHA, pipelined 2 000 commands
 // at a time (lib/redis.mjs; the harness exposes Redis's port). The stored
 // messages are exactly what sends through the gateway would store (same
 // script, same KEYS and ARGV as chat.c), but 100 000 of them take seconds

@@ -17,7 +17,7 @@
 // DISCONNECT (its socket full, the gateway's last writes partial): the
 // RECEIPT still comes after every answer and the close frame still says
 // 1000. (Found here: lws closed such a connection without a close frame,
-// the client saw 1006; fixed in gateway/transport_ws.c.)
+// the client saw 1006; fixed in gateway/transport/transport_ws.c.)
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 

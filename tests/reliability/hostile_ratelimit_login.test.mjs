@@ -11,7 +11,7 @@
 // Login brute force: PROTOCOL.md lists no 429 for /api/login; the gateway
 // answers 429 {"error":"too many attempts, try again later"} with a
 // Retry-After header once failed logins (wrong password or unknown name)
-// fill one of three fixed windows, counted in Redis (gateway/auth.c, at
+// fill one of three fixed windows, counted in Redis (gateway/chat/auth.c, at
 // the defaults): 10 per account and client address per 300 s, 30 per
 // address per 300 s, 100 per account from all addresses per 900 s.
 // Asserted:

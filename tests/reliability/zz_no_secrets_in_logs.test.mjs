@@ -1,5 +1,5 @@
 // After the whole suite: no token and no password in any log (issue #8;
-// gateway/auth.c: "tokens are never logged"; PROTOCOL.md 1: only a hash of
+// gateway/chat/auth.c: "tokens are never logged"; PROTOCOL.md 1: only a hash of
 // each token is stored).
 //
 // CTest runs this file last (tests/reliability/CMakeLists.txt makes it

@@ -2,7 +2,7 @@
 // into Redis faster than any client could through the gateway (the 100 000
 // message backlog), and a mirror of what the store hands to chat.lua.
 //
-// fillInbox() runs gateway/lua/chat.lua itself (SCRIPT LOAD of the source
+// fillInbox() runs gateway/store/lua/chat.lua itself (SCRIPT LOAD of the source
 // file, then EVALSHA with the KEYS and ARGV chat.c's send_submit() builds),
 // so the stored messages are byte for byte what a send through the gateway
 // would have stored: same ids, pending inbox, history, dedupe entry and
@@ -124,7 +124,7 @@ export function sendScriptArgs(sha, { sender, msgID, to, content, maxPending, hi
 export async function fillInbox(port, { sender, to, count, maxPending, historyMax = 1000, batch = 2000, prefix = 'bl' }) {
   const r = await RedisPipe.connect(port);
   try {
-    const src = fs.readFileSync(path.join(REPO_ROOT, 'gateway/lua/chat.lua'), 'utf8');
+    const src = fs.readFileSync(path.join(REPO_ROOT, 'gateway/store/lua/chat.lua'), 'utf8');
     const sha = await r.call('SCRIPT', 'LOAD', src);
     const out = [];
     for (let i = 0; i < count; i += batch) {

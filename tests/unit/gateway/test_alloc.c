@@ -21,8 +21,8 @@
 #include <criterion/new/assert.h>
 #include <jansson.h>
 
-#include "chatgate/common.h"
-#include "chatgate/config.h"
+#include "core/common.h"
+#include "core/config.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/lsan_interface.h>

@@ -20,12 +20,12 @@
 #include <hiredis/hiredis.h>
 #include <uv.h>
 
-#include "chatgate/auth.h"
-#include "chatgate/common.h"
-#include "chatgate/config.h"
-#include "chatgate/log.h"
-#include "chatgate/metrics.h"
-#include "chatgate/store.h"
+#include "chat/auth.h"
+#include "core/common.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "store/store.h"
 #include "redis_fixture.h"
 
 #ifndef CG_REDIS_SERVER

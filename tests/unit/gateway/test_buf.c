@@ -11,8 +11,8 @@
 #include <criterion/criterion.h>
 #include <criterion/new/assert.h>
 
-#include "chatgate/buf.h"
-#include "chatgate/common.h"
+#include "core/buf.h"
+#include "core/common.h"
 
 static void
 reset_alloc_hook(void)

@@ -20,8 +20,8 @@
 #include <criterion/parameterized.h>
 #include <jansson.h>
 
-#include "chatgate/common.h"
-#include "chatgate/config.h"
+#include "core/common.h"
+#include "core/config.h"
 
 /* ------------------------------------------------------------------------ */
 /* The contract                                                              */

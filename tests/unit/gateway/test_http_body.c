@@ -11,8 +11,8 @@
 #include <criterion/new/assert.h>
 #include <criterion/parameterized.h>
 
-#include "chatgate/common.h"
-#include "http_body.h"
+#include "core/common.h"
+#include "http/http_body.h"
 
 /* By value: Criterion runs each parameter in a fresh worker process. */
 struct clen_case {

@@ -10,7 +10,7 @@
 #include <criterion/new/assert.h>
 #include <criterion/parameterized.h>
 
-#include "json_scan.h"
+#include "core/json_scan.h"
 
 enum { F_ID, F_TO, F_TEXT, F_MAX };
 

@@ -16,8 +16,8 @@
 #include <criterion/parameterized.h>
 #include <libwebsockets.h>
 
-#include "chatgate/common.h"
-#include "chatgate/log.h"
+#include "core/common.h"
+#include "core/log.h"
 #include "guard_buf.h"
 
 /* ------------------------------------------------------------------------ */

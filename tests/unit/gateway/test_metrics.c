@@ -13,8 +13,8 @@
 #include <criterion/criterion.h>
 #include <criterion/new/assert.h>
 
-#include "chatgate/common.h"
-#include "chatgate/metrics.h"
+#include "core/common.h"
+#include "core/metrics.h"
 
 static void
 reset_alloc_hook(void)

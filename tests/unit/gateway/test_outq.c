@@ -1,4 +1,4 @@
-/* test_outq.c - the session's bounded outbound queue (gateway/outq.c):
+/* test_outq.c - the session's bounded outbound queue (gateway/session/outq.c):
  * byte accounting, tickets blocking and filling in request order, the
  * soft and hard limits, and MESSAGE header rendering per STOMP version
  * through the stomp writer. */
@@ -10,9 +10,9 @@
 #include <criterion/new/assert.h>
 #include <criterion/parameterized.h>
 
-#include "chatgate/buf.h"
-#include "chatgate/common.h"
-#include "outq.h"
+#include "core/buf.h"
+#include "core/common.h"
+#include "session/outq.h"
 
 /* ---- a tiny subscription table for resolve() ------------------------- */
 

@@ -9,8 +9,8 @@
 #include <criterion/new/assert.h>
 #include <criterion/parameterized.h>
 
-#include "chatgate/common.h"
-#include "proxies.h"
+#include "core/common.h"
+#include "core/proxies.h"
 
 /* By value: Criterion runs each parameter in a fresh worker process. */
 struct xff_case {

@@ -1,4 +1,4 @@
-/* test_session.c - STOMP sessions (gateway/session.c and session_*.c,
+/* test_session.c - STOMP sessions (gateway/session/session.c and session_*.c,
  * subs.c, registry.c) driven through the public API by a fake transport, on
  * a real uv loop, without Redis or lws.
  *
@@ -23,18 +23,18 @@
 #include <criterion/parameterized.h>
 #include <uv.h>
 
-#include "chatgate/auth.h"
-#include "chatgate/buf.h"
-#include "chatgate/chat.h"
-#include "chatgate/common.h"
-#include "chatgate/config.h"
-#include "chatgate/log.h"
-#include "chatgate/registry.h"
-#include "chatgate/server.h"
-#include "chatgate/session.h"
-#include "chatgate/store.h"
-#include "session_test.h"
+#include "chat/auth.h"
+#include "chat/chat.h"
+#include "core/buf.h"
+#include "core/common.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "server/server.h"
+#include "session/registry.h"
+#include "session/session.h"
+#include "session/session_test.h"
 #include "stomp/stomp.h"
+#include "store/store.h"
 
 #define TOKEN  "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"   /* 43: well-formed */
 #define TOKEN2 "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"

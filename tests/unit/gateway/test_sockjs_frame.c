@@ -17,7 +17,7 @@
 #include <criterion/parameterized.h>
 
 #include "guard_buf.h"
-#include "sockjs_frame.h"
+#include "transport/sockjs_frame.h"
 
 #define NROWS(a) (sizeof(a) / sizeof *(a))
 #define S(lit) lit, sizeof(lit) - 1

@@ -23,13 +23,13 @@
 #include <jansson.h>
 #include <uv.h>
 
-#include "chatgate/buf.h"
-#include "chatgate/chat.h"
-#include "chatgate/common.h"
-#include "chatgate/config.h"
-#include "chatgate/log.h"
-#include "chatgate/metrics.h"
-#include "chatgate/store.h"
+#include "chat/chat.h"
+#include "core/buf.h"
+#include "core/common.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "store/store.h"
 #include "redis_fixture.h"
 
 #ifndef CG_REDIS_SERVER

@@ -1,0 +1,1024 @@
+/* auth.c - users, passwords and login tokens (PROTOCOL.md section 1).
+ *
+ * Every operation is a small chain of asynchronous steps carried by one
+ * heap "op" (struct auth_op): Redis commands through the store, and
+ * password work on libuv's thread pool so the loop never hashes:
+ *
+ *   register: EXISTS name -> [pool] hash -> INCR cg:uid -> HSET user +
+ *             SET name NX (pipelined) -> 201 | DEL user -> 409
+ *   login:    INCR x 3 (the login limit, below) -> GET name ->
+ *             HMGET user name pw -> [pool] verify -> SET token
+ *   check:    GET cg:tok:<sha256>
+ *   logout:   GET token -> DEL token + PUBLISH "L<hash>" to the user
+ *   lookup:   [GET name] -> HGET user name -> PUBSUB NUMSUB (online)
+ *
+ * Nothing secret is kept longer than needed: passwords are wiped after
+ * hashing, tokens are never logged, Redis stores only SHA-256 of a token.
+ * The auth object stays alive until its last op finishes, so shutdown can
+ * destroy it with ops in flight: they complete with CG_E_CLOSED.
+ *
+ * The node also remembers tokens it knows are invalid (revoked here or
+ * elsewhere, or looked up and not found) in a small direct-mapped cache,
+ * so the WebSocket handshake can refuse them synchronously.
+ *
+ * Login limit. Failed logins (a wrong password or an unknown name) are
+ * counted in Redis, shared by every node, in three fixed windows checked
+ * narrowest first (<addr> is cg_proxies_limit_key() of the client address
+ * that proxies.c derives, so an IPv6 client counts by its /64):
+ *
+ *   bucket            key                          config
+ *   account, address  cg:login:ua:<lname>:<addr>   login_account_addr_*
+ *   address           cg:login:a:<addr>            login_addr_*
+ *   account           cg:login:u:<lname>           login_account_*
+ *
+ * An attempt takes one count from each bucket in that order, one round
+ * trip each (INCR; then PEXPIRE .. NX starts the window when the INCR made
+ * the key, so every key expires), and stops at the first bucket over its
+ * max: CG_E_LIMIT (HTTP 429) with who->retry_after_s from that key's PTTL.
+ * An attempt refused by a narrow bucket never reaches a wider one, so an
+ * attacker hammering an account from one address only fills its own
+ * (account, address) bucket: the account's own bucket, which would lock
+ * the owner out at every address, sees at most what that bucket lets
+ * through (cg_auth_create() warns when the config lets one address fill
+ * it). Every count taken is given back (DECR) unless the attempt fails on
+ * the password or the name, so the buckets count failures only: a user
+ * logging in often, or many users behind one NAT, are never limited. */
+#include "fmacros.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <hiredis/hiredis.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <uv.h>
+
+#include "chat/auth.h"
+#include "core/common.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/proxies.h"
+#include "store/store.h"
+
+#define SALT_BYTES   16
+#define HASH_BYTES   32
+#define PW_MIN       8
+#define PW_MAX       128
+/* Known-invalid tokens remembered per node: 1024 x ~72 bytes. */
+#define BAD_SLOTS    1024
+#define BAD_KEEP_MS  (10 * 60 * 1000)
+/* "cg:login:ua:" + a 32-byte name + ':' + a 64-byte address key. */
+#define LIMIT_KEY_MAX 128
+
+struct bad_token {
+    char     hash[CG_TOKEN_HASH_LEN + 1];
+    uint64_t until_ms;
+};
+
+/* The login limit's buckets, narrowest first (the order they are taken). */
+enum limit_bucket { LB_ACCOUNT_ADDR, LB_ADDR, LB_ACCOUNT, LB_N };
+
+struct limit_rule {
+    const char *option;      /* the config option of max, for logs */
+    int64_t     max;         /* failures allowed per window */
+    int64_t     window_s;
+};
+
+struct cg_auth {
+    uv_loop_t              *loop;
+    const struct cg_config *cfg;
+    cg_store               *store;
+    struct cg_metrics      *metrics;
+    unsigned                ops;       /* in flight */
+    int                     closing;
+    struct bad_token        bad[BAD_SLOTS];
+    struct limit_rule       rules[LB_N];
+};
+
+enum op_kind { OP_REGISTER, OP_LOGIN, OP_CHECK, OP_LOGOUT, OP_LOOKUP };
+
+struct auth_op {
+    cg_auth            *a;
+    enum op_kind        kind;
+    cg_auth_cb          cb;
+    void               *data;
+    uv_work_t           work;
+    int                 step;
+    int                 err;           /* result of the pool work */
+    struct cg_principal who;
+    char                lname[CG_NAME_MAX + 1];  /* lower-cased name */
+    char                pw[PW_MAX + 1];
+    size_t              pw_len;
+    char                record[160];   /* "pbkdf2-sha256$it$salt$hash" */
+    char                token[CG_TOKEN_LEN + 1];
+    /* login only */
+    char                addr[64];      /* cg_proxies_limit_key() of the client */
+    int                 reserved;      /* limit buckets holding a count of this
+                                          attempt (given back unless it fails
+                                          on the password) */
+    long long           count;         /* the last bucket's count after INCR */
+};
+
+/* Login op steps: 0 .. LB_N-1 take a count from that bucket. */
+enum {
+    LOGIN_PTTL = LB_N,     /* a bucket refused: its PTTL -> Retry-After */
+    LOGIN_NAME,            /* GET name -> uid */
+    LOGIN_RECORD,          /* HMGET name pw */
+    LOGIN_VERIFIED,        /* the pool checked the password */
+    LOGIN_TOKEN,           /* SET token */
+};
+
+/* ---- small pure helpers ------------------------------------------------- */
+
+int
+cg_auth_valid_name(const char *s, size_t len)
+{
+    if (len < 1 || len > CG_NAME_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+static int
+is_b64url(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c >= '0' && c <= '9') || c == '-' || c == '_';
+}
+
+int
+cg_auth_token_wellformed(const char *tok, size_t len)
+{
+    if (len != CG_TOKEN_LEN)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!is_b64url(tok[i]))
+            return 0;
+    return 1;
+}
+
+static void
+hex(const unsigned char *in, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+void
+cg_auth_token_hash(const char *tok, size_t len, char out[CG_TOKEN_HASH_LEN + 1])
+{
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+
+    EVP_Digest(tok, len, md, &mdlen, EVP_sha256(), NULL);
+    hex(md, sizeof md, out);
+}
+
+static void
+b64url(const unsigned char *in, size_t n, char *out)
+{
+    static const char tab[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t o = 0, i = 0;
+
+    for (; i + 2 < n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+        out[o++] = tab[v >> 18];
+        out[o++] = tab[(v >> 12) & 63];
+        out[o++] = tab[(v >> 6) & 63];
+        out[o++] = tab[v & 63];
+    }
+    if (n - i == 1) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        out[o++] = tab[v >> 18];
+        out[o++] = tab[(v >> 12) & 63];
+    } else if (n - i == 2) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
+        out[o++] = tab[v >> 18];
+        out[o++] = tab[(v >> 12) & 63];
+        out[o++] = tab[(v >> 6) & 63];
+    }
+    out[o] = '\0';
+}
+
+static uint64_t
+fnv1a(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+    return h ? h : 1;
+}
+
+static void
+lower_name(const char *name, size_t len, char *out)
+{
+    for (size_t i = 0; i < len; i++)
+        out[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] | 0x20 : name[i]);
+    out[len] = '\0';
+}
+
+/* ---- the known-invalid token cache --------------------------------------- */
+
+static struct bad_token *
+bad_slot(cg_auth *a, const char *hash)
+{
+    return &a->bad[fnv1a(hash, CG_TOKEN_HASH_LEN) % BAD_SLOTS];
+}
+
+static void
+remember_bad(cg_auth *a, const char *hash)
+{
+    struct bad_token *b = bad_slot(a, hash);
+    memcpy(b->hash, hash, CG_TOKEN_HASH_LEN + 1);
+    b->until_ms = cg_mono_ms() + BAD_KEEP_MS;
+}
+
+void
+cg_auth_forget(cg_auth *a, const char *token_hash)
+{
+    if (strlen(token_hash) == CG_TOKEN_HASH_LEN)
+        remember_bad(a, token_hash);
+}
+
+int
+cg_auth_token_peek(cg_auth *a, const char *tok, size_t len)
+{
+    char hash[CG_TOKEN_HASH_LEN + 1];
+    struct bad_token *b;
+
+    if (!cg_auth_token_wellformed(tok, len))
+        return -1;
+    cg_auth_token_hash(tok, len, hash);
+    b = bad_slot(a, hash);
+    if (b->until_ms > cg_mono_ms() && strcmp(b->hash, hash) == 0)
+        return -1;
+    return 0;
+}
+
+/* ---- password hashing (runs on the thread pool) --------------------------- */
+
+static int
+pbkdf2(const char *pw, size_t pw_len, const unsigned char *salt, size_t salt_len,
+       int iterations, unsigned char *out)
+{
+    return PKCS5_PBKDF2_HMAC(pw, (int)pw_len, salt, (int)salt_len, iterations,
+                             EVP_sha256(), HASH_BYTES, out) == 1 ? 0 : -1;
+}
+
+static int
+b64url_decode(const char *in, size_t n, unsigned char *out, size_t cap)
+{
+    uint32_t v = 0;
+    int bits = 0;
+    size_t o = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        char c = in[i];
+        int d = c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ? c - 'a' + 26 :
+                c >= '0' && c <= '9' ? c - '0' + 52 : c == '-' ? 62 : c == '_' ? 63 : -1;
+        if (d < 0)
+            return -1;
+        v = v << 6 | (uint32_t)d;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (o == cap)
+                return -1;
+            out[o++] = (unsigned char)(v >> bits);
+        }
+    }
+    return (int)o;
+}
+
+static void
+work_hash(uv_work_t *w)
+{
+    struct auth_op *op = w->data;
+    unsigned char salt[SALT_BYTES], hash[HASH_BYTES];
+    char s64[32], h64[48];
+    int it = (int)op->a->cfg->password_iterations;
+
+    op->err = CG_E_STORE;
+    if (RAND_bytes(salt, sizeof salt) != 1 ||
+        pbkdf2(op->pw, op->pw_len, salt, sizeof salt, it, hash) < 0)
+        return;
+    b64url(salt, sizeof salt, s64);
+    b64url(hash, sizeof hash, h64);
+    snprintf(op->record, sizeof op->record, "pbkdf2-sha256$%d$%s$%s", it, s64, h64);
+    op->err = 0;
+}
+
+static void
+work_verify(uv_work_t *w)
+{
+    struct auth_op *op = w->data;
+    unsigned char salt[64], want[HASH_BYTES], got[HASH_BYTES];
+    char *it_s, *salt_s, *hash_s, *end;
+    long it;
+    int sl;
+
+    op->err = CG_E_AUTH;
+    /* pbkdf2-sha256$<it>$<salt>$<hash> */
+    if (strncmp(op->record, "pbkdf2-sha256$", 14) != 0)
+        return;
+    it_s = op->record + 14;
+    salt_s = strchr(it_s, '$');
+    hash_s = salt_s ? strchr(salt_s + 1, '$') : NULL;
+    if (hash_s == NULL)
+        return;
+    it = strtol(it_s, &end, 10);
+    if (end != salt_s || it < 1 || it > 100000000)
+        return;
+    sl = b64url_decode(salt_s + 1, (size_t)(hash_s - salt_s - 1), salt, sizeof salt);
+    if (sl <= 0 ||
+        b64url_decode(hash_s + 1, strlen(hash_s + 1), want, sizeof want) != HASH_BYTES ||
+        pbkdf2(op->pw, op->pw_len, salt, (size_t)sl, (int)it, got) < 0)
+        return;
+    if (CRYPTO_memcmp(want, got, HASH_BYTES) == 0)
+        op->err = 0;
+}
+
+/* ---- op plumbing ----------------------------------------------------------- */
+
+static struct auth_op *
+op_create(cg_auth *a, enum op_kind kind, cg_auth_cb cb, void *data)
+{
+    struct auth_op *op = cg_calloc(1, sizeof *op);
+
+    if (op == NULL)
+        return NULL;
+    op->a = a;
+    op->kind = kind;
+    op->cb = cb;
+    op->data = data;
+    op->work.data = op;
+    a->ops++;
+    return op;
+}
+
+static void limit_give_back(struct auth_op *op);
+
+/* Finish op: call its callback exactly once, then free it (and the auth
+ * object, if it was destroyed meanwhile and this was its last op). A login
+ * that did not fail on the password gives its limit counts back first. */
+static void
+op_finish(struct auth_op *op, int err)
+{
+    cg_auth *a = op->a;
+
+    if (a->closing && err == 0)
+        err = CG_E_CLOSED;
+    if (err != CG_E_AUTH)
+        limit_give_back(op);
+    op->cb(err, err == 0 || err == CG_E_LIMIT ? &op->who : NULL,
+           err == 0 && op->token[0] ? op->token : NULL, op->data);
+    explicit_bzero(op, sizeof *op);
+    cg_free(op);
+    if (--a->ops == 0 && a->closing)
+        cg_free(a);
+}
+
+static void step(struct auth_op *op, redisReply *r, int err);
+
+static void
+on_reply(redisReply *r, int err, void *data)
+{
+    step(data, r, err);
+}
+
+/* Send a command for op. On a synchronous failure finish the op (it is
+ * gone then) and return -1. */
+static int
+cmd_sent(struct auth_op *op, int argc, const char **argv)
+{
+    size_t lens[8];
+
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    if (op->a->closing) {
+        op_finish(op, CG_E_CLOSED);
+        return -1;
+    }
+    if (cg_store_command(op->a->store, argc, argv, lens, on_reply, op) < 0) {
+        op_finish(op, CG_E_STORE);
+        return -1;
+    }
+    return 0;
+}
+
+static void
+cmd(struct auth_op *op, int argc, const char **argv)
+{
+    (void)cmd_sent(op, argc, argv);
+}
+
+static void
+on_work_done(uv_work_t *w, int status)
+{
+    struct auth_op *op = w->data;
+
+    explicit_bzero(op->pw, sizeof op->pw);
+    step(op, NULL, status < 0 ? CG_E_CLOSED : op->err);
+}
+
+static void
+pool(struct auth_op *op, uv_work_cb fn)
+{
+    if (uv_queue_work(op->a->loop, &op->work, fn, on_work_done) < 0)
+        op_finish(op, CG_E_STORE);
+}
+
+/* Send op's first command. On failure the op is dropped without its
+ * callback (the caller returns the error instead: STYLE.md 3). */
+static int
+op_start(struct auth_op *op, int argc, const char **argv)
+{
+    cg_auth *a = op->a;
+    size_t lens[4];
+
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    if (cg_store_command(a->store, argc, argv, lens, on_reply, op) == 0)
+        return 0;
+    explicit_bzero(op, sizeof *op);
+    cg_free(op);
+    a->ops--;
+    return CG_E_STORE;
+}
+
+static void
+key_name(char *buf, size_t cap, const char *lname)
+{
+    snprintf(buf, cap, "cg:name:%s", lname);
+}
+
+static void
+key_user(char *buf, size_t cap, uint64_t uid)
+{
+    cg_store_key(buf, cap, uid, "user");
+}
+
+static void
+key_token(char *buf, size_t cap, const char *hash)
+{
+    snprintf(buf, cap, "cg:tok:%s", hash);
+}
+
+static int
+reply_u64(const redisReply *r, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+
+    if (r == NULL)
+        return -1;
+    if (r->type == REDIS_REPLY_INTEGER) {
+        if (r->integer <= 0)
+            return -1;
+        *out = (uint64_t)r->integer;
+        return 0;
+    }
+    if (r->type != REDIS_REPLY_STRING || r->len == 0 || r->str[0] == '-')
+        return -1;
+    v = strtoull(r->str, &end, 10);
+    if (*end != '\0' || v == 0)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* "uid:expires:name" token record. */
+static int
+parse_token_record(const redisReply *r, struct cg_principal *who)
+{
+    char *end, *end2;
+
+    if (r == NULL || r->type != REDIS_REPLY_STRING)
+        return -1;
+    who->uid = strtoull(r->str, &end, 10);
+    if (*end != ':' || who->uid == 0)
+        return -1;
+    who->expires_ms = strtoll(end + 1, &end2, 10);
+    if (*end2 != ':' || strlen(end2 + 1) > CG_NAME_MAX)
+        return -1;
+    snprintf(who->name, sizeof who->name, "%s", end2 + 1);
+    return 0;
+}
+
+/* The store failed or Redis answered with an error: no usable reply. */
+static int
+no_reply(const redisReply *r, int err)
+{
+    return err < 0 || r == NULL || r->type == REDIS_REPLY_ERROR;
+}
+
+/* ---- login limit (see the top) ------------------------------------------------ */
+
+static void
+limit_key(const struct auth_op *op, enum limit_bucket b, char *buf, size_t cap)
+{
+    switch (b) {
+    case LB_ACCOUNT_ADDR: snprintf(buf, cap, "cg:login:ua:%s:%s", op->lname, op->addr); break;
+    case LB_ADDR:         snprintf(buf, cap, "cg:login:a:%s", op->addr); break;
+    default:              snprintf(buf, cap, "cg:login:u:%s", op->lname); break;
+    }
+}
+
+/* PEXPIRE .. NX needs Redis 7.0; on an older one the keys would never
+ * expire, so say so loudly. */
+static void
+on_expire_reply(redisReply *r, int err, void *data)
+{
+    (void)data;
+    if (err == 0 && r != NULL && r->type == REDIS_REPLY_ERROR)
+        cg_log(CG_LOG_ERROR, "login limit: PEXPIRE NX failed (%s): its keys will not "
+               "expire; chatgate needs Redis 7.0 or newer", r->str);
+}
+
+/* Send a command whose reply only matters when it is an error. */
+static void
+send_quiet(cg_auth *a, int argc, const char **argv, cg_store_reply_cb cb)
+{
+    size_t lens[4];
+
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    if (cg_store_command(a->store, argc, argv, lens, cb, NULL) < 0)
+        cg_log(CG_LOG_DEBUG, "login limit: %s %s not sent (store down)", argv[0], argv[1]);
+}
+
+/* Start bucket b's window if key k has none yet (the INCR just made it). */
+static void
+limit_expire(struct auth_op *op, enum limit_bucket b, const char *k)
+{
+    char ms[24];
+
+    snprintf(ms, sizeof ms, "%lld", (long long)op->a->rules[b].window_s * 1000);
+    send_quiet(op->a, 4, (const char *[]){ "PEXPIRE", k, ms, "NX" }, on_expire_reply);
+}
+
+/* Take one count of this attempt from bucket b; its INCR reply comes to
+ * step b. */
+static void
+limit_take(struct auth_op *op, enum limit_bucket b)
+{
+    char k[LIMIT_KEY_MAX];
+
+    limit_key(op, b, k, sizeof k);
+    op->step = (int)b;
+    if (cmd_sent(op, 2, (const char *[]){ "INCR", k }) == 0)
+        limit_expire(op, b, k);
+}
+
+/* Give back the counts op took: the attempt did not fail on the password
+ * (it succeeded, was refused by a later bucket, or Redis failed). A DECR
+ * that finds the window ended makes a key of -1, which the PEXPIRE .. NX
+ * after it lets expire like any other: one extra attempt in that window. */
+static void
+limit_give_back(struct auth_op *op)
+{
+    char k[LIMIT_KEY_MAX];
+
+    if (op->a->closing) {             /* the store may be gone */
+        op->reserved = 0;
+        return;
+    }
+    for (int b = 0; b < op->reserved; b++) {
+        limit_key(op, (enum limit_bucket)b, k, sizeof k);
+        send_quiet(op->a, 2, (const char *[]){ "DECR", k }, NULL);
+        limit_expire(op, (enum limit_bucket)b, k);
+    }
+    op->reserved = 0;
+}
+
+/* Bucket b refused the attempt: log the first refusal of a window (the
+ * rest at debug: a flood must not flood the log), then ask when the
+ * window ends. */
+static void
+limit_refuse(struct auth_op *op, enum limit_bucket b)
+{
+    const struct limit_rule *rule = &op->a->rules[b];
+    enum cg_log_level lvl = op->count == rule->max + 1 ? CG_LOG_WARN : CG_LOG_DEBUG;
+    char k[LIMIT_KEY_MAX];
+
+    op->a->metrics->login_limited++;
+    cg_log(lvl, "login for %s from %s refused: more than %lld failed logins in %lld s "
+           "(%s); it answers 429 until the window ends", op->lname, op->addr,
+           (long long)rule->max, (long long)rule->window_s, rule->option);
+    limit_key(op, b, k, sizeof k);
+    op->step = LOGIN_PTTL;
+    op->who.retry_after_s = rule->window_s;   /* unless PTTL says better */
+    cmd(op, 2, (const char *[]){ "PTTL", k });
+}
+
+/* Steps 0 .. LB_N-1 (the INCR of that bucket) and LOGIN_PTTL. */
+static void
+step_limit(struct auth_op *op, redisReply *r, int err)
+{
+    enum limit_bucket b = (enum limit_bucket)op->step;
+    char k[96];
+
+    if (op->step == LOGIN_PTTL) {
+        /* -2: the window ended meanwhile; -1 cannot happen (NX ran first) */
+        if (!no_reply(r, err) && r->type == REDIS_REPLY_INTEGER && r->integer != -1)
+            op->who.retry_after_s = r->integer > 0 ? (r->integer + 999) / 1000 : 1;
+        return op_finish(op, CG_E_LIMIT);
+    }
+    if (no_reply(r, err) || r->type != REDIS_REPLY_INTEGER)
+        return op_finish(op, err < 0 ? err : CG_E_STORE);
+    op->count = r->integer;
+    if (op->count > op->a->rules[b].max)
+        return limit_refuse(op, b);
+    op->reserved = (int)b + 1;
+    if (b + 1 < LB_N)
+        return limit_take(op, (enum limit_bucket)(b + 1));
+    op->step = LOGIN_NAME;
+    key_name(k, sizeof k, op->lname);
+    cmd(op, 2, (const char *[]){ "GET", k });
+}
+
+/* How many failed logins of one account one address can reach within one
+ * login_account_window_s: every window of a narrower bucket that overlaps
+ * it (one more than fit in it) lets its max through. */
+static int64_t
+one_address_reach(const struct limit_rule *rules)
+{
+    int64_t wa = rules[LB_ACCOUNT].window_s, reach = INT64_MAX;
+
+    for (int b = LB_ACCOUNT_ADDR; b <= LB_ADDR; b++) {
+        int64_t windows = (wa + rules[b].window_s - 1) / rules[b].window_s + 1;
+
+        if (rules[b].max * windows < reach)
+            reach = rules[b].max * windows;
+    }
+    return reach;
+}
+
+static void
+limit_rules_init(cg_auth *a, const struct cg_config *cfg)
+{
+    int64_t reach;
+
+    a->rules[LB_ACCOUNT_ADDR] = (struct limit_rule){
+        "login_account_addr_max", cfg->login_account_addr_max,
+        cfg->login_account_addr_window_s };
+    a->rules[LB_ADDR] = (struct limit_rule){
+        "login_addr_max", cfg->login_addr_max, cfg->login_addr_window_s };
+    a->rules[LB_ACCOUNT] = (struct limit_rule){
+        "login_account_max", cfg->login_account_max, cfg->login_account_window_s };
+    reach = one_address_reach(a->rules);
+    if (reach >= cfg->login_account_max)
+        cg_log(CG_LOG_WARN, "login limit: one client address can fail up to %lld logins "
+               "of an account per login_account_window_s (%lld s), and "
+               "login_account_max=%lld: an attacker at one address can lock the "
+               "account's owner out everywhere; raise login_account_max above %lld or "
+               "lower login_account_addr_max", (long long)reach,
+               (long long)cfg->login_account_window_s,
+               (long long)cfg->login_account_max, (long long)reach);
+}
+
+/* ---- the steps of each operation -------------------------------------------- */
+
+static void
+step_register(struct auth_op *op, redisReply *r, int err)
+{
+    char k1[96], k2[96], uid[24], now[24];
+
+    switch (op->step++) {
+    case 0: /* EXISTS name */
+        if (err < 0 || r == NULL || r->type != REDIS_REPLY_INTEGER)
+            goto fail_store;
+        if (r->integer != 0)
+            return op_finish(op, CG_E_EXISTS);
+        return pool(op, work_hash);
+    case 1: /* hashed */
+        if (err < 0)
+            return op_finish(op, err);
+        return cmd(op, 2, (const char *[]){ "INCR", "cg:uid" });
+    case 2: /* INCR -> uid; HSET user then SET name NX, pipelined */
+        if (err < 0 || reply_u64(r, &op->who.uid) < 0)
+            goto fail_store;
+        key_user(k1, sizeof k1, op->who.uid);
+        key_name(k2, sizeof k2, op->lname);
+        snprintf(uid, sizeof uid, "%llu", (unsigned long long)op->who.uid);
+        snprintf(now, sizeof now, "%lld", (long long)cg_now_ms());
+        op->step = 10;
+        {
+            const char *hset[] = { "HSET", k1, "name", op->who.name, "pw", op->record,
+                                   "created", now };
+            size_t l[8];
+            for (int i = 0; i < 8; i++)
+                l[i] = strlen(hset[i]);
+            if (cg_store_command(op->a->store, 8, hset, l, NULL, NULL) < 0)
+                goto fail_store;
+        }
+        return cmd(op, 4, (const char *[]){ "SET", k2, uid, "NX" });
+    case 10: /* SET name NX */
+        if (no_reply(r, err))
+            goto fail_store;
+        if (r->type == REDIS_REPLY_NIL) {
+            key_user(k1, sizeof k1, op->who.uid);
+            op->step = 20;
+            return cmd(op, 2, (const char *[]){ "DEL", k1 });
+        }
+        cg_log(CG_LOG_INFO, "registered user %s (uid %llu)", op->who.name,
+               (unsigned long long)op->who.uid);
+        return op_finish(op, 0);
+    case 20: /* lost the race for the name */
+        return op_finish(op, CG_E_EXISTS);
+    }
+    return;
+fail_store:
+    op_finish(op, err < 0 ? err : CG_E_STORE);
+}
+
+static void
+step_login(struct auth_op *op, redisReply *r, int err)
+{
+    char k[96], val[96], ttl[24], hash[CG_TOKEN_HASH_LEN + 1];
+    unsigned char raw[32];
+
+    if (op->step < LOGIN_NAME)
+        return step_limit(op, r, err);
+    switch (op->step++) {
+    case LOGIN_NAME:
+        if (no_reply(r, err))
+            goto fail_store;
+        if (r->type == REDIS_REPLY_NIL || reply_u64(r, &op->who.uid) < 0)
+            return op_finish(op, CG_E_AUTH);
+        key_user(k, sizeof k, op->who.uid);
+        return cmd(op, 4, (const char *[]){ "HMGET", k, "name", "pw" });
+    case LOGIN_RECORD:
+        if (err < 0 || r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+            goto fail_store;
+        if (r->element[0]->type != REDIS_REPLY_STRING ||
+            r->element[1]->type != REDIS_REPLY_STRING ||
+            r->element[0]->len > CG_NAME_MAX ||
+            r->element[1]->len >= sizeof op->record)
+            return op_finish(op, CG_E_AUTH);
+        memcpy(op->who.name, r->element[0]->str, r->element[0]->len + 1);
+        memcpy(op->record, r->element[1]->str, r->element[1]->len + 1);
+        return pool(op, work_verify);
+    case LOGIN_VERIFIED: /* make and store a token */
+        if (err < 0)
+            return op_finish(op, err);
+        if (RAND_bytes(raw, sizeof raw) != 1)
+            return op_finish(op, CG_E_STORE);
+        b64url(raw, sizeof raw, op->token);
+        explicit_bzero(raw, sizeof raw);
+        cg_auth_token_hash(op->token, CG_TOKEN_LEN, hash);
+        op->who.expires_ms = cg_now_ms() + op->a->cfg->token_ttl_s * 1000;
+        key_token(k, sizeof k, hash);
+        snprintf(val, sizeof val, "%llu:%lld:%s", (unsigned long long)op->who.uid,
+                 (long long)op->who.expires_ms, op->who.name);
+        snprintf(ttl, sizeof ttl, "%lld", (long long)op->a->cfg->token_ttl_s * 1000);
+        return cmd(op, 5, (const char *[]){ "SET", k, val, "PX", ttl });
+    case LOGIN_TOKEN:
+        if (no_reply(r, err))
+            goto fail_store;
+        cg_log(CG_LOG_INFO, "user %s (uid %llu) logged in", op->who.name,
+               (unsigned long long)op->who.uid);
+        return op_finish(op, 0);
+    }
+    return;
+fail_store:
+    op_finish(op, err < 0 ? err : CG_E_STORE);
+}
+
+static void
+step_check(struct auth_op *op, redisReply *r, int err)
+{
+    if (no_reply(r, err))
+        return op_finish(op, err < 0 ? err : CG_E_STORE);
+    if (parse_token_record(r, &op->who) < 0 || op->who.expires_ms <= cg_now_ms()) {
+        remember_bad(op->a, op->who.token_hash);
+        op->a->metrics->auth_failures++;
+        return op_finish(op, CG_E_AUTH);
+    }
+    op_finish(op, 0);
+}
+
+static void
+step_logout(struct auth_op *op, redisReply *r, int err)
+{
+    char k[96], ch[48], msg[2 + CG_TOKEN_HASH_LEN];
+
+    switch (op->step++) {
+    case 0:
+        if (no_reply(r, err))
+            goto fail_store;
+        if (parse_token_record(r, &op->who) < 0)
+            return op_finish(op, CG_E_AUTH);
+        key_token(k, sizeof k, op->who.token_hash);
+        {
+            const char *del[] = { "DEL", k };
+            size_t l[] = { 3, strlen(k) };
+            if (cg_store_command(op->a->store, 2, del, l, NULL, NULL) < 0)
+                goto fail_store;
+        }
+        cg_store_channel(ch, sizeof ch, op->who.uid);
+        snprintf(msg, sizeof msg, "L%s", op->who.token_hash);
+        remember_bad(op->a, op->who.token_hash);
+        return cmd(op, 3, (const char *[]){ "PUBLISH", ch, msg });
+    case 1:
+        if (no_reply(r, err))
+            goto fail_store;
+        cg_log(CG_LOG_INFO, "user %s (uid %llu) logged out", op->who.name,
+               (unsigned long long)op->who.uid);
+        return op_finish(op, 0);
+    }
+    return;
+fail_store:
+    op_finish(op, err < 0 ? err : CG_E_STORE);
+}
+
+static void
+step_lookup(struct auth_op *op, redisReply *r, int err)
+{
+    char k[96], ch[48];
+
+    switch (op->step++) {
+    case 0: /* GET name -> uid (skipped when looking up by uid) */
+        if (no_reply(r, err))
+            goto fail_store;
+        if (reply_u64(r, &op->who.uid) < 0)
+            return op_finish(op, CG_E_NOTFOUND);
+        /* fall through */
+    case 1:
+        op->step = 2;
+        key_user(k, sizeof k, op->who.uid);
+        return cmd(op, 3, (const char *[]){ "HGET", k, "name" });
+    case 2:
+        if (no_reply(r, err))
+            goto fail_store;
+        if (r->type != REDIS_REPLY_STRING || r->len > CG_NAME_MAX)
+            return op_finish(op, CG_E_NOTFOUND);
+        memcpy(op->who.name, r->str, r->len + 1);
+        cg_store_channel(ch, sizeof ch, op->who.uid);
+        return cmd(op, 3, (const char *[]){ "PUBSUB", "NUMSUB", ch });
+    case 3: /* [channel, count] */
+        if (err < 0 || r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+            r->element[1]->type != REDIS_REPLY_INTEGER)
+            goto fail_store;
+        op->who.online = (int)r->element[1]->integer;
+        return op_finish(op, 0);
+    }
+    return;
+fail_store:
+    op_finish(op, err < 0 ? err : CG_E_STORE);
+}
+
+static void
+step(struct auth_op *op, redisReply *r, int err)
+{
+    switch (op->kind) {
+    case OP_REGISTER: step_register(op, r, err); break;
+    case OP_LOGIN:    step_login(op, r, err); break;
+    case OP_CHECK:    step_check(op, r, err); break;
+    case OP_LOGOUT:   step_logout(op, r, err); break;
+    case OP_LOOKUP:   step_lookup(op, r, err); break;
+    }
+}
+
+/* ---- public API ---------------------------------------------------------------- */
+
+int
+cg_auth_create(uv_loop_t *loop, const struct cg_config *cfg, cg_store *store,
+               struct cg_metrics *metrics, cg_auth **out)
+{
+    cg_auth *a = cg_calloc(1, sizeof *a);
+
+    if (a == NULL)
+        return CG_E_NOMEM;
+    a->loop = loop;
+    a->cfg = cfg;
+    a->store = store;
+    a->metrics = metrics;
+    limit_rules_init(a, cfg);
+    *out = a;
+    return 0;
+}
+
+void
+cg_auth_destroy(cg_auth *a)
+{
+    if (a == NULL)
+        return;
+    a->closing = 1;
+    if (a->ops == 0)
+        cg_free(a);
+}
+
+int
+cg_auth_check_token(cg_auth *a, const char *tok, size_t len, cg_auth_cb cb, void *data)
+{
+    struct auth_op *op;
+    char k[96];
+
+    if (cg_auth_token_peek(a, tok, len) < 0) {
+        a->metrics->auth_failures++;
+        return CG_E_AUTH;
+    }
+    if ((op = op_create(a, OP_CHECK, cb, data)) == NULL)
+        return CG_E_NOMEM;
+    cg_auth_token_hash(tok, len, op->who.token_hash);
+    key_token(k, sizeof k, op->who.token_hash);
+    return op_start(op, 2, (const char *[]){ "GET", k });
+}
+
+int
+cg_auth_register(cg_auth *a, const char *name, size_t name_len, const char *password,
+                 size_t pw_len, cg_auth_cb cb, void *data)
+{
+    struct auth_op *op;
+    char k[96];
+
+    if (!cg_auth_valid_name(name, name_len) || pw_len < PW_MIN || pw_len > PW_MAX ||
+        memchr(password, '\0', pw_len))
+        return CG_E_INVAL;
+    if ((op = op_create(a, OP_REGISTER, cb, data)) == NULL)
+        return CG_E_NOMEM;
+    memcpy(op->who.name, name, name_len);
+    lower_name(name, name_len, op->lname);
+    memcpy(op->pw, password, pw_len);
+    op->pw_len = pw_len;
+    key_name(k, sizeof k, op->lname);
+    return op_start(op, 2, (const char *[]){ "EXISTS", k });
+}
+
+int
+cg_auth_login(cg_auth *a, const char *name, size_t name_len, const char *password,
+              size_t pw_len, const char *addr, cg_auth_cb cb, void *data)
+{
+    struct auth_op *op;
+    char k[LIMIT_KEY_MAX];
+
+    if (!cg_auth_valid_name(name, name_len) || pw_len > PW_MAX)
+        return CG_E_AUTH;
+    if ((op = op_create(a, OP_LOGIN, cb, data)) == NULL)
+        return CG_E_NOMEM;
+    lower_name(name, name_len, op->lname);
+    cg_proxies_limit_key(addr ? addr : "", op->addr, sizeof op->addr);
+    memcpy(op->pw, password, pw_len);
+    op->pw_len = pw_len;
+    /* The first bucket's INCR; limit_take() for the others. */
+    limit_key(op, LB_ACCOUNT_ADDR, k, sizeof k);
+    if (op_start(op, 2, (const char *[]){ "INCR", k }) < 0)
+        return CG_E_STORE;
+    limit_expire(op, LB_ACCOUNT_ADDR, k);
+    return 0;
+}
+
+int
+cg_auth_logout(cg_auth *a, const char *tok, size_t len, cg_auth_cb cb, void *data)
+{
+    struct auth_op *op;
+    char k[96];
+
+    if (!cg_auth_token_wellformed(tok, len))
+        return CG_E_AUTH;
+    if ((op = op_create(a, OP_LOGOUT, cb, data)) == NULL)
+        return CG_E_NOMEM;
+    cg_auth_token_hash(tok, len, op->who.token_hash);
+    key_token(k, sizeof k, op->who.token_hash);
+    return op_start(op, 2, (const char *[]){ "GET", k });
+}
+
+int
+cg_auth_lookup(cg_auth *a, const char *who, size_t len, cg_auth_cb cb, void *data)
+{
+    struct auth_op *op;
+    char k[96], lname[CG_NAME_MAX + 1];
+    int digits = len > 0 && len <= 19;
+
+    for (size_t i = 0; digits && i < len; i++)
+        digits = who[i] >= '0' && who[i] <= '9';
+    if (!digits && !cg_auth_valid_name(who, len))
+        return CG_E_NOTFOUND;
+    if ((op = op_create(a, OP_LOOKUP, cb, data)) == NULL)
+        return CG_E_NOMEM;
+    if (!digits) {
+        lower_name(who, len, lname);
+        key_name(k, sizeof k, lname);
+        return op_start(op, 2, (const char *[]){ "GET", k });
+    }
+    /* By uid: skip the name step and start at HGET. */
+    op->who.uid = strtoull(who, NULL, 10);
+    op->step = 2;
+    key_user(k, sizeof k, op->who.uid);
+    return op_start(op, 3, (const char *[]){ "HGET", k, "name" });
+}

@@ -1,0 +1,1249 @@
+/* config.c - the option table and everything generated from it.
+ *
+ * One row per option (Redis static_configs[], nginx ngx_command_t):
+ *
+ *     { name, type, offsetof(struct cg_config, name), default, min, max,
+ *       help, check, alias, flags }
+ *
+ * and every feature is a loop over the rows: the defaults, the JSON file
+ * keys, the CHATGATE_* environment, the --flags, validation, --help and the
+ * --print-config dump. Adding an option is adding a row (and its field).
+ *
+ * Names. The row name is the struct field and the JSON key; the flag is
+ * "--" + name with '_' -> '-', the environment variable "CHATGATE_" +
+ * upper(name). A row may add one alias flag (--redis for redis_url, as
+ * PROTOCOL.md section 0 spells it).
+ *
+ * Values. Every value, the built-in defaults included, goes through the same
+ * parse-and-check path, so a default can never be invalid without a test
+ * failing. Integers are strict decimals (an optional '-', no '+', no
+ * leading zeros, no suffix, overflow checked: hiredis string2ll); booleans
+ * accept true/false/1/0/yes/no/on/off in any case; strings are UTF-8
+ * without control characters, within the row's byte-length bounds, plus
+ * the row's own check. Bad values are rejected, never silently normalised.
+ *
+ * Loading (cg_config_load):
+ *
+ *     argv: --help/-h anywhere? -> *want_help, return 0 (nothing else read)
+ *       |
+ *     scan argv: --config FILE, --print-config, unknown flags, missing values
+ *       |
+ *     JSON file -> CHATGATE_* environment -> option flags, in argv order
+ *       |
+ *     fill node_id (hostname-pid) -> cross-field checks -> 0
+ *
+ * Each step may stop with one error line in err: the option, the value as
+ * given, the rule, and where the value came from:
+ *
+ *     max_frame_bytes=10: below minimum 4096 (flag --max-frame-bytes)
+ *
+ * The origin of every option is remembered while loading, so a cross-field
+ * error names both sides' sources. Secrets (the Redis password) are redacted
+ * in error lines as in dumps.
+ *
+ * Ownership: strings are heap copies owned by the struct (cg_strndup). A
+ * failed load leaves cfg valid but partly updated: the caller must still
+ * call cg_config_cleanup() and must not use the values. */
+#include "fmacros.h"
+
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "core/common.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "core/utf8.h"
+
+#ifndef CG_DEFAULT_WEB_ROOT
+#define CG_DEFAULT_WEB_ROOT "web"   /* the build normally points it at build/web */
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* The table                                                                 */
+/* ------------------------------------------------------------------------ */
+
+enum opt_type { OPT_STRING, OPT_INT, OPT_BOOL };
+
+#define OPT_SECRET_URL 0x1u          /* a URL whose userinfo is redacted */
+
+/* Extra rule for a string value; writes the reason into why on failure. */
+typedef int (*opt_check_fn)(const char *v, char *why, size_t cap);
+
+struct opt {
+    const char    *name;     /* struct field, JSON key; flag and env derive from it */
+    enum opt_type  type;
+    size_t         off;      /* offsetof(struct cg_config, name) */
+    const char    *def;      /* default, spelled as a flag value */
+    int64_t        min, max; /* int: value bounds; string: length bounds in bytes */
+    const char    *help;     /* one line for --help */
+    opt_check_fn   check;    /* strings: extra rule, or NULL */
+    const char    *alias;    /* an extra flag name without "--", or NULL */
+    unsigned       flags;
+};
+
+/* The offset of field name, which must have type T: a row pointing at a
+ * field of another type does not compile. */
+#define FIELD(name, T) \
+    _Generic(((struct cg_config *)0)->name, T: offsetof(struct cg_config, name))
+
+#define INT(name, def, min, max, help) \
+    { #name, OPT_INT, FIELD(name, int64_t), #def, min, max, help, NULL, NULL, 0 }
+#define BOOL(name, def, help) \
+    { #name, OPT_BOOL, FIELD(name, int), #def, 0, 1, help, NULL, NULL, 0 }
+#define STR(name, def, minlen, maxlen, check, help) \
+    { #name, OPT_STRING, FIELD(name, char *), def, minlen, maxlen, help, check, NULL, 0 }
+
+static int check_listen(const char *v, char *why, size_t cap);
+static int check_base_path(const char *v, char *why, size_t cap);
+static int check_origins(const char *v, char *why, size_t cap);
+static int check_node_id(const char *v, char *why, size_t cap);
+static int check_redis_url(const char *v, char *why, size_t cap);
+static int check_log_level(const char *v, char *why, size_t cap);
+static int check_proxies(const char *v, char *why, size_t cap);
+
+/* Bounds. Lower bounds on millisecond timeouts are 100: a smaller value is
+ * almost always seconds typed where milliseconds were meant. Upper bounds
+ * stop a typo from turning a limit off or making one session able to hold
+ * a gigabyte; where a PROTOCOL.md limit has a documented floor (frame 4096,
+ * headers 8, ...) that floor is the minimum. String bounds are lengths. */
+static const struct opt options[] = {
+    /* --- network -------------------------------------------------------- */
+    /* 300: a 253-byte DNS name, brackets and ":65535". */
+    STR(listen, "127.0.0.1:8080", 1, 300, check_listen,
+        "address to listen on: host:port or [ipv6]:port"),
+    /* 256: a context path is a few segments; keeps URLs short. */
+    STR(base_path, "", 0, 256, check_base_path,
+        "HTTP context path, empty or like /Mimi (no trailing '/')"),
+    /* 8192: CG_CONFIG_MAX_ORIGINS origins of up to ~256 bytes. */
+    STR(allowed_origins, "", 0, 8192, check_origins,
+        "comma-separated origins (scheme://host[:port]) admitted for WebSocket "
+        "and SockJS; \"*\" admits all; empty admits own origin and loopback"),
+    /* 128: a 64-byte host name, '-' and a pid, with room to spare. */
+    STR(node_id, "", 0, 128, check_node_id,
+        "this node's name in Redis and logs; empty means <hostname>-<pid>"),
+    STR(web_root, CG_DEFAULT_WEB_ROOT, 1, 4096, NULL,
+        "directory of the browser client served at {base}/"),
+    BOOL(reuse_port, 0,
+        "set SO_REUSEPORT so several processes can share the listen port"),
+
+    /* --- redis ---------------------------------------------------------- */
+    { "redis_url", OPT_STRING, FIELD(redis_url, char *), "redis://127.0.0.1:6379/0",
+      1, 4096, "Redis to use: redis://[[user]:password@]host[:port][/db] or "
+      "unix://[[user]:password@]/path", check_redis_url, "redis", OPT_SECRET_URL },
+    INT(redis_timeout_ms, 2000, 100, 60000,
+        "Redis connect timeout and command deadline, ms"),
+    INT(redis_reconnect_max_ms, 5000, 100, 300000,
+        "longest wait between Redis reconnect attempts, ms"),
+    /* Redis reads at most ~16-20 KiB per client per event-loop turn and,
+     * with appendfsync always, fsyncs once per turn: several connections
+     * let one fsync cover several times as many scripts. Requests are
+     * sharded by the receiver's uid, which keeps each inbox in order. */
+    INT(redis_connections, 4, 1, 64,
+        "Redis command connections; requests are sharded by receiver uid so each "
+        "inbox keeps its order, and more connections let Redis fsync more "
+        "messages at once (appendfsync always)"),
+    /* The sends and confirmations of one loop turn go to Redis as one
+     * script call per connection (store.h "Batching"): fewer calls and
+     * round trips, and Redis writes their effects to the AOF together. */
+    INT(redis_batch_max, 128, 1, 4096,
+        "most chat operations (sends, confirmations) in one Redis script call; "
+        "1 sends each on its own"),
+
+    /* --- auth ----------------------------------------------------------- */
+    /* 1 second (short enough to watch a live session's token expire in
+     * a test; sessions are closed when it does) .. 1 year. */
+    INT(token_ttl_s, 604800, 1, 31536000,
+        "lifetime of a login token, seconds"),
+    /* 10M rounds is seconds of CPU per login on the thread pool. */
+    INT(password_iterations, 100000, 1000, 10000000,
+        "PBKDF2-HMAC-SHA256 rounds for new password hashes"),
+    /* Failed logins, counted in Redis per fixed window (auth.c "login
+     * limit"). The strict count is per account and client address, so an
+     * attacker at one address cannot lock out the account's owner at
+     * another; the per-account count only bounds guessing from many
+     * addresses, so it must stay well above what one address can reach
+     * (auth.c warns at startup when it does not). Windows: 1 s .. 1 day. */
+    INT(login_account_addr_max, 10, 1, 1000000,
+        "failed logins of one account from one client address per "
+        "login_account_addr_window_s; more answer 429"),
+    INT(login_account_addr_window_s, 300, 1, 86400,
+        "window of login_account_addr_max, seconds"),
+    INT(login_addr_max, 30, 1, 1000000,
+        "failed logins from one client address, any accounts, per "
+        "login_addr_window_s; more answer 429"),
+    INT(login_addr_window_s, 300, 1, 86400,
+        "window of login_addr_max, seconds"),
+    INT(login_account_max, 100, 1, 1000000,
+        "failed logins of one account from all addresses together per "
+        "login_account_window_s; more answer 429 (keep it well above "
+        "login_account_addr_max, or one address can lock the account out)"),
+    INT(login_account_window_s, 900, 1, 86400,
+        "window of login_account_max, seconds"),
+
+    /* --- STOMP limits (PROTOCOL.md section 3) --------------------------- */
+    /* Every session may buffer one frame: 16 MiB bounds that per session. */
+    INT(max_frame_bytes, 65536, 4096, 16777216,
+        "largest STOMP frame, headers and body included, bytes"),
+    /* The parser's header array is max_headers entries per session. */
+    INT(max_headers, 64, 8, 1024,
+        "most headers in one STOMP frame"),
+    INT(max_header_line, 8192, 256, 1048576,
+        "longest STOMP header line (name:value), bytes"),
+    /* 6: the Mimi page subscribes to six destinations. */
+    INT(max_subscriptions, 64, 6, 4096,
+        "most subscriptions per connection"),
+    INT(unauth_max_frame_bytes, 8192, 1024, 16777216,
+        "largest frame before CONNECT succeeds, bytes (<= max_frame_bytes)"),
+    INT(max_tx_frames, 128, 1, 65536,
+        "most SENDs buffered in one transaction"),
+    INT(max_inflight, 256, 1, 65536,
+        "most requests awaiting Redis per session"),
+    INT(connect_timeout_ms, 10000, 100, 600000,
+        "time allowed between the handshake and CONNECT, ms"),
+    INT(frame_timeout_ms, 30000, 100, 3600000,
+        "time allowed to complete a started frame, ms"),
+    /* 0 is STOMP's "no heart-beats". */
+    INT(heartbeat_ms, 10000, 0, 3600000,
+        "heart-beat interval the server offers, ms; 0 disables (<= heartbeat_max_ms)"),
+    INT(heartbeat_max_ms, 300000, 1000, 3600000,
+        "longest heart-beat interval a client may negotiate, ms"),
+    /* 64 KiB .. 1 GiB per session. */
+    INT(out_max_bytes, 4194304, 65536, 1073741824,
+        "hard output queue limit per session, bytes: crossing it closes the session"),
+    INT(out_soft_bytes, 1048576, 4096, 1073741824,
+        "soft output queue limit per session, bytes (<= out_max_bytes)"),
+    INT(out_soft_seconds, 10, 1, 3600,
+        "how long the soft output limit may be exceeded before closing, seconds"),
+
+    /* --- chat (PROTOCOL.md section 4) ----------------------------------- */
+    INT(max_content_bytes, 16384, 1, 1048576,
+        "largest chat message content, bytes"),
+    INT(send_rate, 50, 1, 100000,
+        "sends per second allowed per connection"),
+    INT(send_burst, 100, 1, 1000000,
+        "send rate-limit bucket size"),
+    INT(max_pending, 100000, 1, 100000000,
+        "most unconfirmed messages kept per user"),
+    INT(history_max, 1000, 1, 1000000,
+        "messages kept per user for sync"),
+    INT(sync_batch, 100, 1, 10000,
+        "messages per sync answer"),
+    INT(init_batch, 256, 1, 10000,
+        "messages fetched per init round trip"),
+
+    /* --- HTTP ----------------------------------------------------------- */
+    INT(http_max_body, 65536, 1024, 16777216,
+        "largest HTTP request body, bytes; larger ones get 413"),
+
+    /* --- SockJS --------------------------------------------------------- */
+    INT(sockjs_heartbeat_ms, 25000, 100, 3600000,
+        "SockJS heartbeat frame interval, ms"),
+    INT(sockjs_disconnect_ms, 5000, 100, 3600000,
+        "a SockJS session ends this long after its last poll, ms"),
+    INT(sockjs_stream_bytes, 131072, 4096, 1073741824,
+        "bytes sent on one xhr_streaming/eventsource response before it is renewed"),
+    INT(sockjs_max_queue_bytes, 4194304, 65536, 1073741824,
+        "bytes queued for a SockJS session while no poll is open"),
+    BOOL(sockjs_jsonp, 0,
+        "enable the jsonp and htmlfile SockJS transports"),
+
+    /* --- operations ----------------------------------------------------- */
+    STR(log_level, "info", 1, 16, check_log_level,
+        "error, warn, notice, info or debug"),
+    INT(drain_ms, 10000, 0, 600000,
+        "graceful shutdown budget, ms"),
+    STR(trusted_proxies, "", 0, 8192, check_proxies,
+        "comma-separated IP addresses whose X-Forwarded-For is believed"),
+    STR(tls_cert, "", 0, 4096, NULL,
+        "PEM certificate; with tls_key, serve https and wss"),
+    STR(tls_key, "", 0, 4096, NULL,
+        "PEM private key for tls_cert"),
+    /* 0 turns the sampler off; each sample costs one short read-only script
+     * per connected user (256 at most), see inbox_stats.c. */
+    INT(metrics_sample_ms, 10000, 0, 3600000,
+        "how often the pending-inbox gauges of /metrics are sampled, ms; 0 never"),
+};
+
+#define NOPTS (sizeof options / sizeof options[0])
+
+/* Pairs checked after all sources are applied. */
+enum relation {
+    REL_LE,            /* a <= b */
+    REL_LE_FOLLOW,     /* a <= b; a left at its default follows b down */
+    REL_BOTH_OR_NONE,  /* strings: both empty or both set */
+};
+
+static const struct {
+    enum relation rel;
+    const char   *a, *b;
+} relations[] = {
+    /* The tighter pre-CONNECT cap only makes sense below the frame cap: a
+     * smaller max_frame_bytes lowers it too unless it was set on purpose. */
+    { REL_LE_FOLLOW, "unauth_max_frame_bytes", "max_frame_bytes" },
+    { REL_LE, "out_soft_bytes", "out_max_bytes" },
+    { REL_LE, "heartbeat_ms", "heartbeat_max_ms" },
+    { REL_BOTH_OR_NONE, "tls_cert", "tls_key" },
+};
+
+/* ------------------------------------------------------------------------ */
+/* Table helpers                                                             */
+/* ------------------------------------------------------------------------ */
+
+static const struct opt *
+find_opt(const char *name, size_t len)
+{
+    for (size_t i = 0; i < NOPTS; i++)
+        if (strlen(options[i].name) == len && memcmp(options[i].name, name, len) == 0)
+            return &options[i];
+    return NULL;
+}
+
+/* Does the flag spelling f[0..len) (without "--") name option o? */
+static int
+flag_names(const struct opt *o, const char *f, size_t len)
+{
+    size_t n = strlen(o->name);
+
+    if (o->alias != NULL && strlen(o->alias) == len && memcmp(o->alias, f, len) == 0)
+        return 1;
+    if (n != len)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (f[i] != (o->name[i] == '_' ? '-' : o->name[i]))
+            return 0;
+    return 1;
+}
+
+/* "max_frame_bytes" -> "max-frame-bytes" or "MAX_FRAME_BYTES". */
+static void
+spell(const char *name, int upper, char *out, size_t cap)
+{
+    size_t i;
+
+    for (i = 0; name[i] != '\0' && i + 1 < cap; i++)
+        out[i] = upper ? (char)(name[i] >= 'a' && name[i] <= 'z' ? name[i] - 32 : name[i])
+                       : (name[i] == '_' ? '-' : name[i]);
+    out[i] = '\0';
+}
+
+static void *
+field(struct cg_config *cfg, const struct opt *o)
+{
+    return (char *)cfg + o->off;
+}
+
+static const void *
+cfield(const struct cg_config *cfg, const struct opt *o)
+{
+    return (const char *)cfg + o->off;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Values: parsing and the generic checks                                    */
+/* ------------------------------------------------------------------------ */
+
+/* Strict decimal int64: optional '-', no leading zeros, no "-0". */
+static int
+parse_int(const char *s, int64_t *out)
+{
+    const char *p = s;
+    int neg = 0;
+    uint64_t v = 0, lim;
+
+    if (*p == '-') {
+        neg = 1;
+        p++;
+    }
+    if (*p < '0' || *p > '9' || (p[0] == '0' && (p[1] != '\0' || neg)))
+        return -1;
+    lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    for (; *p != '\0'; p++) {
+        if (*p < '0' || *p > '9' || v > (lim - (uint64_t)(*p - '0')) / 10)
+            return -1;
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
+    return 0;
+}
+
+static int
+parse_bool(const char *s, int *out)
+{
+    static const char *const words[][2] = {
+        { "true", "false" }, { "1", "0" }, { "yes", "no" }, { "on", "off" },
+    };
+
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
+        for (int f = 0; f < 2; f++) {
+            if (strcasecmp(s, words[i][f]) == 0) {
+                *out = !f;
+                return 0;
+            }
+        }
+    }
+    return -1;
+}
+
+/* 0 when s[0..len) is UTF-8 without control characters (so every value can
+ * be dumped as JSON and logged on one line). */
+static int
+check_text(const char *s, size_t len, char *why, size_t cap)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+
+    while (p < end) {
+        uint32_t cp;
+        size_t n;
+
+        if (*p < 0x20 || *p == 0x7f) {
+            snprintf(why, cap, "contains a control character");
+            return -1;
+        }
+        if ((n = cg_utf8_next(p, (size_t)(end - p), &cp)) == 0)
+            goto bad;
+        p += n;
+    }
+    return 0;
+bad:
+    snprintf(why, cap, "is not valid UTF-8");
+    return -1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Per-option checks                                                         */
+/* ------------------------------------------------------------------------ */
+
+/* A decimal port 1..65535 in s[0..len). */
+static int
+valid_port(const char *s, size_t len)
+{
+    unsigned long v = 0;
+
+    if (len == 0 || len > 5 || s[0] == '0')
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        v = v * 10 + (unsigned long)(s[i] - '0');
+    }
+    return v <= 65535;
+}
+
+/* A host name or IPv4 literal, or an IPv6 literal in brackets. '_' is
+ * allowed because container runtimes resolve names such as "redis_1". */
+static int
+valid_host(const char *s, size_t len)
+{
+    const char *ok = s[0] == '[' ? "0123456789abcdefABCDEF:." :
+                     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-";
+
+    if (s[0] == '[') {
+        if (len < 3 || s[len - 1] != ']')
+            return 0;
+        s++;
+        len -= 2;
+    }
+    if (len == 0)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (strchr(ok, s[i]) == NULL)
+            return 0;
+    return 1;
+}
+
+static int
+check_listen(const char *v, char *why, size_t cap)
+{
+    const char *colon = strrchr(v, ':');
+
+    if (colon == NULL || !valid_host(v, (size_t)(colon - v)) ||
+        (v[0] != '[' && memchr(v, ':', (size_t)(colon - v)) != NULL)) {
+        snprintf(why, cap, "expected host:port or [ipv6]:port");
+        return -1;
+    }
+    if (!valid_port(colon + 1, strlen(colon + 1))) {
+        snprintf(why, cap, "port must be 1..65535");
+        return -1;
+    }
+    return 0;
+}
+
+static int
+check_base_path(const char *v, char *why, size_t cap)
+{
+    const char *seg;
+    size_t n;
+
+    if (v[0] == '\0')
+        return 0;
+    if (v[0] != '/')
+        return snprintf(why, cap, "must start with '/'"), -1;
+    if (v[strlen(v) - 1] == '/')
+        return snprintf(why, cap, "must not end with '/' (use \"\" for the root)"), -1;
+    n = strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./-");
+    if (v[n] != '\0')
+        return snprintf(why, cap, "contains '%c'; allowed: A-Z a-z 0-9 _ . / -", v[n]), -1;
+    for (seg = v + 1;; seg += n + 1) {
+        n = strcspn(seg, "/");
+        if (n == 0 || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+            return snprintf(why, cap, "has an empty, '.' or '..' segment"), -1;
+        if (seg[n] == '\0')
+            return 0;
+    }
+}
+
+/* Only the list's shape: origins.c parses each origin when the server starts. */
+static int
+check_origins(const char *v, char *why, size_t cap)
+{
+    size_t n = 0;
+    const char *p = v;
+
+    if (v[0] == '\0')
+        return 0;
+    for (;;) {
+        size_t len = strcspn(p, ",");
+
+        if (len == strspn(p, " "))
+            return snprintf(why, cap, "has an empty entry"), -1;
+        if (++n > CG_CONFIG_MAX_ORIGINS)
+            return snprintf(why, cap, "more than %d origins", CG_CONFIG_MAX_ORIGINS), -1;
+        if (p[len] == '\0')
+            return 0;
+        p += len + 1;
+    }
+}
+
+static int
+check_node_id(const char *v, char *why, size_t cap)
+{
+    size_t n = strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-");
+
+    if (v[n] != '\0')
+        return snprintf(why, cap, "contains '%c'; allowed: A-Z a-z 0-9 _ . -", v[n]), -1;
+    return 0;
+}
+
+/* The userinfo of a redis:// or unix:// URL: what lies between "://" and
+ * the last '@' before the next '/', as store.c reads it. Returns 0 when
+ * there is none. */
+static int
+url_userinfo(const char *v, const char **start, size_t *len)
+{
+    const char *auth = strstr(v, "://"), *end, *at = NULL;
+
+    if (auth == NULL)
+        return 0;
+    auth += 3;
+    end = auth + strcspn(auth, "/");
+    for (const char *p = auth; p < end; p++)
+        if (*p == '@')
+            at = p;
+    if (at == NULL)
+        return 0;
+    *start = auth;
+    *len = (size_t)(at - auth);
+    return 1;
+}
+
+/* The grammar store.c parses (it checks the unix:// query itself):
+ *   redis://[[user]:password@]host[:port][/db]     db 0..100000
+ *   unix://[[user]:password@]/path[?db=N][&password=P] */
+static int
+check_redis_url(const char *v, char *why, size_t cap)
+{
+    const char *host, *ui, *end, *colon;
+    size_t uilen;
+
+    if (strncmp(v, "unix://", 7) == 0) {
+        host = url_userinfo(v, &ui, &uilen) ? ui + uilen + 1 : v + 7;
+        if (host[0] != '/' || host[1] == '\0' || host[1] == '?')
+            return snprintf(why, cap, "expected unix:///absolute/path"), -1;
+        return 0;
+    }
+    if (strncmp(v, "redis://", 8) != 0)
+        return snprintf(why, cap, "scheme must be redis:// or unix://"), -1;
+    host = url_userinfo(v, &ui, &uilen) ? ui + uilen + 1 : v + 8;
+    end = host + strcspn(host, "/");
+    colon = host[0] == '[' ? memchr(host, ']', (size_t)(end - host)) : host;
+    colon = colon != NULL ? memchr(colon, ':', (size_t)(end - colon)) : NULL;
+    if (!valid_host(host, (size_t)((colon ? colon : end) - host)))
+        return snprintf(why, cap, "expected a host after redis://"), -1;
+    if (colon != NULL && !valid_port(colon + 1, (size_t)(end - colon - 1)))
+        return snprintf(why, cap, "port must be 1..65535"), -1;
+    if (*end == '/' && end[1] != '\0' &&
+        (strspn(end + 1, "0123456789") != strlen(end + 1) || strlen(end + 1) > 6 ||
+         atol(end + 1) > 100000))
+        return snprintf(why, cap, "database must be a number 0..100000"), -1;
+    return 0;
+}
+
+static int
+check_log_level(const char *v, char *why, size_t cap)
+{
+    enum cg_log_level lvl;
+
+    if (cg_log_level_parse(v, &lvl) < 0)
+        return snprintf(why, cap, "expected error, warn, notice, info or debug"), -1;
+    return 0;
+}
+
+static int
+check_proxies(const char *v, char *why, size_t cap)
+{
+    const char *p = v;
+    char ip[INET6_ADDRSTRLEN];
+    unsigned char bin[sizeof(struct in6_addr)];
+
+    if (v[0] == '\0')
+        return 0;
+    for (;;) {
+        size_t len;
+
+        p += strspn(p, " ");
+        len = strcspn(p, ", ");
+        if (len == 0 || len >= sizeof ip)
+            return snprintf(why, cap, "expected comma-separated IP addresses"), -1;
+        memcpy(ip, p, len);
+        ip[len] = '\0';
+        if (inet_pton(AF_INET, ip, bin) != 1 && inet_pton(AF_INET6, ip, bin) != 1)
+            return snprintf(why, cap, "'%s' is not an IP address", ip), -1;
+        p += len;
+        p += strspn(p, " ");
+        if (*p == '\0')
+            return 0;
+        if (*p++ != ',')
+            return snprintf(why, cap, "expected comma-separated IP addresses"), -1;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Redaction                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* Append src[0..n) to out[0..cap) at *o, keeping it NUL-terminated and
+ * cutting what does not fit. */
+static void
+append(char *out, size_t cap, size_t *o, const char *src, size_t n)
+{
+    if (*o + 1 >= cap)
+        return;
+    if (n > cap - 1 - *o)
+        n = cap - 1 - *o;
+    memcpy(out + *o, src, n);
+    *o += n;
+    out[*o] = '\0';
+}
+
+/* Copy the URL v to out with every password replaced by "***": the one in
+ * the userinfo (a userinfo of one word is a password, as store.c reads it)
+ * and password= query parameters (unix:// URLs). */
+static const char *
+redact_url(const char *v, char *out, size_t cap)
+{
+    const char *p = v, *ui, *s;
+    size_t len, o = 0;
+
+    if (cap > 0)
+        out[0] = '\0';
+    if (url_userinfo(v, &ui, &len)) {
+        s = memchr(ui, ':', len);
+        s = s != NULL ? s + 1 : ui;
+        append(out, cap, &o, p, (size_t)(s - p));
+        append(out, cap, &o, "***", 3);
+        p = ui + len;
+    }
+    for (s = strchr(p, '?'); s != NULL; s = strchr(s + 1, '&')) {
+        if (strncmp(s + 1, "password=", 9) == 0) {
+            s += 10;
+            append(out, cap, &o, p, (size_t)(s - p));
+            append(out, cap, &o, "***", 3);
+            p = s + strcspn(s, "&");
+            s = p - 1;                        /* go on from the next '&' */
+        }
+    }
+    append(out, cap, &o, p, strlen(p));
+    return out;
+}
+
+/* The value to show for a string option in errors and dumps. */
+static const char *
+shown(const struct opt *o, const char *v, int redact, char *tmp, size_t cap)
+{
+    return redact && (o->flags & OPT_SECRET_URL) ? redact_url(v, tmp, cap) : v;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Loading                                                                   */
+/* ------------------------------------------------------------------------ */
+
+enum src_kind { SRC_DEFAULT, SRC_FILE, SRC_ENV, SRC_FLAG };
+
+/* Where a value came from, for error lines. what is borrowed from argv or
+ * envp, which outlive the load. */
+struct src {
+    enum src_kind kind;
+    const char   *what;     /* file path, env name, flag as typed */
+    int           len;      /* bytes of what to print */
+};
+
+struct loader {
+    struct cg_config *cfg;
+    struct src        origin[NOPTS];   /* the source of each option's value */
+    const char       *file;            /* --config FILE, or NULL */
+    char             *err;
+    size_t            cap;
+};
+
+/* Format src as "(flag --max-frame-bytes)". */
+static const char *
+src_str(const struct src *s, char *buf, size_t cap)
+{
+    switch (s->kind) {
+    case SRC_FILE: snprintf(buf, cap, "(config file %.*s)", s->len, s->what); break;
+    case SRC_ENV:  snprintf(buf, cap, "(environment %.*s)", s->len, s->what); break;
+    case SRC_FLAG: snprintf(buf, cap, "(flag %.*s)", s->len, s->what); break;
+    default:       snprintf(buf, cap, "(default)"); break;
+    }
+    return buf;
+}
+
+static int fail(struct loader *L, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Write one error line into L->err and return rc. */
+static int
+fail(struct loader *L, int rc, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (L->cap > 0) {
+        va_start(ap, fmt);
+        vsnprintf(L->err, L->cap, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
+}
+
+/* "name=value: why (source)" */
+static int
+bad_value(struct loader *L, const struct opt *o, const char *value,
+          const char *why, const struct src *s)
+{
+    char tmp[4200], where[4200];
+
+    return fail(L, CG_E_INVAL, "%s=%s: %s %s", o->name,
+                shown(o, value, 1, tmp, sizeof tmp), why,
+                src_str(s, where, sizeof where));
+}
+
+static int
+nomem(struct loader *L, const struct opt *o)
+{
+    return fail(L, CG_E_NOMEM, "%s: out of memory", o->name);
+}
+
+static int
+store_int(struct loader *L, const struct opt *o, int64_t v, const struct src *s)
+{
+    char val[24], why[64];
+
+    if (v < o->min || v > o->max) {
+        snprintf(val, sizeof val, "%lld", (long long)v);
+        snprintf(why, sizeof why, v < o->min ? "below minimum %lld" : "above maximum %lld",
+                 (long long)(v < o->min ? o->min : o->max));
+        return bad_value(L, o, val, why, s);
+    }
+    if (o->type == OPT_BOOL)
+        *(int *)field(L->cfg, o) = (int)v;
+    else
+        *(int64_t *)field(L->cfg, o) = v;
+    L->origin[o - options] = *s;
+    return 0;
+}
+
+static int
+store_string(struct loader *L, const struct opt *o, const char *v, size_t len,
+             const struct src *s)
+{
+    char why[256];
+    char **slot = field(L->cfg, o), *copy;
+
+    if (strlen(v) != len)
+        return bad_value(L, o, v, "contains a NUL byte", s);
+    if (check_text(v, len, why, sizeof why) < 0)
+        return bad_value(L, o, v, why, s);
+    if ((int64_t)len < o->min || (int64_t)len > o->max) {
+        if ((int64_t)len < o->min && o->min == 1)
+            snprintf(why, sizeof why, "must not be empty");
+        else
+            snprintf(why, sizeof why, "%s than %lld bytes",
+                     (int64_t)len < o->min ? "shorter" : "longer",
+                     (long long)((int64_t)len < o->min ? o->min : o->max));
+        return bad_value(L, o, v, why, s);
+    }
+    if (o->check != NULL && o->check(v, why, sizeof why) < 0)
+        return bad_value(L, o, v, why, s);
+    if ((copy = cg_strndup(v, len)) == NULL)
+        return nomem(L, o);
+    cg_free(*slot);
+    *slot = copy;
+    L->origin[o - options] = *s;
+    return 0;
+}
+
+/* Set o from its text form (a default, an env value or a flag value). */
+static int
+set_text(struct loader *L, const struct opt *o, const char *v, const struct src *s)
+{
+    int64_t i;
+    int b;
+
+    switch (o->type) {
+    case OPT_INT:
+        if (parse_int(v, &i) < 0)
+            return bad_value(L, o, v, "not an integer", s);
+        return store_int(L, o, i, s);
+    case OPT_BOOL:
+        if (parse_bool(v, &b) < 0)
+            return bad_value(L, o, v, "not a boolean (true/false/1/0/yes/no/on/off)", s);
+        return store_int(L, o, b, s);
+    case OPT_STRING:
+    default:
+        return store_string(L, o, v, strlen(v), s);
+    }
+}
+
+/* --- the JSON file ------------------------------------------------------- */
+
+static const char *
+json_type_name(const json_t *j)
+{
+    static const char *const names[] = {
+        [JSON_OBJECT] = "an object", [JSON_ARRAY] = "an array",
+        [JSON_STRING] = "a string", [JSON_INTEGER] = "an integer",
+        [JSON_REAL] = "a real number", [JSON_TRUE] = "true",
+        [JSON_FALSE] = "false", [JSON_NULL] = "null",
+    };
+
+    return names[json_typeof(j)];
+}
+
+static int
+set_json(struct loader *L, const char *key, json_t *j, const struct src *s)
+{
+    static const char *const want[] = {
+        [OPT_STRING] = "a string", [OPT_INT] = "an integer",
+        [OPT_BOOL] = "a boolean",
+    };
+    const struct opt *o = find_opt(key, strlen(key));
+    char where[4200];
+
+    if (o == NULL)
+        return fail(L, CG_E_INVAL, "config file %s: unknown option \"%s\"", L->file, key);
+    if (o->type == OPT_STRING && json_is_string(j))
+        return store_string(L, o, json_string_value(j), json_string_length(j), s);
+    if (o->type == OPT_INT && json_is_integer(j))
+        return store_int(L, o, json_integer_value(j), s);
+    if (o->type == OPT_BOOL && json_is_boolean(j))
+        return store_int(L, o, json_is_true(j), s);
+    return fail(L, CG_E_INVAL, "%s: expected %s, got %s %s", o->name, want[o->type],
+                json_type_name(j), src_str(s, where, sizeof where));
+}
+
+static int
+load_file(struct loader *L)
+{
+    struct src s = { SRC_FILE, L->file, (int)strlen(L->file) };
+    json_error_t jerr;
+    json_t *root, *v;
+    const char *key;
+    int rc = 0;
+
+    root = json_load_file(L->file, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL) {
+        /* jansson leaves the text empty when its lexer buffer cannot be
+         * allocated (lex_init); every other failure is worded. */
+        if (json_error_code(&jerr) == json_error_out_of_memory || jerr.text[0] == '\0')
+            return fail(L, CG_E_NOMEM, "config file %s: out of memory", L->file);
+        if (jerr.line > 0)
+            return fail(L, CG_E_INVAL, "config file %s line %d column %d: %s",
+                        L->file, jerr.line, jerr.column, jerr.text);
+        return fail(L, CG_E_INVAL, "config file %s: %s", L->file, jerr.text);
+    }
+    if (!json_is_object(root)) {
+        rc = fail(L, CG_E_INVAL, "config file %s: expected a JSON object at the top level",
+                  L->file);
+        goto out;
+    }
+    json_object_foreach(root, key, v) {
+        if ((rc = set_json(L, key, v, &s)) < 0)
+            goto out;
+    }
+out:
+    json_decref(root);
+    return rc;
+}
+
+/* --- the environment ----------------------------------------------------- */
+
+static int
+load_env(struct loader *L, char **envp)
+{
+    char name[64];
+
+    for (size_t i = 0; i < NOPTS; i++) {
+        size_t n;
+
+        memcpy(name, "CHATGATE_", 9);
+        spell(options[i].name, 1, name + 9, sizeof name - 9);
+        n = strlen(name);
+        for (char **e = envp; *e != NULL; e++) {
+            if (strncmp(*e, name, n) == 0 && (*e)[n] == '=') {
+                struct src s = { SRC_ENV, *e, (int)n };
+                int rc = set_text(L, &options[i], *e + n + 1, &s);
+
+                if (rc < 0)
+                    return rc;
+                break;                        /* the first entry wins, as getenv() */
+            }
+        }
+    }
+    return 0;
+}
+
+/* --- argv ---------------------------------------------------------------- */
+
+enum action { ACT_NONE, ACT_CONFIG, ACT_HELP, ACT_PRINT };
+
+/* One flag of argv, as next_flag() found it. */
+struct flag {
+    const struct opt *opt;     /* the option, or NULL for an action */
+    enum action       act;
+    struct src        src;     /* SRC_FLAG: the flag as typed, without "=value" */
+    const char       *value;   /* NULL: none (actions, a bare boolean) */
+};
+
+/* Parse the flag at argv[*i], and its value from "=value" or argv[*i + 1];
+ * leaves *i at the last argument used. */
+static int
+next_flag(struct loader *L, int argc, char **argv, int *i, struct flag *f)
+{
+    static const struct { const char *name; enum action act; } actions[] = {
+        { "config", ACT_CONFIG }, { "help", ACT_HELP }, { "print-config", ACT_PRINT },
+    };
+    const char *arg = argv[*i], *name = arg + 2, *eq;
+    const char *next = *i + 1 < argc ? argv[*i + 1] : NULL;
+    size_t len;
+
+    memset(f, 0, sizeof *f);
+    if (strcmp(arg, "-h") == 0) {
+        f->act = ACT_HELP;
+        return 0;
+    }
+    if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0')
+        return fail(L, CG_E_INVAL, "unexpected argument '%s' (options start with --; see --help)",
+                    arg);
+    eq = strchr(name, '=');
+    len = eq != NULL ? (size_t)(eq - name) : strlen(name);
+    f->src = (struct src){ SRC_FLAG, arg, (int)(len + 2) };
+    f->value = eq != NULL ? eq + 1 : NULL;
+    for (size_t k = 0; k < sizeof actions / sizeof actions[0]; k++)
+        if (strlen(actions[k].name) == len && memcmp(actions[k].name, name, len) == 0)
+            f->act = actions[k].act;
+    for (size_t k = 0; f->act == ACT_NONE && f->opt == NULL && k < NOPTS; k++)
+        if (flag_names(&options[k], name, len))
+            f->opt = &options[k];
+    if (f->act == ACT_NONE && f->opt == NULL)
+        return fail(L, CG_E_INVAL, "unknown flag %.*s (see --help)", f->src.len, arg);
+    if ((f->act == ACT_HELP || f->act == ACT_PRINT) && f->value != NULL)
+        return fail(L, CG_E_INVAL, "flag %.*s takes no value", f->src.len, arg);
+    if (f->value != NULL || f->act == ACT_HELP || f->act == ACT_PRINT)
+        return 0;
+    if (f->opt != NULL && f->opt->type == OPT_BOOL) {
+        /* A bare boolean is true; a following word not starting with '-'
+         * is its value ("--reuse-port no"). */
+        if (next != NULL && next[0] != '-')
+            f->value = argv[++*i];
+        return 0;
+    }
+    if (next == NULL || strncmp(next, "--", 2) == 0)
+        return fail(L, CG_E_INVAL, "flag %.*s needs a value", f->src.len, arg);
+    f->value = argv[++*i];
+    return 0;
+}
+
+/* Pass over argv for the actions only (options are applied later, after the
+ * file and the environment). Reports flag errors before any file is read. */
+static int
+scan_actions(struct loader *L, int argc, char **argv, int *want_print)
+{
+    struct flag f;
+    int rc;
+
+    for (int i = 1; i < argc; i++) {
+        if ((rc = next_flag(L, argc, argv, &i, &f)) < 0)
+            return rc;
+        if (f.act == ACT_CONFIG)
+            L->file = f.value;                /* the last --config wins */
+        else if (f.act == ACT_PRINT)
+            *want_print = 1;
+    }
+    return 0;
+}
+
+static int
+apply_flags(struct loader *L, int argc, char **argv)
+{
+    struct flag f;
+    int rc;
+
+    for (int i = 1; i < argc; i++) {
+        if ((rc = next_flag(L, argc, argv, &i, &f)) < 0)
+            return rc;
+        if (f.opt != NULL &&
+            (rc = set_text(L, f.opt, f.value != NULL ? f.value : "true", &f.src)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* --- after all sources --------------------------------------------------- */
+
+/* node_id defaults to <hostname>-<pid>. Characters a host name may have but
+ * node_id may not become '-': this is our own derived value, not input. */
+static int
+fill_node_id(struct loader *L)
+{
+    const struct opt *o = find_opt("node_id", 7);
+    char host[256], id[300];
+    struct src s = { SRC_DEFAULT, NULL, 0 };
+
+    if (L->cfg->node_id != NULL && L->cfg->node_id[0] != '\0')
+        return 0;
+    if (gethostname(host, sizeof host) < 0 || host[0] == '\0')
+        snprintf(host, sizeof host, "chatgate");
+    host[sizeof host - 1] = '\0';
+    for (char *c = host; *c != '\0'; c++)
+        if (strchr("_.-", *c) == NULL && !((*c >= 'a' && *c <= 'z') ||
+            (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9')))
+            *c = '-';
+    /* Keep within the 128-byte bound with any pid. */
+    snprintf(id, sizeof id, "%.100s-%ld", host, (long)getpid());
+    return store_string(L, o, id, strlen(id), &s);
+}
+
+static int
+check_relations(struct loader *L)
+{
+    char wa[4200], wb[4200];
+
+    for (size_t i = 0; i < sizeof relations / sizeof relations[0]; i++) {
+        const struct opt *a = find_opt(relations[i].a, strlen(relations[i].a));
+        const struct opt *b = find_opt(relations[i].b, strlen(relations[i].b));
+        const struct src *sa = &L->origin[a - options], *sb = &L->origin[b - options];
+
+        if (relations[i].rel != REL_BOTH_OR_NONE) {
+            int64_t *pa = (int64_t *)field(L->cfg, a);
+            int64_t va = *pa, vb = *(const int64_t *)field(L->cfg, b);
+
+            if (va > vb && relations[i].rel == REL_LE_FOLLOW &&
+                sa->kind == SRC_DEFAULT && vb >= a->min) {
+                *pa = vb;
+                continue;
+            }
+            if (va > vb)
+                return fail(L, CG_E_INVAL, "%s=%lld %s must not exceed %s=%lld %s",
+                            a->name, (long long)va, src_str(sa, wa, sizeof wa),
+                            b->name, (long long)vb, src_str(sb, wb, sizeof wb));
+        } else {
+            const char *va = *(char *const *)field(L->cfg, a);
+            const char *vb = *(char *const *)field(L->cfg, b);
+
+            if ((va[0] == '\0') != (vb[0] == '\0'))
+                return fail(L, CG_E_INVAL, "%s and %s must be set together: %s=%s %s, %s=%s %s",
+                            a->name, b->name, a->name, va, src_str(sa, wa, sizeof wa),
+                            b->name, vb, src_str(sb, wb, sizeof wb));
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Public API                                                                */
+/* ------------------------------------------------------------------------ */
+
+int
+cg_config_init(struct cg_config *cfg)
+{
+    struct loader L = { .cfg = cfg, .err = NULL, .cap = 0 };
+    struct src s = { SRC_DEFAULT, NULL, 0 };
+    int rc;
+
+    memset(cfg, 0, sizeof *cfg);
+    for (size_t i = 0; i < NOPTS; i++) {
+        if ((rc = set_text(&L, &options[i], options[i].def, &s)) < 0) {
+            cg_config_cleanup(cfg);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+int
+cg_config_load(struct cg_config *cfg, int argc, char **argv, char **envp,
+               int *want_help, int *want_print, char *err, size_t cap)
+{
+    struct loader L = { .cfg = cfg, .err = err, .cap = cap };
+    int help = 0, print = 0, rc;
+
+    if (cap > 0)
+        err[0] = '\0';
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            help = 1;
+    if (!help &&
+        (rc = scan_actions(&L, argc, argv, &print)) == 0 &&
+        (L.file == NULL || (rc = load_file(&L)) == 0) &&
+        (rc = load_env(&L, envp != NULL ? envp : environ)) == 0 &&
+        (rc = apply_flags(&L, argc, argv)) == 0 &&
+        (rc = fill_node_id(&L)) == 0)
+        rc = check_relations(&L);
+    if (help)
+        rc = 0;
+    if (want_help != NULL)
+        *want_help = help;
+    if (want_print != NULL)
+        *want_print = print;
+    return rc;
+}
+
+void
+cg_config_cleanup(struct cg_config *cfg)
+{
+    for (size_t i = 0; i < NOPTS; i++) {
+        if (options[i].type == OPT_STRING) {
+            char **slot = field(cfg, &options[i]);
+
+            cg_free(*slot);
+            *slot = NULL;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* --help and the dump                                                       */
+/* ------------------------------------------------------------------------ */
+
+/* Write s as a JSON string. check_text() let only UTF-8 without control
+ * characters in, so quotes and backslashes are all that need escaping. */
+static void
+put_json_string(FILE *out, const char *s)
+{
+    fputc('"', out);
+    for (; *s != '\0'; s++) {
+        if (*s == '"' || *s == '\\')
+            fputc('\\', out);
+        fputc(*s, out);
+    }
+    fputc('"', out);
+}
+
+/* Print the words of s indented, in lines of at most width columns (a
+ * longer word gets a line of its own). */
+static void
+put_wrapped(FILE *out, const char *s, int indent, int width)
+{
+    int col = 0;
+
+    s += strspn(s, " ");
+    while (*s != '\0') {
+        int w = (int)strcspn(s, " ");
+
+        if (col > indent && col + 1 + w > width) {
+            fputc('\n', out);
+            col = 0;
+        }
+        if (col == 0)
+            col = fprintf(out, "%*s", indent, "");
+        else
+            col += fputc(' ', out) != EOF;
+        col += fprintf(out, "%.*s", w, s);
+        s += w;
+        s += strspn(s, " ");
+    }
+    fputc('\n', out);
+}
+
+void
+cg_config_help(FILE *out, const char *argv0)
+{
+    static const char *const metavar[] = {
+        [OPT_STRING] = " TEXT", [OPT_INT] = " N", [OPT_BOOL] = " [BOOL]",
+    };
+    char flag[64], env[64], desc[1024];
+
+    fprintf(out,
+            "usage: %s [--config FILE] [--OPTION VALUE | --OPTION=VALUE]...\n"
+            "\n"
+            "Every option can also be set as CHATGATE_<OPTION> in the environment,\n"
+            "or as \"option\": value in the JSON object of the --config file.\n"
+            "Precedence: built-in default < config file < environment < flag.\n"
+            "Booleans take true/false/1/0/yes/no/on/off; a bare --flag is true.\n"
+            "\n"
+            "  -h, --help        print this help and exit\n"
+            "  --config FILE     read options from a JSON file\n"
+            "  --print-config    print the effective configuration as JSON and exit\n"
+            "\n",
+            argv0 != NULL ? argv0 : "chatgate");
+    for (size_t i = 0; i < NOPTS; i++) {
+        const struct opt *o = &options[i];
+
+        spell(o->name, 0, flag, sizeof flag);
+        spell(o->name, 1, env, sizeof env);
+        fprintf(out, "  %s%s%s--%s%s  (CHATGATE_%s)\n",
+                o->alias ? "--" : "", o->alias ? o->alias : "", o->alias ? ", " : "",
+                flag, metavar[o->type], env);
+        if (o->type == OPT_STRING)
+            snprintf(desc, sizeof desc, "%s; default \"%s\"", o->help, o->def);
+        else if (o->type == OPT_BOOL)
+            snprintf(desc, sizeof desc, "%s; default %s", o->help,
+                     strcmp(o->def, "0") != 0 ? "true" : "false");
+        else
+            snprintf(desc, sizeof desc, "%s; default %s, range %lld..%lld", o->help,
+                     o->def, (long long)o->min, (long long)o->max);
+        put_wrapped(out, desc, 6, 79);
+    }
+}
+
+void
+cg_config_dump(const struct cg_config *cfg, FILE *out, int redact)
+{
+    char tmp[4200];
+
+    fputs("{\n", out);
+    for (size_t i = 0; i < NOPTS; i++) {
+        const struct opt *o = &options[i];
+        const void *p = cfield(cfg, o);
+
+        fprintf(out, "  \"%s\": ", o->name);
+        if (o->type == OPT_STRING) {
+            const char *v = *(char *const *)p;
+
+            put_json_string(out, shown(o, v != NULL ? v : "", redact, tmp, sizeof tmp));
+        } else if (o->type == OPT_BOOL) {
+            fputs(*(const int *)p ? "true" : "false", out);
+        } else {
+            fprintf(out, "%lld", (long long)*(const int64_t *)p);
+        }
+        fputs(i + 1 < NOPTS ? ",\n" : "\n", out);
+    }
+    fputs("}\n", out);
+}

@@ -1,0 +1,60 @@
+/* context.h - the one server context passed down to every module
+ * (nothing is global). server/main.c creates it and server/server.c fills
+ * it in; every part below the server reaches the others' objects through
+ * it. Only pointers to the parts' types: this header depends on nothing
+ * but the metrics it embeds. */
+#ifndef CHATGATE_CONTEXT_H
+#define CHATGATE_CONTEXT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/metrics.h"
+
+struct uv_loop_s;
+struct lws_context;
+struct lws_vhost;
+struct cg_config;
+struct cg_store;
+struct cg_chat;
+struct cg_auth;
+struct cg_registry;
+struct cg_origins;
+struct cg_sockjs;
+struct lws_protocols;
+struct cg_listener;
+struct cg_proxies;
+struct cg_inbox_stats;
+struct cg_linger;
+struct lws_retry_bo;
+
+#define CG_WS_NPROTO 3   /* v12.stomp, v11.stomp, v10.stomp */
+
+struct cg_server {
+    struct uv_loop_s        *loop;
+    const struct cg_config  *cfg;
+    struct lws_context      *lws;
+    struct lws_vhost        *vhost;
+    struct cg_store         *store;
+    struct cg_chat          *chat;
+    struct cg_auth          *auth;
+    struct cg_registry      *registry;   /* sessions by id and by user */
+    struct cg_origins       *origins;    /* parsed allowed_origins */
+    struct cg_sockjs        *sockjs;     /* SockJS session table (transport_sockjs.c) */
+    struct cg_listener      *listener;   /* our listen socket (listener.c); NULL
+                                            once stopping */
+    struct cg_proxies       *proxies;    /* parsed trusted_proxies (proxies.c) */
+    struct cg_inbox_stats   *inbox_stats;/* pending-inbox sampler (inbox_stats.c) */
+    struct cg_linger        *linger;     /* refused requests' lingering close (linger.c) */
+    struct lws_retry_bo     *idle_policy;/* the vhost's idle policy (server.c);
+                                            lives as long as the lws context */
+    struct lws_protocols    *ws_protocols[CG_WS_NPROTO]; /* the vhost's own
+                                            entries (transport_ws.c) */
+    struct cg_metrics        metrics;
+    char                     node_id[128];
+    int                      stopping;   /* SIGTERM/SIGINT seen: draining */
+    int                      store_ready;/* commands, scripts and pub/sub all up
+                                            (the store's state callback) */
+};
+
+#endif

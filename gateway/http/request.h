@@ -1,0 +1,74 @@
+/* request.h - the lws connection glue shared by the HTTP API and the
+ * transports: the per-session data every connection carries, and the
+ * helpers that read a request's path, client address, token and body
+ * framing.
+ *
+ * Every connection's lws per-session data is a struct cg_pss: a tag and a
+ * pointer to the heap object that owns the connection's state (lws frees
+ * the pss itself right after CLOSED, and asynchronous work may outlive it,
+ * so nothing of value lives inside the pss). */
+#ifndef CG_HTTP_REQUEST_H
+#define CG_HTTP_REQUEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <libwebsockets.h>
+
+#include "core/context.h"
+
+enum cg_pss_kind {
+    CG_PSS_NONE = 0,
+    CG_PSS_HTTP,      /* struct cg_http_req (http_api.c) */
+    CG_PSS_WS,        /* struct cg_ws_conn (transport_ws.c) */
+    CG_PSS_SOCKJS_WS, /* a SockJS websocket, framed or raw (transport_sockjs.c) */
+    CG_PSS_SOCKJS_HTTP, /* a SockJS HTTP request: info, xhr, xhr_send,
+                           xhr_streaming, eventsource, ... (transport_sockjs.c) */
+};
+
+struct cg_pss {
+    enum cg_pss_kind kind;
+    void            *obj;
+};
+
+static inline struct cg_server *
+cg_server_of(struct lws *wsi)
+{
+    return lws_context_user(lws_get_context(wsi));
+}
+
+/* Token from the handshake: srect= or token= query argument, or
+ * "Authorization: Bearer". Copies at most cap-1 bytes into buf and returns
+ * the length, 0 when there is none, -1 when one is present but too long. */
+int cg_request_token(struct lws *wsi, char *buf, size_t cap);
+
+/* The client's address for logs and per-address limits: the direct peer,
+ * or, when the peer is one of trusted_proxies, the right-most untrusted
+ * X-Forwarded-For entry (proxies.h has the exact rule). Writes a
+ * NUL-terminated string into buf (cap bytes; 64 is enough). */
+void cg_request_client_addr(struct cg_server *srv, struct lws *wsi, char *buf,
+                            size_t cap);
+
+/* How the body of an HTTP request is framed, read from its headers before
+ * lws reads any of the body. lws 4.1 takes the length from an atoll() of
+ * Content-Length ("abc" is 0, "-1" is huge), reads up to 100 MB as the body
+ * of a POST without one, cannot decode Transfer-Encoding, and parses
+ * whatever it did not take as this body as the next request: a request
+ * framed CG_BODY_BAD or CG_BODY_CHUNKED, or a POST framed CG_BODY_NONE,
+ * must be answered and its connection closed, never kept alive. */
+enum cg_body_framing {
+    CG_BODY_NONE,       /* no Content-Length, no Transfer-Encoding */
+    CG_BODY_LENGTH,     /* one valid Content-Length: *len */
+    CG_BODY_BAD,        /* a Content-Length that is not one decimal number
+                           (repeated headers, signs, spaces, overflow...) */
+    CG_BODY_CHUNKED,    /* any Transfer-Encoding */
+};
+enum cg_body_framing cg_request_body_framing(struct lws *wsi, uint64_t *len);
+
+/* Path of the request relative to the configured base path, or NULL when
+ * the request is outside it. *len receives the length. */
+const char *cg_request_path(struct cg_server *srv, struct lws *wsi,
+                            char *buf, size_t cap, size_t *len);
+
+#endif

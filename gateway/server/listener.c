@@ -1,0 +1,308 @@
+/* listener.c - the gateway's own listen socket; every accepted connection
+ * is handed to lws, which serves it exactly as if its own listener had
+ * accepted it.
+ *
+ * Why not lws's listener (Debian's lws 4.1.6):
+ *   - SO_REUSEPORT. LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE sets SO_REUSEPORT
+ *     only when the context has more than one service thread
+ *     (roles/http/server/server.c: "if (n && count_threads > 1)"), and the
+ *     Debian build has LWS_MAX_SMP 1: the option silently does nothing and
+ *     the second process on the port fails with EADDRINUSE. One process per
+ *     core on one port (ARCHITECTURE.md "Event loop and threads") needs the
+ *     option to work.
+ *   - Stopping to accept. A graceful stop must close the listen socket
+ *     first (with SO_REUSEPORT the kernel then sends new connections to the
+ *     sibling processes) and keep serving what is open. lws 4.1 can only do
+ *     that with lws_context_deprecate(), meant for config reloads: it marks
+ *     the whole context for deletion, and its clean-up path ends the
+ *     process with SIGINT once no connection is left
+ *     (plat/unix/unix-init.c), which main.c reads as a second signal.
+ * lws's own accept path is accept() followed by lws_adopt_descriptor_vhost()
+ * (roles/listen/ops-listen.c); this file does the same with
+ * lws_adopt_socket_vhost(), and server.c creates the vhost with
+ * CONTEXT_PORT_NO_LISTEN_SERVER (a server vhost without a listener, TLS
+ * included).
+ *
+ *   open:   resolve (numeric or a name, at startup only) -> socket ->
+ *           SO_REUSEADDR [+ SO_REUSEPORT] -> bind -> listen(SOMAXCONN)
+ *   start:  uv_poll readable -> accept4 up to ACCEPT_BATCH -> adopt each
+ *   close:  accept what is already queued, close the socket, free after
+ *           the handles' close callbacks
+ *
+ * Accept failures: EAGAIN ends a batch; a peer that vanished from the queue
+ * (ECONNABORTED, EPROTO) is skipped; running out of descriptors or memory
+ * (EMFILE, ENFILE, ENOBUFS, ENOMEM) pauses accepting for ACCEPT_PAUSE_MS -
+ * the socket stays readable, so polling on would spin - with a warning, at
+ * most one per pause. Connections keep queueing in the kernel meanwhile. */
+#include "fmacros.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <libwebsockets.h>
+#include <uv.h>
+
+#include "core/common.h"
+#include "core/log.h"
+#include "server/listener.h"
+
+/* Connections accepted per readable event: keeps one busy listener from
+ * starving the connections already open. */
+#define ACCEPT_BATCH 64
+
+/* Pause after EMFILE and friends: long enough for closes to free
+ * descriptors, short enough that a burst is not refused for long. */
+#define ACCEPT_PAUSE_MS 100
+
+/* Connections taken from the accept queue at close (see the header). */
+#define CLOSE_DRAIN_MAX 1024
+
+struct cg_listener {
+    uv_loop_t        *loop;
+    int               fd;
+    int               port;
+    struct lws_vhost *vh;           /* set by start */
+    uv_poll_t         poll;
+    uv_timer_t        pause;
+    int               polling;      /* poll handle initialised */
+    int               handles;      /* handles still to close */
+    char              shown[320];   /* the listen address, for logs */
+};
+
+/* ---- open --------------------------------------------------------------- */
+
+/* "host:port", "[v6]:port", ":port" -> host (empty = any) and port. */
+static int
+split_listen(const char *listen, char *host, size_t cap, char *port, size_t pcap)
+{
+    const char *colon = strrchr(listen, ':');
+    size_t hlen, plen;
+
+    if (colon == NULL)
+        return CG_E_INVAL;
+    plen = strlen(colon + 1);
+    if (plen == 0 || plen >= pcap || strspn(colon + 1, "0123456789") != plen)
+        return CG_E_INVAL;
+    memcpy(port, colon + 1, plen + 1);
+    hlen = (size_t)(colon - listen);
+    if (hlen >= 2 && listen[0] == '[' && listen[hlen - 1] == ']') {
+        listen++;
+        hlen -= 2;
+    }
+    if (hlen >= cap)
+        return CG_E_INVAL;
+    memcpy(host, listen, hlen);
+    host[hlen] = '\0';
+    if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "*") == 0)
+        host[0] = '\0';
+    return 0;
+}
+
+static int
+bind_listen(const struct addrinfo *ai, int reuse_port)
+{
+    int fd, one = 1, err;
+
+    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                ai->ai_protocol);
+    if (fd < 0)
+        return -errno;
+    /* SO_REUSEADDR: restart while old connections sit in TIME_WAIT. */
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        (reuse_port &&
+         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 ||
+        listen(fd, SOMAXCONN) < 0) {
+        err = -errno;
+        close(fd);
+        return err;
+    }
+    return fd;
+}
+
+int
+cg_listener_open(uv_loop_t *loop, const char *listen, int reuse_port,
+                 struct cg_listener **out)
+{
+    struct addrinfo hints, *res = NULL;
+    struct sockaddr_storage ss;
+    socklen_t sslen = sizeof ss;
+    struct cg_listener *l;
+    char host[256], port[8];
+    int rc, fd;
+
+    *out = NULL;
+    if (split_listen(listen, host, sizeof host, port, sizeof port) < 0) {
+        cg_log(CG_LOG_ERROR, "listen=%s: expected host:port, e.g. 127.0.0.1:8080",
+               listen);
+        return CG_E_INVAL;
+    }
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = host[0] ? AF_UNSPEC : AF_INET;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    /* Startup only, before the loop runs: a blocking lookup is fine. */
+    rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+    if (rc != 0 || res == NULL) {
+        cg_log(CG_LOG_ERROR, "listen=%s: cannot resolve \"%s\": %s", listen, host,
+               gai_strerror(rc));
+        if (res)
+            freeaddrinfo(res);
+        return CG_E_INVAL;
+    }
+    fd = bind_listen(res, reuse_port);
+    freeaddrinfo(res);
+    if (fd < 0) {
+        cg_log(CG_LOG_ERROR, "cannot listen on %s: %s%s", listen, strerror(-fd),
+               fd == -EADDRINUSE
+                   ? reuse_port ? " (every process sharing the port needs "
+                                  "--reuse-port, and the same user)"
+                                : " (set --listen to another address, or "
+                                  "--reuse-port on every process that shares it)"
+                   : "");
+        return fd;
+    }
+    if ((l = cg_calloc(1, sizeof *l)) == NULL) {
+        close(fd);
+        return CG_E_NOMEM;
+    }
+    l->loop = loop;
+    l->fd = fd;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sslen) == 0)
+        l->port = ntohs(ss.ss_family == AF_INET6
+                            ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                            : ((struct sockaddr_in *)&ss)->sin_port);
+    snprintf(l->shown, sizeof l->shown, "%s", listen);
+    *out = l;
+    return 0;
+}
+
+int
+cg_listener_port(const struct cg_listener *l)
+{
+    return l->port;
+}
+
+/* ---- accepting ------------------------------------------------------------ */
+
+static void on_readable(uv_poll_t *h, int status, int events);
+
+static void
+on_pause_over(uv_timer_t *t)
+{
+    struct cg_listener *l = t->data;
+
+    uv_poll_start(&l->poll, UV_READABLE, on_readable);
+}
+
+/* Accept up to max connections and hand them to lws. Returns 1 when the
+ * queue is empty, 0 when max was reached, -1 after a pause began. */
+static int
+accept_some(struct cg_listener *l, int max)
+{
+    int one = 1;
+
+    for (int i = 0; i < max; i++) {
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+        if (fd < 0) {
+            switch (errno) {
+            case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+            case EWOULDBLOCK:
+#endif
+                return 1;
+            case EINTR:
+            case ECONNABORTED:
+            case EPROTO:
+                continue;
+            default:
+                cg_log(CG_LOG_WARN, "accept on %s: %s; not accepting for %d ms "
+                       "(new connections wait in the kernel's queue)", l->shown,
+                       strerror(errno), ACCEPT_PAUSE_MS);
+                uv_poll_stop(&l->poll);
+                uv_timer_start(&l->pause, on_pause_over, ACCEPT_PAUSE_MS, 0);
+                return -1;
+            }
+        }
+        /* As lws's own listener does (lws_plat_set_socket_options): small
+         * frames go out at once. */
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        /* On failure lws has closed fd and logged why. */
+        (void)lws_adopt_socket_vhost(l->vh, fd);
+    }
+    return 0;
+}
+
+static void
+on_readable(uv_poll_t *h, int status, int events)
+{
+    struct cg_listener *l = h->data;
+
+    (void)events;
+    if (status < 0) {
+        cg_log(CG_LOG_WARN, "listen socket %s: %s", l->shown, uv_strerror(status));
+        return;
+    }
+    (void)accept_some(l, ACCEPT_BATCH);
+}
+
+void
+cg_listener_start(struct cg_listener *l, struct lws_vhost *vh)
+{
+    l->vh = vh;
+    uv_timer_init(l->loop, &l->pause);
+    l->pause.data = l;
+    l->handles = 1;
+    if (uv_poll_init(l->loop, &l->poll, l->fd) == 0) {
+        l->polling = 1;
+        l->handles++;
+        l->poll.data = l;
+        uv_poll_start(&l->poll, UV_READABLE, on_readable);
+    } else {
+        cg_log(CG_LOG_ERROR, "listen socket %s: cannot poll it; accepting nothing",
+               l->shown);
+    }
+}
+
+/* ---- close ---------------------------------------------------------------- */
+
+static void
+on_handle_closed(uv_handle_t *h)
+{
+    struct cg_listener *l = h->data;
+
+    if (--l->handles == 0)
+        cg_free(l);
+}
+
+void
+cg_listener_close(struct cg_listener *l)
+{
+    if (l == NULL)
+        return;
+    if (l->polling) {
+        uv_poll_stop(&l->poll);
+        uv_timer_stop(&l->pause);
+        /* What the kernel already queued would be reset by close(). */
+        (void)accept_some(l, CLOSE_DRAIN_MAX);
+        uv_timer_stop(&l->pause);
+    }
+    /* libuv only stops watching the fd; closing it is ours. The poll
+     * handle is closed first so epoll never sees a closed fd. */
+    if (l->polling)
+        uv_close((uv_handle_t *)&l->poll, on_handle_closed);
+    close(l->fd);
+    l->fd = -1;
+    if (l->handles > 0) {
+        uv_close((uv_handle_t *)&l->pause, on_handle_closed);
+    } else {
+        cg_free(l);
+    }
+}

@@ -1,0 +1,436 @@
+/* server.c - the lws context on the shared libuv loop, and the one thin
+ * callback that hands every lws event to the module that owns it.
+ *
+ *   start:  origins, proxies -> store -> auth -> chat -> registry ->
+ *           sockjs -> inbox stats -> listen socket (listener.c) -> lws
+ *           context (foreign libuv loop, one vhost without a listener of
+ *           its own, protocols v12/v11/v10.stomp + http, no mounts:
+ *           http_api.c routes and serves files itself) -> accept
+ *   stop:   close the listen socket (new connections are refused, or go
+ *           to the other processes sharing the port), refuse upgrades on
+ *           connections already open (503), close every session once it
+ *           has sent the answers it owes (1001; SockJS maps it to
+ *           c[3000,"Go away!"]), wait until the sessions
+ *           are gone and no Redis call is in flight (an answer still due
+ *           is a 200 someone waits for), or until drain_ms passed; then
+ *           destroy the lws context, close the store (its callbacks fire
+ *           with CG_E_CLOSED), free.
+ *
+ * Timeouts of lws itself, next to the heart-beats a client may negotiate
+ * (up to heartbeat_max_ms, 5 minutes by default; "every timeout is longer
+ * than the heart-beats it allows"):
+ *   - timeout_secs (30 s) and keepalive_timeout (30 s) apply only to
+ *     handshakes, requests being read and idle HTTP keep-alive, never to
+ *     an established WebSocket.
+ *   - lws's idle policy on established connections (lws_retry_bo_t
+ *     secs_since_valid_ping/hangup, 300 s / 310 s by default) pings a
+ *     WebSocket that sent no PONG for 300 s - data does not count - and
+ *     hangs up 10 s later. Liveness is the STOMP heart-beat's job; the
+ *     default would put a WebSocket ping on the radio of every mobile
+ *     client each 5 minutes and sit right at heartbeat_max_ms. So the vhost
+ *     gets a policy of twice heartbeat_max_ms plus a minute before the
+ *     ping, and another minute for the PONG: it only ever catches dead
+ *     peers of sessions that negotiated no heart-beats.
+ *
+ * All protocols share one callback: a WebSocket without a subprotocol is
+ * bound to the vhost's default protocol (index 0), so the same code must
+ * handle it whichever protocol lws picked. lws chooses the first offered
+ * subprotocol we know; stomp.js offers v12.stomp first. */
+#include "fmacros.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "chat/auth.h"
+#include "chat/chat.h"
+#include "core/common.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "core/proxies.h"
+#include "http/http_api.h"
+#include "http/http_body.h"
+#include "http/linger.h"
+#include "http/request.h"
+#include "server/inbox_stats.h"
+#include "server/listener.h"
+#include "server/server.h"
+#include "session/registry.h"
+#include "store/store.h"
+#include "transport/transport.h"
+
+/* lws reads a WebSocket message into a per-connection buffer of this size
+ * and hands it over in pieces no larger; the session reassembles frames, so
+ * a small buffer costs only callbacks, while it is paid by every idle
+ * connection. */
+#define WS_RX_BUFFER 4096
+
+/* What a connection's owner does with the events of an open connection.
+ * New upgrades and requests are routed by transport_ws.c and http_api.c,
+ * which set pss->kind; owner_of() picks the row from it. */
+struct conn_handlers {
+    int  (*data)(struct cg_pss *pss, const void *in, size_t len);
+    int  (*writable)(struct cg_pss *pss);
+    int  (*body_done)(struct cg_pss *pss);
+    void (*closed)(struct cg_pss *pss);
+};
+
+/* WebSocket rows have no body_done: that event is HTTP only. */
+static const struct conn_handlers ws_handlers = {
+    cg_ws_on_data, cg_ws_on_writable, NULL, cg_ws_on_closed,
+};
+static const struct conn_handlers sockjs_ws_handlers = {
+    cg_sockjs_ws_on_data, cg_sockjs_ws_on_writable, NULL, cg_sockjs_ws_on_closed,
+};
+static const struct conn_handlers http_handlers = {
+    cg_http_on_body, cg_http_on_writable, cg_http_on_body_done, cg_http_on_closed,
+};
+static const struct conn_handlers sockjs_http_handlers = {
+    cg_sockjs_http_on_body, cg_sockjs_http_on_writable, cg_sockjs_http_on_body_done,
+    cg_sockjs_http_on_closed,
+};
+
+/* The owner of a connection's WebSocket (ws = 1) or HTTP events: SockJS
+ * if the pss says so, else the plain transport / HTTP API, whose handlers
+ * cope with a missing or fresh pss (lws frees it when an HTTP transaction
+ * ends). */
+static const struct conn_handlers *
+owner_of(const struct cg_pss *pss, int ws)
+{
+    enum cg_pss_kind kind = pss ? pss->kind : CG_PSS_NONE;
+
+    if (ws)
+        return kind == CG_PSS_SOCKJS_WS ? &sockjs_ws_handlers : &ws_handlers;
+    return kind == CG_PSS_SOCKJS_HTTP ? &sockjs_http_handlers : &http_handlers;
+}
+
+/* A new HTTP request (not an upgrade): SockJS's, or the HTTP API's. */
+static int
+on_http_request(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss)
+{
+    char buf[512];
+    const char *path;
+    size_t plen = 0;
+
+    cg_http_on_closed(pss);           /* keep-alive: the previous request */
+    srv->metrics.http_requests++;
+    path = cg_request_path(srv, wsi, buf, sizeof buf, &plen);
+    if (path != NULL && cg_is_sockjs_path(path, plen))
+        return cg_sockjs_http_on_request(srv, wsi, pss, path + CG_SOCKJS_PREFIX_LEN,
+                                         plen - CG_SOCKJS_PREFIX_LEN);
+    return cg_http_on_request(srv, wsi, pss, path, plen);
+}
+
+static int
+on_lws_event(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+             void *in, size_t len)
+{
+    struct cg_pss *pss = user;
+
+    switch (reason) {
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        /* Only steers the subprotocol choice and always admits: the
+         * refusal path of this callback has a use-after-free in lws 4.1.6
+         * (CVE-2025-11677), so all checks happen in the filter below. */
+        cg_ws_prefer_highest(cg_server_of(wsi), wsi);
+        return 0;
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        return cg_ws_filter(cg_server_of(wsi), wsi, pss);
+    case LWS_CALLBACK_ESTABLISHED:
+        return cg_ws_on_open(cg_server_of(wsi), wsi, pss);
+    case LWS_CALLBACK_HTTP:
+        return on_http_request(cg_server_of(wsi), wsi, pss);
+
+    case LWS_CALLBACK_RECEIVE:
+        return owner_of(pss, 1)->data(pss, in, len);
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return owner_of(pss, 1)->writable(pss);
+    case LWS_CALLBACK_CLOSED:
+        owner_of(pss, 1)->closed(pss);
+        return 0;
+    case LWS_CALLBACK_HTTP_BODY:
+        return owner_of(pss, 0)->data(pss, in, len);
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        return owner_of(pss, 0)->body_done(pss);
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        return owner_of(pss, 0)->writable(pss);
+    case LWS_CALLBACK_CLOSED_HTTP:
+        owner_of(pss, 0)->closed(pss);
+        return 0;
+
+    default:
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    }
+}
+
+#define STOMP_PROTOCOL(n) \
+    { n, on_lws_event, sizeof(struct cg_pss), WS_RX_BUFFER, 0, NULL, 0 }
+
+static const struct lws_protocols protocols[] = {
+    STOMP_PROTOCOL("v12.stomp"),   /* index 0: also plain WS and plain HTTP */
+    STOMP_PROTOCOL("v11.stomp"),
+    STOMP_PROTOCOL("v10.stomp"),
+    { NULL, NULL, 0, 0, 0, NULL, 0 }
+};
+
+/* ---- start ------------------------------------------------------------ */
+
+static void
+resync_session(cg_session *s, void *data)
+{
+    (void)data;
+    cg_session_resync(s);
+}
+
+/* The store is ready once commands work and every user channel is
+ * subscribed again. Anything published while the subscriber connection
+ * was down never reached this node, so live sessions read their pending
+ * inbox again (at-least-once; clients dedupe by chatID). */
+static void
+on_store_state(int ready, void *data)
+{
+    struct cg_server *srv = data;
+    size_t n = srv->registry ? cg_registry_count(srv->registry) : 0;
+
+    srv->store_ready = ready;
+    if (!ready) {
+        cg_log(CG_LOG_WARN, "store not ready: sends answer 503 until Redis is back");
+        return;
+    }
+    cg_log(CG_LOG_NOTICE, "store ready: Redis connected, scripts loaded, "
+           "channels subscribed%s", n ? "; live sessions re-read their inboxes" : "");
+    if (n)
+        cg_registry_foreach(srv->registry, resync_session, NULL);
+}
+
+/* Seconds: uint16_t in lws_retry_bo_t. */
+static uint16_t
+idle_secs(int64_t ms, int64_t extra_s)
+{
+    int64_t s = ms / 1000 + extra_s;
+
+    return (uint16_t)(s > 65535 ? 65535 : s);
+}
+
+/* lws only reads the backoff table for client connections, which this
+ * vhost never makes; it gets a valid one anyway. */
+static const uint32_t idle_backoff_ms[] = { 1000, 2000, 5000 };
+
+int
+cg_server_start(struct cg_server *srv, uv_loop_t *loop, const struct cg_config *cfg)
+{
+    struct lws_context_creation_info info;
+    void *foreign_loops[1] = { loop };
+    int rc;
+
+    memset(srv, 0, sizeof *srv);
+    srv->loop = loop;
+    srv->cfg = cfg;
+    snprintf(srv->node_id, sizeof srv->node_id, "%s", cfg->node_id);
+    /* See the top: past any heart-beat, and only for peers that stopped
+     * answering WebSocket pings. */
+    if ((srv->idle_policy = cg_calloc(1, sizeof *srv->idle_policy)) == NULL)
+        return CG_E_NOMEM;
+    srv->idle_policy->retry_ms_table = idle_backoff_ms;
+    srv->idle_policy->retry_ms_table_count = 3;
+    srv->idle_policy->secs_since_valid_ping = idle_secs(2 * cfg->heartbeat_max_ms, 60);
+    srv->idle_policy->secs_since_valid_hangup = idle_secs(2 * cfg->heartbeat_max_ms, 120);
+
+    if ((rc = cg_origins_create(cfg->allowed_origins, cfg->listen, &srv->origins)) < 0) {
+        cg_log(CG_LOG_ERROR, "allowed_origins=%s: each entry must be scheme://host[:port] "
+               "or *", cfg->allowed_origins);
+        goto fail;
+    }
+    if ((rc = cg_proxies_create(cfg->trusted_proxies, &srv->proxies)) < 0) {
+        cg_log(CG_LOG_ERROR, "trusted_proxies=%s: expected comma-separated IP addresses",
+               cfg->trusted_proxies);
+        goto fail;
+    }
+    if ((rc = cg_store_create(loop, cfg, &srv->metrics, &srv->store)) < 0 ||
+        (rc = cg_auth_create(loop, cfg, srv->store, &srv->metrics, &srv->auth)) < 0 ||
+        (rc = cg_chat_create(cfg, srv->store, &srv->metrics, &srv->chat)) < 0 ||
+        (rc = cg_registry_create(srv, &srv->registry)) < 0 ||
+        (rc = cg_sockjs_create(srv, &srv->sockjs)) < 0 ||
+        (rc = cg_linger_create(loop, &srv->linger)) < 0 ||
+        (rc = cg_inbox_stats_create(loop, cfg, srv->store, srv->registry, &srv->metrics,
+                                    &srv->inbox_stats)) < 0) {
+        cg_log(CG_LOG_ERROR, "cannot start: %s", cg_strerror(rc));
+        goto fail;
+    }
+    cg_store_set_push_cb(srv->store, cg_registry_on_push, srv->registry);
+    cg_store_set_state_cb(srv->store, on_store_state, srv);
+
+    /* Our own listen socket (listener.c explains why); it logs its errors. */
+    if ((rc = cg_listener_open(loop, cfg->listen, cfg->reuse_port, &srv->listener)) < 0)
+        goto fail;
+
+    memset(&info, 0, sizeof info);
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8;
+    info.foreign_loops = foreign_loops;
+    /* A server vhost that only serves what listener.c adopts. */
+    info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
+    info.protocols = protocols;
+    info.user = srv;
+    info.vhost_name = "chatgate";
+    info.server_string = "chatgate/" CG_VERSION;
+    /* Idle HTTP keep-alive connections are closed after this long. */
+    info.keepalive_timeout = 30;
+    info.timeout_secs = 30;
+    info.retry_and_idle_policy = srv->idle_policy;
+    if (cfg->tls_cert[0]) {
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = cfg->tls_cert;
+        info.ssl_private_key_filepath = cfg->tls_key;
+        /* TLS 1.2 and 1.3 only. */
+        info.ssl_options_set = SSL_OP_NO_SSLv2 | SSL_OP_NO_SSLv3 |
+                               SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1;
+    }
+
+    srv->lws = lws_create_context(&info);
+    if (srv->lws == NULL) {
+        cg_log(CG_LOG_ERROR, "cannot create the lws context%s",
+               cfg->tls_cert[0] ? ": are tls_cert and tls_key a readable PEM "
+                                  "certificate and its key?" : "");
+        rc = CG_E_INVAL;
+        goto fail;
+    }
+    srv->vhost = lws_get_vhost_by_name(srv->lws, "chatgate");
+    cg_ws_protocols_init(srv);
+    cg_listener_start(srv->listener, srv->vhost);
+    cg_log(CG_LOG_NOTICE, "listening on %s%s (port %d%s, node %s, base path \"%s\")",
+           cfg->tls_cert[0] ? "https://" : "http://", cfg->listen,
+           cg_listener_port(srv->listener), cfg->reuse_port ? ", shared" : "",
+           srv->node_id, cfg->base_path);
+    return 0;
+
+fail:
+    if (srv->listener) { cg_listener_close(srv->listener); srv->listener = NULL; }
+    if (srv->inbox_stats) { cg_inbox_stats_destroy(srv->inbox_stats); srv->inbox_stats = NULL; }
+    if (srv->sockjs) { cg_sockjs_destroy(srv->sockjs); srv->sockjs = NULL; }
+    cg_linger_destroy(srv->linger);
+    srv->linger = NULL;
+    if (srv->registry) { cg_registry_destroy(srv->registry); srv->registry = NULL; }
+    if (srv->chat) { cg_chat_destroy(srv->chat); srv->chat = NULL; }
+    if (srv->auth) { cg_auth_destroy(srv->auth); srv->auth = NULL; }
+    if (srv->store) { cg_store_close(srv->store, NULL, NULL); srv->store = NULL; }
+    cg_proxies_destroy(srv->proxies);
+    srv->proxies = NULL;
+    cg_origins_destroy(srv->origins);
+    srv->origins = NULL;
+    cg_free(srv->idle_policy);
+    srv->idle_policy = NULL;
+    return rc < 0 ? rc : CG_E_INVAL;
+}
+
+/* ---- stop ------------------------------------------------------------- */
+
+struct stop_ctx {
+    struct cg_server *srv;
+    uv_timer_t        timer;
+    uint64_t          started, deadline;
+    void            (*done)(void *data);
+    void             *data;
+};
+
+static void
+close_session(cg_session *s, void *data)
+{
+    (void)data;
+    /* After the answers it owes: a SEND in flight gets its 200 first. */
+    cg_session_drain(s, 1001, "server shutting down");
+}
+
+static void
+on_store_closed(void *data)
+{
+    struct stop_ctx *sc = data;
+
+    /* Freed this late because the lws context finishes closing on later
+     * loop turns (libuv), and its vhost points at the policy until then. */
+    cg_free(sc->srv->idle_policy);
+    sc->srv->idle_policy = NULL;
+    cg_log(CG_LOG_NOTICE, "stopped");
+    if (sc->done)
+        sc->done(sc->data);
+    cg_free(sc);
+}
+
+static void
+on_stop_timer_closed(uv_handle_t *h)
+{
+    struct stop_ctx *sc = h->data;
+    struct cg_server *srv = sc->srv;
+
+    /* Sessions are gone; lws closes its handles on the loop. */
+    lws_context_destroy(srv->lws);
+    srv->lws = NULL;
+    cg_sockjs_destroy(srv->sockjs);
+    srv->sockjs = NULL;
+    cg_linger_destroy(srv->linger);
+    srv->linger = NULL;
+    cg_registry_destroy(srv->registry);
+    srv->registry = NULL;
+    cg_chat_destroy(srv->chat);
+    srv->chat = NULL;
+    cg_auth_destroy(srv->auth);
+    srv->auth = NULL;
+    cg_origins_destroy(srv->origins);
+    srv->origins = NULL;
+    cg_proxies_destroy(srv->proxies);
+    srv->proxies = NULL;
+    cg_store_close(srv->store, on_store_closed, sc);
+    srv->store = NULL;
+}
+
+static void
+on_stop_tick(uv_timer_t *t)
+{
+    struct stop_ctx *sc = t->data;
+    size_t left = cg_registry_count(sc->srv->registry);
+    size_t inflight = cg_store_inflight(sc->srv->store);
+
+    if ((left > 0 || inflight > 0) && uv_now(t->loop) < sc->deadline)
+        return;
+    if (left > 0 || inflight > 0)
+        cg_log(CG_LOG_WARN, "drain time over (drain_ms): %zu sessions still open "
+               "are cut and %zu Redis calls are abandoned; unconfirmed messages "
+               "stay pending and a retried send is answered with its first id",
+               left, inflight);
+    else
+        cg_log(CG_LOG_NOTICE, "drained in %llu ms: no session left, no Redis call "
+               "in flight", (unsigned long long)(uv_now(t->loop) - sc->started));
+    uv_timer_stop(t);
+    uv_close((uv_handle_t *)t, on_stop_timer_closed);
+}
+
+void
+cg_server_stop(struct cg_server *srv, void (*done)(void *data), void *data)
+{
+    struct stop_ctx *sc;
+
+    if (srv->stopping)
+        return;
+    srv->stopping = 1;
+    sc = cg_calloc(1, sizeof *sc);
+    if (sc == NULL)
+        abort();                      /* cannot even stop cleanly */
+    sc->srv = srv;
+    sc->done = done;
+    sc->data = data;
+    cg_log(CG_LOG_NOTICE, "stopping: listen socket closed; closing %zu sessions "
+           "(drain up to %lld ms)", cg_registry_count(srv->registry),
+           (long long)srv->cfg->drain_ms);
+    /* First, so that with SO_REUSEPORT new connections go to the others. */
+    cg_listener_close(srv->listener);
+    srv->listener = NULL;
+    cg_inbox_stats_destroy(srv->inbox_stats);
+    srv->inbox_stats = NULL;
+    cg_registry_foreach(srv->registry, close_session, NULL);
+    uv_timer_init(srv->loop, &sc->timer);
+    sc->timer.data = sc;
+    sc->started = uv_now(srv->loop);
+    sc->deadline = sc->started + (uint64_t)srv->cfg->drain_ms;
+    uv_timer_start(&sc->timer, on_stop_tick, 0, 20);
+}

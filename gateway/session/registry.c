@@ -1,0 +1,692 @@
+/* registry.c - live sessions of this node, by session id and by user, and
+ * the fan-out of pushes from the users' Redis channels.
+ *
+ * Sessions by id. An open-addressing hash map (linear probing, power-of-
+ * two capacity, load <= 1/2, backward-shift deletion so there are no
+ * tombstones) from the 64-bit id to the session. Ids come from a counter
+ * and are never reused, so a stale id held by an asynchronous callback can
+ * only miss, never find somebody else (Redis lookupClientByID). 16 bytes a
+ * slot, at most 4 slots per session.
+ *
+ * Users. A chained hash map uid -> user: the ids of the user's sessions on
+ * this node (a small array) and the state of the user's channel
+ * cg:u:<uid>:
+ *
+ *             attach (first session)           store confirms
+ *     NONE ------------------------> SUBSCRIBING ------------> SUBSCRIBED
+ *      ^  (no store: straight to          |   store fails:         |
+ *      |   SUBSCRIBED)                    |   waiters get err,     |
+ *      |                                  v   back to NONE         |
+ *      +---------- last session detaches (UNSUBSCRIBE) ------------+
+ *
+ * An attach while SUBSCRIBING waits in the user's waiter list; an attach
+ * while SUBSCRIBED (or with no store, in unit tests) is answered at once,
+ * before cg_registry_attach() returns. A user whose sessions all detached
+ * while SUBSCRIBING is kept until the store answers, then unsubscribed and
+ * freed.
+ *
+ * Store callbacks carry a small request object, not the registry: when the
+ * registry is destroyed first (server stop destroys it before closing the
+ * store), the request is marked orphaned and the late callback only frees
+ * it.
+ *
+ * Pushes. "M<id>:<time>:<body>" becomes ONE cg_buf shared by every session
+ * of the user (each queues a reference); "D<json>" likewise for
+ * /user/queue/delivered; "L<token hash>" closes the sessions logged in
+ * with that token (1008 "logged out") and makes auth forget the token.
+ *
+ * Invariants: every session in the id map was created by session.c and
+ * leaves it in cg_session_on_closed(); a user exists while it has sessions
+ * or a subscribe request in flight. */
+#include "fmacros.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+#include "chat/auth.h"
+#include "core/buf.h"
+#include "core/common.h"
+#include "core/context.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "session/registry.h"
+#include "session/session.h"
+#include "store/store.h"
+
+#define MAP_MIN_CAP   64u       /* slots; grows by doubling, never shrinks */
+#define USERS_MIN_CAP 64u       /* buckets */
+#define CLOSE_POLICY  1008
+
+enum user_state { U_NONE = 0, U_SUBSCRIBING, U_SUBSCRIBED };
+
+struct slot {
+    uint64_t    id;             /* 0: empty */
+    cg_session *s;
+};
+
+struct waiter {
+    struct waiter         *next;
+    uint64_t               sid;
+    cg_registry_attach_cb  cb;
+    void                  *data;
+};
+
+struct sub_req {
+    cg_registry *r;             /* NULL once the registry is gone */
+    uint64_t     uid;
+};
+
+struct user {
+    struct user    *next;       /* bucket chain */
+    uint64_t        uid;
+    uint64_t       *sids;
+    uint32_t        n, cap;
+    uint8_t         state;      /* enum user_state */
+    struct waiter  *waiters, *waiters_tail;
+    struct sub_req *req;        /* subscribe in flight */
+};
+
+struct cg_registry {
+    struct cg_server *srv;
+    uint64_t          next_id;
+    struct slot      *slots;
+    size_t            cap, n;
+    struct user     **buckets;
+    size_t            ucap, un;
+};
+
+static size_t
+hash64(uint64_t x)
+{
+    /* splitmix64 finalizer: ids are sequential, so mix them. */
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return (size_t)x;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Life cycle                                                                */
+/* ------------------------------------------------------------------------ */
+
+int
+cg_registry_create(struct cg_server *srv, cg_registry **out)
+{
+    cg_registry *r = cg_calloc(1, sizeof *r);
+
+    if (r == NULL)
+        return CG_E_NOMEM;
+    r->srv = srv;
+    r->slots = cg_calloc(MAP_MIN_CAP, sizeof *r->slots);
+    r->buckets = cg_calloc(USERS_MIN_CAP, sizeof *r->buckets);
+    if (r->slots == NULL || r->buckets == NULL) {
+        cg_free(r->slots);
+        cg_free(r->buckets);
+        cg_free(r);
+        return CG_E_NOMEM;
+    }
+    r->cap = MAP_MIN_CAP;
+    r->ucap = USERS_MIN_CAP;
+    *out = r;
+    return 0;
+}
+
+static void
+user_free(struct user *u)
+{
+    cg_free(u->sids);
+    cg_free(u);
+}
+
+void
+cg_registry_destroy(cg_registry *r)
+{
+    size_t i;
+
+    if (r == NULL)
+        return;
+    /* Waiting attach callbacks fire once, with CG_E_CLOSED, while lookups
+     * still work. */
+    for (i = 0; i < r->ucap; i++) {
+        struct user *u;
+
+        for (u = r->buckets[i]; u != NULL; u = u->next) {
+            struct waiter *w = u->waiters;
+
+            u->waiters = u->waiters_tail = NULL;
+            while (w != NULL) {
+                struct waiter *next = w->next;
+
+                w->cb(w->sid, CG_E_CLOSED, w->data);
+                cg_free(w);
+                w = next;
+            }
+            if (u->req != NULL) {
+                u->req->r = NULL;      /* the store's late callback frees it */
+                u->req = NULL;
+            }
+        }
+    }
+    for (i = 0; i < r->ucap; i++) {
+        struct user *u = r->buckets[i];
+
+        while (u != NULL) {
+            struct user *next = u->next;
+
+            user_free(u);
+            u = next;
+        }
+    }
+    cg_free(r->buckets);
+    cg_free(r->slots);
+    cg_free(r);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Sessions by id                                                            */
+/* ------------------------------------------------------------------------ */
+
+static int
+map_grow(cg_registry *r)
+{
+    size_t cap = r->cap * 2, i, j;
+    struct slot *slots = cg_calloc(cap, sizeof *slots);
+
+    if (slots == NULL)
+        return CG_E_NOMEM;
+    for (i = 0; i < r->cap; i++) {
+        if (r->slots[i].id == 0)
+            continue;
+        for (j = hash64(r->slots[i].id) & (cap - 1); slots[j].id != 0; j = (j + 1) & (cap - 1))
+            ;
+        slots[j] = r->slots[i];
+    }
+    cg_free(r->slots);
+    r->slots = slots;
+    r->cap = cap;
+    return 0;
+}
+
+uint64_t
+cg_registry_add(cg_registry *r, cg_session *s)
+{
+    uint64_t id;
+    size_t j;
+
+    if ((r->n + 1) * 2 > r->cap && map_grow(r) < 0)
+        return 0;
+    id = ++r->next_id;
+    for (j = hash64(id) & (r->cap - 1); r->slots[j].id != 0; j = (j + 1) & (r->cap - 1))
+        ;
+    r->slots[j].id = id;
+    r->slots[j].s = s;
+    r->n++;
+    return id;
+}
+
+static size_t
+map_find(const cg_registry *r, uint64_t id)
+{
+    size_t j;
+
+    if (id == 0)
+        return SIZE_MAX;
+    for (j = hash64(id) & (r->cap - 1); r->slots[j].id != 0; j = (j + 1) & (r->cap - 1))
+        if (r->slots[j].id == id)
+            return j;
+    return SIZE_MAX;
+}
+
+cg_session *
+cg_registry_get(const cg_registry *r, uint64_t sid)
+{
+    size_t j = map_find(r, sid);
+
+    return j == SIZE_MAX ? NULL : r->slots[j].s;
+}
+
+void
+cg_registry_remove(cg_registry *r, uint64_t sid)
+{
+    size_t i = map_find(r, sid), j, k, mask = r->cap - 1;
+
+    if (i == SIZE_MAX)
+        return;
+    /* Backward-shift deletion: move later members of the probe run into
+     * the hole when their home slot allows it. */
+    r->slots[i].id = 0;
+    r->slots[i].s = NULL;
+    for (j = (i + 1) & mask; r->slots[j].id != 0; j = (j + 1) & mask) {
+        k = hash64(r->slots[j].id) & mask;
+        /* Leave slot j when its home k lies cyclically in (i, j]. */
+        if (i <= j ? (i < k && k <= j) : (i < k || k <= j))
+            continue;
+        r->slots[i] = r->slots[j];
+        r->slots[j].id = 0;
+        r->slots[j].s = NULL;
+        i = j;
+    }
+    r->n--;
+}
+
+size_t
+cg_registry_count(const cg_registry *r)
+{
+    return r != NULL ? r->n : 0;
+}
+
+void
+cg_registry_foreach(cg_registry *r, void (*fn)(cg_session *s, void *data), void *data)
+{
+    size_t i;
+
+    /* fn may close sessions (closing is deferred) but never removes one
+     * from the map: removal happens in the transport's closed event. */
+    for (i = 0; i < r->cap; i++)
+        if (r->slots[i].id != 0)
+            fn(r->slots[i].s, data);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Users                                                                     */
+/* ------------------------------------------------------------------------ */
+
+static struct user **
+user_slot(const cg_registry *r, uint64_t uid)
+{
+    struct user **pp = &r->buckets[hash64(uid) & (r->ucap - 1)];
+
+    while (*pp != NULL && (*pp)->uid != uid)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+static struct user *
+user_find(const cg_registry *r, uint64_t uid)
+{
+    return *user_slot(r, uid);
+}
+
+static void
+users_grow(cg_registry *r)
+{
+    size_t cap = r->ucap * 2, i;
+    struct user **b = cg_calloc(cap, sizeof *b);
+
+    if (b == NULL)
+        return;                    /* longer chains, still correct */
+    for (i = 0; i < r->ucap; i++) {
+        struct user *u = r->buckets[i];
+
+        while (u != NULL) {
+            struct user *next = u->next;
+            size_t k = hash64(u->uid) & (cap - 1);
+
+            u->next = b[k];
+            b[k] = u;
+            u = next;
+        }
+    }
+    cg_free(r->buckets);
+    r->buckets = b;
+    r->ucap = cap;
+}
+
+static struct user *
+user_get_or_create(cg_registry *r, uint64_t uid)
+{
+    struct user **pp = user_slot(r, uid), *u;
+
+    if (*pp != NULL)
+        return *pp;
+    if ((u = cg_calloc(1, sizeof *u)) == NULL)
+        return NULL;
+    u->uid = uid;
+    *pp = u;
+    if (++r->un > r->ucap)
+        users_grow(r);
+    return u;
+}
+
+static void
+user_unlink(cg_registry *r, struct user *u)
+{
+    struct user **pp = user_slot(r, u->uid);
+
+    if (*pp == u) {
+        *pp = u->next;
+        r->un--;
+    }
+    user_free(u);
+}
+
+static int
+user_add_sid(struct user *u, uint64_t sid)
+{
+    uint32_t i;
+
+    for (i = 0; i < u->n; i++)
+        if (u->sids[i] == sid)
+            return 0;
+    if (u->n == u->cap) {
+        uint32_t cap = u->cap ? u->cap * 2 : 2;
+        uint64_t *v = cg_realloc(u->sids, cap * sizeof *v);
+
+        if (v == NULL)
+            return CG_E_NOMEM;
+        u->sids = v;
+        u->cap = cap;
+    }
+    u->sids[u->n++] = sid;
+    return 0;
+}
+
+static void
+user_remove_sid(struct user *u, uint64_t sid)
+{
+    uint32_t i;
+
+    for (i = 0; i < u->n; i++) {
+        if (u->sids[i] == sid) {
+            u->sids[i] = u->sids[--u->n];
+            return;
+        }
+    }
+}
+
+size_t
+cg_registry_user_sessions(const cg_registry *r, uint64_t uid)
+{
+    const struct user *u = user_find(r, uid);
+
+    return u != NULL ? u->n : 0;
+}
+
+size_t
+cg_registry_scan_users(const cg_registry *r, size_t *cursor, uint64_t *out, size_t max)
+{
+    size_t i = *cursor, n = 0;
+
+    for (; i < r->ucap && n < max; i++) {
+        const struct user *u;
+        size_t in_bucket = 0;
+
+        for (u = r->buckets[i]; u != NULL; u = u->next)
+            in_bucket += u->n > 0;
+        /* A bucket is taken whole, unless it alone is more than max. */
+        if (n > 0 && n + in_bucket > max)
+            break;
+        for (u = r->buckets[i]; u != NULL && n < max; u = u->next)
+            if (u->n > 0)
+                out[n++] = u->uid;
+    }
+    *cursor = i < r->ucap ? i : 0;
+    return n;
+}
+
+size_t
+cg_registry_user_count(const cg_registry *r)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; r != NULL && i < r->ucap; i++)
+        for (const struct user *u = r->buckets[i]; u != NULL; u = u->next)
+            n += u->n > 0;
+    return n;
+}
+
+static void
+on_subscribed(struct redisReply *reply, int err, void *data)
+{
+    struct sub_req *req = data;
+    cg_registry *r = req->r;
+    struct user *u;
+    struct waiter *w;
+
+    (void)reply;
+    if (r == NULL) {               /* the registry went first */
+        cg_free(req);
+        return;
+    }
+    u = user_find(r, req->uid);
+    cg_free(req);
+    if (u == NULL)
+        return;                    /* not reached: kept while req is set */
+    u->req = NULL;
+    w = u->waiters;
+    u->waiters = u->waiters_tail = NULL;
+    u->state = err < 0 ? U_NONE : U_SUBSCRIBED;
+    if (err < 0)
+        cg_log(CG_LOG_WARN, "subscribing to cg:u:%" PRIu64 " failed: %s; its "
+               "sessions are refused", u->uid, cg_strerror(err));
+    if (u->n == 0) {
+        /* Everybody left while we were subscribing. */
+        if (err == 0 && r->srv->store != NULL)
+            cg_store_unsubscribe(r->srv->store, u->uid);
+        user_unlink(r, u);
+    }
+    while (w != NULL) {
+        struct waiter *next = w->next;
+
+        w->cb(w->sid, err < 0 ? err : 0, w->data);
+        cg_free(w);
+        w = next;
+    }
+}
+
+int
+cg_registry_attach(cg_registry *r, uint64_t sid, uint64_t uid,
+                   cg_registry_attach_cb cb, void *data)
+{
+    struct user *u = user_get_or_create(r, uid);
+    struct waiter *w = NULL;
+    struct sub_req *req = NULL;
+    int rc;
+
+    if (u == NULL)
+        return CG_E_NOMEM;
+    if ((rc = user_add_sid(u, sid)) < 0)
+        goto fail;
+    if (u->state == U_SUBSCRIBED || (u->state == U_NONE && r->srv->store == NULL)) {
+        /* Nothing to wait for (no store: unit tests). */
+        u->state = U_SUBSCRIBED;
+        cb(sid, 0, data);
+        return 0;
+    }
+    if ((w = cg_calloc(1, sizeof *w)) == NULL) {
+        rc = CG_E_NOMEM;
+        goto fail;
+    }
+    w->sid = sid;
+    w->cb = cb;
+    w->data = data;
+    if (u->waiters_tail)
+        u->waiters_tail->next = w;
+    else
+        u->waiters = w;
+    u->waiters_tail = w;
+    if (u->state == U_SUBSCRIBING)
+        return 0;                  /* the subscribe in flight answers us too */
+
+    /* First session here: subscribe. Everything is in place before the
+     * call, in case the store answers before it returns. */
+    if ((req = cg_malloc(sizeof *req)) == NULL) {
+        rc = CG_E_NOMEM;
+        goto unlink;
+    }
+    req->r = r;
+    req->uid = uid;
+    u->req = req;
+    u->state = U_SUBSCRIBING;
+    if ((rc = cg_store_subscribe(r->srv->store, uid, on_subscribed, req)) == 0)
+        return 0;
+    u->req = NULL;
+    u->state = U_NONE;
+    cg_free(req);
+    req = NULL;
+unlink:
+    /* w is the only waiter: the user was NONE, so nobody else waits. */
+    u->waiters = u->waiters_tail = NULL;
+fail:
+    cg_free(req);
+    cg_free(w);
+    user_remove_sid(u, sid);
+    if (u->n == 0 && u->state == U_NONE)
+        user_unlink(r, u);
+    return rc;
+}
+
+void
+cg_registry_detach(cg_registry *r, uint64_t sid, uint64_t uid)
+{
+    struct user *u = user_find(r, uid);
+
+    if (u == NULL)
+        return;
+    user_remove_sid(u, sid);
+    if (u->n > 0 || u->state == U_SUBSCRIBING)
+        return;                    /* SUBSCRIBING: on_subscribed cleans up */
+    if (u->state == U_SUBSCRIBED && r->srv->store != NULL)
+        cg_store_unsubscribe(r->srv->store, uid);
+    user_unlink(r, u);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Pushes                                                                    */
+/* ------------------------------------------------------------------------ */
+
+static int
+parse_u64(const char *p, size_t len, uint64_t *out)
+{
+    uint64_t v = 0;
+    size_t i;
+
+    if (len == 0 || len > 20)
+        return -1;
+    for (i = 0; i < len; i++) {
+        unsigned d = (unsigned char)p[i] - '0';
+
+        if (d > 9 || v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Deliver body to every session of u; returns how many took it. */
+static size_t
+fan_out(cg_registry *r, const struct user *u, enum cg_chat_topic topic,
+        struct cg_buf *body, uint64_t id, int64_t time_ms)
+{
+    size_t i, n = 0;
+
+    /* cg_session_deliver never detaches (detaching happens in the
+     * transport's closed event), so u->sids is stable here. */
+    for (i = 0; i < u->n; i++) {
+        cg_session *s = cg_registry_get(r, u->sids[i]);
+
+        if (s != NULL) {
+            cg_session_deliver(s, topic, body, id, time_ms, 0);
+            n++;
+        }
+    }
+    return n;
+}
+
+static void
+push_message(cg_registry *r, const struct user *u, const char *p, size_t len)
+{
+    const char *c1 = memchr(p, ':', len), *c2;
+    uint64_t id, t;
+    struct cg_buf *body;
+    int64_t age;
+
+    if (c1 == NULL || (c2 = memchr(c1 + 1, ':', len - (size_t)(c1 + 1 - p))) == NULL ||
+        parse_u64(p, (size_t)(c1 - p), &id) < 0 ||
+        parse_u64(c1 + 1, (size_t)(c2 - c1 - 1), &t) < 0 || t > INT64_MAX) {
+        cg_log(CG_LOG_WARN, "malformed M push for uid %" PRIu64 " ignored", u->uid);
+        return;
+    }
+    /* The body is the rest, after the second colon. */
+    body = cg_buf_create(c2 + 1, len - (size_t)(c2 + 1 - p));
+    if (body == NULL) {
+        cg_log(CG_LOG_WARN, "push for uid %" PRIu64 " dropped: out of memory "
+               "(message %" PRIu64 " stays pending)", u->uid, id);
+        return;
+    }
+    if (fan_out(r, u, CG_TOPIC_RECIVE, body, id, (int64_t)t) > 0) {
+        age = cg_now_ms() - (int64_t)t;
+        cg_hist_observe(&r->srv->metrics.send_deliver_ms, age > 0 ? (double)age : 0.0);
+    }
+    cg_buf_unref(body);
+}
+
+static void
+push_logout(cg_registry *r, const struct user *u, const char *hash, size_t len)
+{
+    char h[CG_TOKEN_HASH_LEN + 1];
+    uint32_t i;
+
+    if (len != CG_TOKEN_HASH_LEN) {
+        cg_log(CG_LOG_WARN, "malformed L push for uid %" PRIu64 " ignored", u->uid);
+        return;
+    }
+    memcpy(h, hash, len);
+    h[len] = '\0';
+    for (i = 0; i < u->n; i++) {
+        cg_session *s = cg_registry_get(r, u->sids[i]);
+
+        if (s != NULL && strcmp(cg_session_token_hash(s), h) == 0)
+            cg_session_close(s, CLOSE_POLICY, "logged out");
+    }
+    if (r->srv->auth != NULL)
+        cg_auth_forget(r->srv->auth, h);
+}
+
+void
+cg_registry_on_push(uint64_t uid, const char *payload, size_t len, void *data)
+{
+    cg_registry *r = data;
+    const struct user *u = user_find(r, uid);
+    struct cg_buf *body;
+
+    if (len == 0)
+        return;
+    if (payload[0] == 'L') {
+        /* Forget the token even with no session of it here: this node's
+         * token cache must not keep admitting it. */
+        if (u != NULL)
+            push_logout(r, u, payload + 1, len - 1);
+        else if (len - 1 == CG_TOKEN_HASH_LEN && r->srv->auth != NULL) {
+            char h[CG_TOKEN_HASH_LEN + 1];
+
+            memcpy(h, payload + 1, CG_TOKEN_HASH_LEN);
+            h[CG_TOKEN_HASH_LEN] = '\0';
+            cg_auth_forget(r->srv->auth, h);
+        }
+        return;
+    }
+    if (u == NULL || u->n == 0)
+        return;                    /* nobody here any more */
+    switch (payload[0]) {
+    case 'M':
+        push_message(r, u, payload + 1, len - 1);
+        break;
+    case 'D':
+        if ((body = cg_buf_create(payload + 1, len - 1)) == NULL) {
+            cg_log(CG_LOG_WARN, "delivered notice for uid %" PRIu64 " dropped: "
+                   "out of memory", uid);
+            return;
+        }
+        fan_out(r, u, CG_TOPIC_DELIVERED, body, 0, 0);
+        cg_buf_unref(body);
+        break;
+    default:
+        cg_log(CG_LOG_WARN, "unknown push type 0x%02x for uid %" PRIu64 " ignored",
+               (unsigned char)payload[0], uid);
+        break;
+    }
+}

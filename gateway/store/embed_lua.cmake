@@ -1,0 +1,11 @@
+# Turns each DIR/<name>.lua into `const char cg_lua_<name>[]` in OUT.
+file(GLOB SCRIPTS ${DIR}/*.lua)
+list(SORT SCRIPTS)
+set(body "/* Generated from the gateway/store/lua scripts by embed_lua.cmake. Do not edit. */\n")
+foreach(f ${SCRIPTS})
+  get_filename_component(name ${f} NAME_WE)
+  file(READ ${f} src HEX)
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," src "${src}")
+  string(APPEND body "const char cg_lua_${name}[] = {${src}0x00};\n")
+endforeach()
+file(WRITE ${OUT} "${body}")

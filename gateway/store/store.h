@@ -1,0 +1,194 @@
+/* store.h - asynchronous Redis: Lua scripts, plain commands, and the per-user
+ * pub/sub channels, all on the gateway's libuv loop (hiredis libuv adapter).
+ *
+ * redis_connections command connections (default 4; everything pipelined,
+ * replies in order on each) and one subscriber connection. Requests are
+ * sharded over the command connections by a shard key (cg_store_chat_op,
+ * cg_store_eval_keyed; chat.c passes the uid whose keys the script touches,
+ * i.e. the receiver), so ORDERING GUARANTEE: requests submitted with the
+ * same shard key are executed by Redis and answered in submission order
+ * (chat operations and other requests alike); requests with different keys
+ * may run and be answered in any order relative to each other.
+ * cg_store_eval() and cg_store_command() use shard key 0.
+ *
+ * Batching: the chat operations (send, recive) submitted during one turn of
+ * the loop are queued per connection and sent as one EVALSHA of the chat
+ * script (gateway/store/lua/chat.lua) right after the loop's I/O phase (a
+ * uv_check handle), or at once when redis_batch_max operations are queued.
+ * Any other request on that connection first sends what is queued, which
+ * keeps the order above. Several
+ * connections exist because Redis reads at most ~16-20 KiB per client per
+ * event-loop turn and, with appendfsync always, fsyncs once per turn: N
+ * connections let one fsync cover N times as many scripts.
+ * Every connection reconnects on its own with exponential backoff up to
+ * redis_reconnect_max_ms; after a reconnect the scripts are loaded again
+ * (SCRIPT LOAD) and every channel is subscribed again.
+ *
+ * Redis data model (ARCHITECTURE.md "Redis"). Keys of one user share the hash
+ * tag {u:<uid>} so every script touches one slot and runs on Redis Cluster:
+ *
+ *   cg:uid                  INCR counter of user ids
+ *   cg:name:<lower(name)>   string: uid                (name -> uid lookup)
+ *   cg:tok:<sha256 hex>     string: "<uid>:<expires ms>:<name>", PX = ttl
+ *   {u:<uid>}:user          hash: name, pw (PBKDF2 record), created, and
+ *                           trimmed: the history (sync) is every id above
+ *                           it, at least the last history_max (chat.lua
+ *                           moves it in chunks, so up to history_max +
+ *                           min(64, history_max / 16)); ids are consecutive
+ *   {u:<uid>}:seq           INCR counter of the user's message ids (sync key)
+ *   {u:<uid>}:msg           hash: "<id>" -> MESSAGE body JSON, and
+ *                           "m:<msgID>" -> "<sender uid>:<id>:<time ms>:<f>"
+ *                           for the msgID's newest message (dedupe, confirm
+ *                           by msgID); f: 1 once pushed to a session or
+ *                           read by an init (-> redelivered), + 2 when the
+ *                           sender asked for a delivered notice
+ *   {u:<uid>}:pending       zset: id (score id) while unconfirmed
+ *
+ * Channel cg:u:<uid> carries one of (first byte is the type):
+ *   "M<id>:<time ms>:<body json>"  a new chat message for uid
+ *   "D<json>"                      uid's message was confirmed by its receiver
+ *                                  {"msgID","id","reciverId","time"}
+ *   "L<sha256 hex of token>"       the token was revoked: close its sessions
+ *
+ * Callback rule (STYLE.md 3): a function that returns an error never calls
+ * its callback; one that returned 0 calls it exactly once, with reply NULL
+ * and err < 0 (CG_E_STORE, CG_E_CLOSED) when there is no reply. A reply is
+ * borrowed until the callback returns. */
+#ifndef CHATGATE_STORE_H
+#define CHATGATE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct redisReply;
+struct uv_loop_s;
+struct cg_config;
+struct cg_metrics;
+
+typedef struct cg_store cg_store;
+
+enum cg_script {
+    CG_SCRIPT_CHAT = 0,    /* a batch of sends and confirmations (chat.lua);
+                            * only through cg_store_chat_op() */
+    CG_SCRIPT_FETCH,       /* read pending (init) or history (sync) after id */
+    CG_SCRIPT_PENDING,     /* size and oldest time of one pending inbox (metrics) */
+    CG_SCRIPT_MAX,
+};
+
+/* reply is NULL iff err < 0. A Redis error reply (REDIS_REPLY_ERROR) is
+ * passed through with err == 0 except NOSCRIPT, which the store handles by
+ * loading the script and retrying once. */
+typedef void (*cg_store_reply_cb)(struct redisReply *reply, int err, void *data);
+
+/* A payload arrived on channel cg:u:<uid>. payload is borrowed. */
+typedef void (*cg_store_push_cb)(uint64_t uid, const char *payload, size_t len,
+                                 void *data);
+
+/* The store became ready (connected, scripts loaded, channels subscribed)
+ * or stopped being ready.
+ *
+ * ready == 1 fires when every command connection is up with every script
+ * loaded AND the subscriber connection is up with every channel of the set
+ * subscribed again; ready == 0 fires when any connection is lost. So
+ * ready == 1 may follow a 0 after any reconnect: pushes published while the
+ * subscriber was away were missed (the messages are safe in the pending
+ * inboxes), and a caller that holds live sessions should read their pending
+ * messages again (init). cg_store_ready() reports the command side only.
+ * While one command connection is down, only the requests of its shard fail
+ * (CG_E_STORE, at once or through the callback for those in flight); the
+ * other shards keep working. */
+typedef void (*cg_store_state_cb)(int ready, void *data);
+
+/* Create the store and start connecting (asynchronously; the first attempt
+ * happens on the next loop iteration). cfg and metrics must outlive it. */
+int cg_store_create(struct uv_loop_s *loop, const struct cg_config *cfg,
+                    struct cg_metrics *metrics, cg_store **out);
+
+void cg_store_set_push_cb(cg_store *st, cg_store_push_cb cb, void *data);
+void cg_store_set_state_cb(cg_store *st, cg_store_state_cb cb, void *data);
+
+/* Close every connection. Every outstanding callback is called with
+ * CG_E_CLOSED before close_cb (may be NULL) fires; free happens after.
+ * Call it once; it may be called from inside any store callback. No state
+ * callback fires once it was called. */
+void cg_store_close(cg_store *st, void (*close_cb)(void *data), void *data);
+
+/* 1 when every command connection is up and every script is loaded. */
+int cg_store_ready(const cg_store *st);
+
+/* Number of commands sent and not yet answered. */
+size_t cg_store_inflight(const cg_store *st);
+
+/* Queue one operation of the chat script on the command connection of
+ * shard_key: argv[0..nkeys) are its keys, argv[nkeys] its name ("send",
+ * "recive"), the rest its arguments, as chat.lua defines them. cb gets
+ * this operation's own reply (its element of the batch's reply: an array,
+ * or an error reply when this operation or the whole batch failed). Sent
+ * with the other operations of this loop turn (see the top). Returns
+ * CG_E_STORE at once when that connection is not up, CG_E_CLOSED once
+ * closing, CG_E_INVAL, CG_E_NOMEM. */
+int cg_store_chat_op(cg_store *st, uint64_t shard_key, int nkeys, int argc,
+                     const char **argv, const size_t *argvlen,
+                     cg_store_reply_cb cb, void *data);
+
+/* EVALSHA script with nkeys keys followed by the rest of argv (argc items
+ * in all), on the command connection of shard_key (shard_key % N). Requests
+ * with the same shard_key are answered in the order they were submitted
+ * (see the top). Returns CG_E_STORE at once when that connection is not up.
+ * Pass the uid whose {u:<uid>} keys the script touches. */
+int cg_store_eval_keyed(cg_store *st, uint64_t shard_key, enum cg_script script,
+                        int nkeys, int argc, const char **argv, const size_t *argvlen,
+                        cg_store_reply_cb cb, void *data);
+
+/* cg_store_eval_keyed() with shard_key 0. */
+int cg_store_eval(cg_store *st, enum cg_script script, int nkeys, int argc,
+                  const char **argv, const size_t *argvlen,
+                  cg_store_reply_cb cb, void *data);
+
+/* Any other command (GET, SET, HGETALL, INCR, PUBLISH, ...), on shard 0:
+ * plain commands keep their order among themselves. Not for
+ * (P)SUBSCRIBE/MONITOR, and not for commands that may legitimately take
+ * longer than redis_timeout_ms (BLPOP ...): the command deadline would drop
+ * the connection. Returns CG_E_STORE at once when shard 0 is down, CG_E_CLOSED
+ * once closing, CG_E_NOMEM. */
+int cg_store_command(cg_store *st, int argc, const char **argv,
+                     const size_t *argvlen, cg_store_reply_cb cb, void *data);
+
+/* Subscribe to cg:u:<uid>; cb(reply=NULL, err=0) fires once the
+ * subscription is confirmed by Redis (or with err < 0 if the store closes
+ * first). Subscribing an already subscribed uid confirms at once (on the
+ * next loop turn). The store keeps the set and re-subscribes after a
+ * reconnect. cb may be NULL. */
+int cg_store_subscribe(cg_store *st, uint64_t uid, cg_store_reply_cb cb, void *data);
+/* Details of the two above: cg_store_subscribe returns CG_E_STORE while the
+ * subscriber connection is down (cb is not called, the uid is not added).
+ * A confirmation still due when that connection drops fires cb with
+ * CG_E_STORE on the next loop turn, and a uid that had never been confirmed
+ * leaves the set with it (subscribe again later); a uid confirmed before
+ * stays in the set and is subscribed again after the reconnect.
+ * Unsubscribing a uid whose confirmation is still due fires its callbacks
+ * with CG_E_CLOSED on the next loop turn. */
+void cg_store_unsubscribe(cg_store *st, uint64_t uid);
+
+/* The Lua source of a script (for tests that run it elsewhere, e.g. on a
+ * Redis Cluster). */
+const char *cg_store_script_source(enum cg_script script);
+
+/* ---- key schema ------------------------------------------------------
+ * The per-user keys listed at the top are "{u:<uid>}:<suffix>" and the
+ * push channel is "cg:u:<uid>". Build them only with these helpers so that
+ * chat.c, auth.c and the scripts agree. */
+
+#define CG_STORE_CHANNEL_PREFIX "cg:u:"
+/* Enough for "{u:18446744073709551615}:pending" and any suffix above. */
+#define CG_STORE_KEY_MAX 48
+
+/* Write "{u:<uid>}:<suffix>" (e.g. "{u:42}:pending") into buf (cap bytes,
+ * NUL-terminated). Returns its length, or CG_E_INVAL if it does not fit. */
+int cg_store_key(char *buf, size_t cap, uint64_t uid, const char *suffix);
+
+/* Write the push channel "cg:u:<uid>" into buf. Returns its length, or
+ * CG_E_INVAL if it does not fit. */
+int cg_store_channel(char *buf, size_t cap, uint64_t uid);
+
+#endif
