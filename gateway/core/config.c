@@ -41,7 +41,16 @@
  * error names both sides' sources. Secrets (the Redis password) are redacted
  * in error lines as in dumps.
  *
- * Ownership: strings are heap copies owned by the struct (cg_strndup). A
+ * Typed values. An option whose owner needs more than its text (listen,
+ * allowed_origins, trusted_proxies, log_level) has a parse function, like
+ * nginx's ngx_conf_set_*_slot: it is the one parser of that syntax, runs
+ * whenever the option is set, and writes the typed value into its own
+ * field beside the text (listen_addr, origins, proxies, log_threshold), so
+ * a value that passes here is one its owner can use as it is, and nothing
+ * parses it again.
+ *
+ * Ownership: strings are heap copies owned by the struct (cg_strndup), and
+ * so are the parsed values. A
  * failed load leaves cfg valid but partly updated: the caller must still
  * call cg_config_cleanup() and must not use the values. */
 #include "fmacros.h"
@@ -59,6 +68,8 @@
 #include "core/common.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "core/origins.h"
+#include "core/proxies.h"
 #include "core/utf8.h"
 
 #ifndef CG_DEFAULT_WEB_ROOT
@@ -75,6 +86,12 @@ enum opt_type { OPT_STRING, OPT_INT, OPT_BOOL };
 
 /* Extra rule for a string value; writes the reason into why on failure. */
 typedef int (*opt_check_fn)(const char *v, char *why, size_t cap);
+/* Parse a string value into its typed field (typed points at it). On
+ * success the old typed value is released and replaced; on failure it is
+ * left as it was and the reason is written into why. */
+typedef int (*opt_parse_fn)(const char *v, void *typed, char *why, size_t cap);
+/* Release a typed field's value (cg_config_cleanup). */
+typedef void (*opt_free_fn)(void *typed);
 
 struct opt {
     const char    *name;     /* struct field, JSON key; flag and env derive from it */
@@ -86,6 +103,9 @@ struct opt {
     opt_check_fn   check;    /* strings: extra rule, or NULL */
     const char    *alias;    /* an extra flag name without "--", or NULL */
     unsigned       flags;
+    opt_parse_fn   parse;    /* strings: the typed value's parser, or NULL */
+    opt_free_fn    tfree;    /* ... and its release, or NULL */
+    size_t         toff;     /* offsetof(struct cg_config, <typed field>) */
 };
 
 /* The offset of field name, which must have type T: a row pointing at a
@@ -94,19 +114,27 @@ struct opt {
     _Generic(((struct cg_config *)0)->name, T: offsetof(struct cg_config, name))
 
 #define INT(name, def, min, max, help) \
-    { #name, OPT_INT, FIELD(name, int64_t), #def, min, max, help, NULL, NULL, 0 }
+    { #name, OPT_INT, FIELD(name, int64_t), #def, min, max, help, NULL, NULL, 0, \
+      NULL, NULL, 0 }
 #define BOOL(name, def, help) \
-    { #name, OPT_BOOL, FIELD(name, int), #def, 0, 1, help, NULL, NULL, 0 }
+    { #name, OPT_BOOL, FIELD(name, int), #def, 0, 1, help, NULL, NULL, 0, NULL, NULL, 0 }
 #define STR(name, def, minlen, maxlen, check, help) \
-    { #name, OPT_STRING, FIELD(name, char *), def, minlen, maxlen, help, check, NULL, 0 }
+    { #name, OPT_STRING, FIELD(name, char *), def, minlen, maxlen, help, check, NULL, 0, \
+      NULL, NULL, 0 }
+/* A string with a typed value in field tname of type T. */
+#define TYPED(name, def, minlen, maxlen, tname, T, parse, tfree, help) \
+    { #name, OPT_STRING, FIELD(name, char *), def, minlen, maxlen, help, NULL, NULL, 0, \
+      parse, tfree, FIELD(tname, T) }
 
-static int check_listen(const char *v, char *why, size_t cap);
+static int parse_listen(const char *v, void *typed, char *why, size_t cap);
 static int check_base_path(const char *v, char *why, size_t cap);
-static int check_origins(const char *v, char *why, size_t cap);
+static int parse_origins(const char *v, void *typed, char *why, size_t cap);
+static void free_origins(void *typed);
 static int check_node_id(const char *v, char *why, size_t cap);
 static int check_redis_url(const char *v, char *why, size_t cap);
-static int check_log_level(const char *v, char *why, size_t cap);
-static int check_proxies(const char *v, char *why, size_t cap);
+static int parse_log_level(const char *v, void *typed, char *why, size_t cap);
+static int parse_proxies(const char *v, void *typed, char *why, size_t cap);
+static void free_proxies(void *typed);
 
 /* Bounds. Lower bounds on millisecond timeouts are 100: a smaller value is
  * almost always seconds typed where milliseconds were meant. Upper bounds
@@ -116,14 +144,14 @@ static int check_proxies(const char *v, char *why, size_t cap);
 static const struct opt options[] = {
     /* --- network -------------------------------------------------------- */
     /* 300: a 253-byte DNS name, brackets and ":65535". */
-    STR(listen, "127.0.0.1:8080", 1, 300, check_listen,
-        "address to listen on: host:port or [ipv6]:port"),
+    TYPED(listen, "127.0.0.1:8080", 1, 300, listen_addr, struct cg_listen_addr,
+          parse_listen, NULL, "address to listen on: host:port or [ipv6]:port"),
     /* 256: a context path is a few segments; keeps URLs short. */
     STR(base_path, "", 0, 256, check_base_path,
         "HTTP context path, empty or like /Mimi (no trailing '/')"),
     /* 8192: CG_CONFIG_MAX_ORIGINS origins of up to ~256 bytes. */
-    STR(allowed_origins, "", 0, 8192, check_origins,
-        "comma-separated origins (scheme://host[:port]) admitted for WebSocket "
+    TYPED(allowed_origins, "", 0, 8192, origins, struct cg_origins *,
+          parse_origins, free_origins, "comma-separated origins (scheme://host[:port]) admitted for WebSocket "
         "and SockJS; \"*\" admits all; empty admits own origin and loopback"),
     /* 128: a 64-byte host name, '-' and a pid, with room to spare. */
     STR(node_id, "", 0, 128, check_node_id,
@@ -136,7 +164,8 @@ static const struct opt options[] = {
     /* --- redis ---------------------------------------------------------- */
     { "redis_url", OPT_STRING, FIELD(redis_url, char *), "redis://127.0.0.1:6379/0",
       1, 4096, "Redis to use: redis://[[user]:password@]host[:port][/db] or "
-      "unix://[[user]:password@]/path", check_redis_url, "redis", OPT_SECRET_URL },
+      "unix://[[user]:password@]/path", check_redis_url, "redis", OPT_SECRET_URL,
+      NULL, NULL, 0 },
     INT(redis_timeout_ms, 2000, 100, 60000,
         "Redis connect timeout and command deadline, ms"),
     INT(redis_reconnect_max_ms, 5000, 100, 300000,
@@ -255,12 +284,13 @@ static const struct opt options[] = {
         "enable the jsonp and htmlfile SockJS transports"),
 
     /* --- operations ----------------------------------------------------- */
-    STR(log_level, "info", 1, 16, check_log_level,
-        "error, warn, notice, info or debug"),
+    TYPED(log_level, "info", 1, 16, log_threshold, enum cg_log_level,
+          parse_log_level, NULL, "error, warn, notice, info or debug"),
     INT(drain_ms, 10000, 0, 600000,
         "graceful shutdown budget, ms"),
-    STR(trusted_proxies, "", 0, 8192, check_proxies,
-        "comma-separated IP addresses whose X-Forwarded-For is believed"),
+    TYPED(trusted_proxies, "", 0, 8192, proxies, struct cg_proxies *,
+          parse_proxies, free_proxies,
+          "comma-separated IP addresses whose X-Forwarded-For is believed"),
     STR(tls_cert, "", 0, 4096, NULL,
         "PEM certificate; with tls_key, serve https and wss"),
     STR(tls_key, "", 0, 4096, NULL,
@@ -459,9 +489,11 @@ valid_host(const char *s, size_t len)
 }
 
 static int
-check_listen(const char *v, char *why, size_t cap)
+parse_listen(const char *v, void *typed, char *why, size_t cap)
 {
+    struct cg_listen_addr *out = typed;
     const char *colon = strrchr(v, ':');
+    size_t hlen;
 
     if (colon == NULL || !valid_host(v, (size_t)(colon - v)) ||
         (v[0] != '[' && memchr(v, ':', (size_t)(colon - v)) != NULL)) {
@@ -472,6 +504,20 @@ check_listen(const char *v, char *why, size_t cap)
         snprintf(why, cap, "port must be 1..65535");
         return -1;
     }
+    hlen = (size_t)(colon - v);
+    if (v[0] == '[') {                /* valid_host() saw the brackets */
+        v++;
+        hlen -= 2;
+    }
+    if (hlen >= sizeof out->host) {
+        snprintf(why, cap, "host longer than %zu bytes", sizeof out->host - 1);
+        return -1;
+    }
+    memcpy(out->host, v, hlen);
+    out->host[hlen] = '\0';
+    if (strcmp(out->host, "0.0.0.0") == 0)
+        out->host[0] = '\0';
+    snprintf(out->port, sizeof out->port, "%s", colon + 1);
     return 0;
 }
 
@@ -499,26 +545,25 @@ check_base_path(const char *v, char *why, size_t cap)
     }
 }
 
-/* Only the list's shape: origins.c parses each origin when the server starts. */
 static int
-check_origins(const char *v, char *why, size_t cap)
+parse_origins(const char *v, void *typed, char *why, size_t cap)
 {
-    size_t n = 0;
-    const char *p = v;
+    struct cg_origins **slot = typed, *o;
 
-    if (v[0] == '\0')
-        return 0;
-    for (;;) {
-        size_t len = strcspn(p, ",");
+    if (cg_origins_parse(v, &o, why, cap) < 0)
+        return -1;
+    cg_origins_destroy(*slot);
+    *slot = o;
+    return 0;
+}
 
-        if (len == strspn(p, " "))
-            return snprintf(why, cap, "has an empty entry"), -1;
-        if (++n > CG_CONFIG_MAX_ORIGINS)
-            return snprintf(why, cap, "more than %d origins", CG_CONFIG_MAX_ORIGINS), -1;
-        if (p[len] == '\0')
-            return 0;
-        p += len + 1;
-    }
+static void
+free_origins(void *typed)
+{
+    struct cg_origins **slot = typed;
+
+    cg_origins_destroy(*slot);
+    *slot = NULL;
 }
 
 static int
@@ -586,42 +631,32 @@ check_redis_url(const char *v, char *why, size_t cap)
 }
 
 static int
-check_log_level(const char *v, char *why, size_t cap)
+parse_log_level(const char *v, void *typed, char *why, size_t cap)
 {
-    enum cg_log_level lvl;
-
-    if (cg_log_level_parse(v, &lvl) < 0)
+    if (cg_log_level_parse(v, typed) < 0)
         return snprintf(why, cap, "expected error, warn, notice, info or debug"), -1;
     return 0;
 }
 
 static int
-check_proxies(const char *v, char *why, size_t cap)
+parse_proxies(const char *v, void *typed, char *why, size_t cap)
 {
-    const char *p = v;
-    char ip[INET6_ADDRSTRLEN];
-    unsigned char bin[sizeof(struct in6_addr)];
+    struct cg_proxies **slot = typed, *p;
 
-    if (v[0] == '\0')
-        return 0;
-    for (;;) {
-        size_t len;
+    if (cg_proxies_parse(v, &p, why, cap) < 0)
+        return -1;
+    cg_proxies_destroy(*slot);
+    *slot = p;
+    return 0;
+}
 
-        p += strspn(p, " ");
-        len = strcspn(p, ", ");
-        if (len == 0 || len >= sizeof ip)
-            return snprintf(why, cap, "expected comma-separated IP addresses"), -1;
-        memcpy(ip, p, len);
-        ip[len] = '\0';
-        if (inet_pton(AF_INET, ip, bin) != 1 && inet_pton(AF_INET6, ip, bin) != 1)
-            return snprintf(why, cap, "'%s' is not an IP address", ip), -1;
-        p += len;
-        p += strspn(p, " ");
-        if (*p == '\0')
-            return 0;
-        if (*p++ != ',')
-            return snprintf(why, cap, "expected comma-separated IP addresses"), -1;
-    }
+static void
+free_proxies(void *typed)
+{
+    struct cg_proxies **slot = typed;
+
+    cg_proxies_destroy(*slot);
+    *slot = NULL;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -793,6 +828,10 @@ store_string(struct loader *L, const struct opt *o, const char *v, size_t len,
         return bad_value(L, o, v, why, s);
     if ((copy = cg_strndup(v, len)) == NULL)
         return nomem(L, o);
+    if (o->parse != NULL && o->parse(v, (char *)L->cfg + o->toff, why, sizeof why) < 0) {
+        cg_free(copy);
+        return bad_value(L, o, v, why, s);
+    }
     cg_free(*slot);
     *slot = copy;
     L->origin[o - options] = *s;
@@ -1134,6 +1173,8 @@ cg_config_cleanup(struct cg_config *cfg)
 
             cg_free(*slot);
             *slot = NULL;
+            if (options[i].tfree != NULL)
+                options[i].tfree((char *)cfg + options[i].toff);
         }
     }
 }

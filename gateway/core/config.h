@@ -11,13 +11,27 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define CG_CONFIG_MAX_ORIGINS 32
+#include "core/log.h"
+#include "core/origins.h"
+
+#define CG_CONFIG_MAX_ORIGINS CG_ORIGINS_MAX
+
+struct cg_proxies;
+
+/* listen, parsed: the host to bind ("" for any IPv4 address, from
+ * "0.0.0.0"; an IPv6 literal without its brackets) and the port. */
+struct cg_listen_addr {
+    char     host[256];
+    char     port[6];
+};
 
 struct cg_config {
     /* --- network ------------------------------------------------------ */
     char    *listen;                 /* "127.0.0.1:8080"; host:port, [v6]:port */
+    struct cg_listen_addr listen_addr; /* listen, parsed */
     char    *base_path;              /* "" or "/Mimi": no trailing slash */
     char    *allowed_origins;        /* comma list, "*" = any; "" = own + loopback */
+    struct cg_origins *origins;      /* allowed_origins, parsed */
     char    *node_id;                /* default: hostname-pid */
     char    *web_root;               /* directory served at {base}/ */
     int      reuse_port;             /* SO_REUSEPORT on the listen socket */
@@ -78,8 +92,10 @@ struct cg_config {
 
     /* --- operations --------------------------------------------------- */
     char    *log_level;              /* error|warn|notice|info|debug */
+    enum cg_log_level log_threshold; /* log_level, parsed */
     int64_t  drain_ms;               /* graceful shutdown budget: 10000 */
     char    *trusted_proxies;        /* comma list of IPs whose X-Forwarded-For is believed */
+    struct cg_proxies *proxies;      /* trusted_proxies, parsed */
     char    *tls_cert;               /* PEM path; with tls_key serves https/wss */
     char    *tls_key;
     int64_t  metrics_sample_ms;      /* pending-inbox gauges sampled every: 10000; 0 off */
@@ -98,7 +114,7 @@ int cg_config_init(struct cg_config *cfg);
 int cg_config_load(struct cg_config *cfg, int argc, char **argv, char **envp,
                    int *want_help, int *want_print, char *err, size_t cap);
 
-/* Free the strings owned by cfg. */
+/* Free the strings and parsed values owned by cfg. */
 void cg_config_cleanup(struct cg_config *cfg);
 
 /* Print the generated --help text (every option, its flag, env name,

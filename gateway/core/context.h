@@ -39,11 +39,11 @@ struct cg_server {
     struct cg_chat          *chat;
     struct cg_auth          *auth;
     struct cg_registry      *registry;   /* sessions by id and by user */
-    struct cg_origins       *origins;    /* parsed allowed_origins */
+    struct cg_origins       *origins;    /* cfg->origins (borrowed) */
     struct cg_sockjs        *sockjs;     /* SockJS session table (transport_sockjs.c) */
     struct cg_listener      *listener;   /* our listen socket (listener.c); NULL
                                             once stopping */
-    struct cg_proxies       *proxies;    /* parsed trusted_proxies (proxies.c) */
+    struct cg_proxies       *proxies;    /* cfg->proxies (borrowed) */
     struct cg_inbox_stats   *inbox_stats;/* pending-inbox sampler (inbox_stats.c) */
     struct cg_linger        *linger;     /* refused requests' lingering close (linger.c) */
     struct lws_retry_bo     *idle_policy;/* the vhost's idle policy (server.c);

@@ -97,36 +97,58 @@ listed(const struct cg_proxies *p, const struct ip *a)
 }
 
 int
-cg_proxies_create(const char *list, struct cg_proxies **out)
+cg_proxies_parse(const char *list, struct cg_proxies **out, char *why, size_t cap)
 {
     struct cg_proxies *p;
     const char *s = list;
     size_t n = 1;
 
     *out = NULL;
-    if ((p = cg_calloc(1, sizeof *p)) == NULL)
+    if ((p = cg_calloc(1, sizeof *p)) == NULL) {
+        snprintf(why, cap, "out of memory");
         return CG_E_NOMEM;
+    }
     for (const char *c = list; *c; c++)
         n += *c == ',';
     if (list[strspn(list, " ")] != '\0' &&
         (p->list = cg_calloc(n, sizeof *p->list)) == NULL) {
         cg_free(p);
+        snprintf(why, cap, "out of memory");
         return CG_E_NOMEM;
     }
-    while (p->list != NULL && *s) {
+    while (p->list != NULL) {
         size_t len = strcspn(s, ",");
 
+        if (len == strspn(s, " \t")) {
+            snprintf(why, cap, "expected comma-separated IP addresses");
+            cg_proxies_destroy(p);
+            return CG_E_INVAL;
+        }
         if (parse_ip(s, len, &p->list[p->n]) < 0) {
+            while (len > 0 && (*s == ' ' || *s == '\t'))
+                s++, len--;
+            while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+                len--;
+            snprintf(why, cap, "'%.*s' is not an IP address", (int)(len > 64 ? 64 : len), s);
             cg_proxies_destroy(p);
             return CG_E_INVAL;
         }
         p->n++;
         s += len;
-        if (*s == ',')
-            s++;
+        if (*s == '\0')
+            break;
+        s++;                          /* ',' */
     }
     *out = p;
     return 0;
+}
+
+int
+cg_proxies_create(const char *list, struct cg_proxies **out)
+{
+    char why[128];
+
+    return cg_proxies_parse(list, out, why, sizeof why);
 }
 
 void

@@ -7,8 +7,11 @@
 
 struct cg_proxies;
 
-/* Parse trusted_proxies (comma-separated IP addresses, as config.c
- * validates them; "" trusts nobody). Returns 0, CG_E_INVAL or CG_E_NOMEM. */
+/* Parse trusted_proxies (comma-separated IP addresses, "" trusts nobody):
+ * config.c does it once, when the option is set. Returns 0, or CG_E_INVAL
+ * with the reason in why (cap bytes), or CG_E_NOMEM.
+ * cg_proxies_create() is the same without the reason. */
+int  cg_proxies_parse(const char *list, struct cg_proxies **out, char *why, size_t cap);
 int  cg_proxies_create(const char *list, struct cg_proxies **out);
 void cg_proxies_destroy(struct cg_proxies *p);
 

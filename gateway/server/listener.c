@@ -49,6 +49,7 @@
 #include <uv.h>
 
 #include "core/common.h"
+#include "core/config.h"
 #include "core/log.h"
 #include "server/listener.h"
 
@@ -77,33 +78,6 @@ struct cg_listener {
 
 /* ---- open --------------------------------------------------------------- */
 
-/* "host:port", "[v6]:port", ":port" -> host (empty = any) and port. */
-static int
-split_listen(const char *listen, char *host, size_t cap, char *port, size_t pcap)
-{
-    const char *colon = strrchr(listen, ':');
-    size_t hlen, plen;
-
-    if (colon == NULL)
-        return CG_E_INVAL;
-    plen = strlen(colon + 1);
-    if (plen == 0 || plen >= pcap || strspn(colon + 1, "0123456789") != plen)
-        return CG_E_INVAL;
-    memcpy(port, colon + 1, plen + 1);
-    hlen = (size_t)(colon - listen);
-    if (hlen >= 2 && listen[0] == '[' && listen[hlen - 1] == ']') {
-        listen++;
-        hlen -= 2;
-    }
-    if (hlen >= cap)
-        return CG_E_INVAL;
-    memcpy(host, listen, hlen);
-    host[hlen] = '\0';
-    if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "*") == 0)
-        host[0] = '\0';
-    return 0;
-}
-
 static int
 bind_listen(const struct addrinfo *ai, int reuse_port)
 {
@@ -127,22 +101,17 @@ bind_listen(const struct addrinfo *ai, int reuse_port)
 }
 
 int
-cg_listener_open(uv_loop_t *loop, const char *listen, int reuse_port,
-                 struct cg_listener **out)
+cg_listener_open(uv_loop_t *loop, const struct cg_listen_addr *addr, const char *listen,
+                 int reuse_port, struct cg_listener **out)
 {
     struct addrinfo hints, *res = NULL;
     struct sockaddr_storage ss;
     socklen_t sslen = sizeof ss;
     struct cg_listener *l;
-    char host[256], port[8];
+    const char *host = addr->host, *port = addr->port;
     int rc, fd;
 
     *out = NULL;
-    if (split_listen(listen, host, sizeof host, port, sizeof port) < 0) {
-        cg_log(CG_LOG_ERROR, "listen=%s: expected host:port, e.g. 127.0.0.1:8080",
-               listen);
-        return CG_E_INVAL;
-    }
     memset(&hints, 0, sizeof hints);
     hints.ai_family = host[0] ? AF_UNSPEC : AF_INET;
     hints.ai_socktype = SOCK_STREAM;

@@ -10,13 +10,16 @@
 struct uv_loop_s;
 struct lws_vhost;
 struct cg_listener;
+struct cg_listen_addr;
 
-/* Bind listen ("host:port", "[v6]:port", ":port"; an empty host, "0.0.0.0"
- * and "*" mean every IPv4 address) and listen. reuse_port sets
+/* Bind addr (config.c parsed it from the listen option; an empty host
+ * means every IPv4 address) and listen; listen is the option's text, for
+ * logs. reuse_port sets
  * SO_REUSEPORT so that several processes can share the port. Nothing is
  * accepted until cg_listener_start(). Logs what went wrong and returns a
  * negative code (CG_E_INVAL for a bad address, -errno from bind/listen). */
-int cg_listener_open(struct uv_loop_s *loop, const char *listen, int reuse_port,
+int cg_listener_open(struct uv_loop_s *loop, const struct cg_listen_addr *addr,
+                     const char *listen, int reuse_port,
                      struct cg_listener **out);
 
 /* Port actually bound (useful with port 0). */

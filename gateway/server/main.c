@@ -72,7 +72,6 @@ main(int argc, char **argv)
 {
     static struct app app;
     struct cg_config cfg;
-    enum cg_log_level level;
     int help = 0, print = 0, rc;
     char err[512];
 
@@ -94,8 +93,7 @@ main(int argc, char **argv)
         cg_config_cleanup(&cfg);
         return 0;
     }
-    if (cg_log_level_parse(cfg.log_level, &level) == 0)
-        cg_log_set_level(level);
+    cg_log_set_level(cfg.log_threshold);
     cg_log_route_lws();
     log_config(&cfg);
 

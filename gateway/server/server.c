@@ -238,16 +238,9 @@ cg_server_start(struct cg_server *srv, uv_loop_t *loop, const struct cg_config *
     srv->idle_policy->secs_since_valid_ping = idle_secs(2 * cfg->heartbeat_max_ms, 60);
     srv->idle_policy->secs_since_valid_hangup = idle_secs(2 * cfg->heartbeat_max_ms, 120);
 
-    if ((rc = cg_origins_create(cfg->allowed_origins, cfg->listen, &srv->origins)) < 0) {
-        cg_log(CG_LOG_ERROR, "allowed_origins=%s: each entry must be scheme://host[:port] "
-               "or *", cfg->allowed_origins);
-        goto fail;
-    }
-    if ((rc = cg_proxies_create(cfg->trusted_proxies, &srv->proxies)) < 0) {
-        cg_log(CG_LOG_ERROR, "trusted_proxies=%s: expected comma-separated IP addresses",
-               cfg->trusted_proxies);
-        goto fail;
-    }
+    /* Parsed once by config.c; borrowed for as long as cfg lives. */
+    srv->origins = cfg->origins;
+    srv->proxies = cfg->proxies;
     if ((rc = cg_store_create(loop, cfg, &srv->metrics, &srv->store)) < 0 ||
         (rc = cg_auth_create(loop, cfg, srv->store, &srv->metrics, &srv->auth)) < 0 ||
         (rc = cg_chat_create(cfg, srv->store, &srv->metrics, &srv->chat)) < 0 ||
@@ -263,7 +256,8 @@ cg_server_start(struct cg_server *srv, uv_loop_t *loop, const struct cg_config *
     cg_store_set_state_cb(srv->store, on_store_state, srv);
 
     /* Our own listen socket (listener.c explains why); it logs its errors. */
-    if ((rc = cg_listener_open(loop, cfg->listen, cfg->reuse_port, &srv->listener)) < 0)
+    if ((rc = cg_listener_open(loop, &cfg->listen_addr, cfg->listen, cfg->reuse_port,
+                               &srv->listener)) < 0)
         goto fail;
 
     memset(&info, 0, sizeof info);
@@ -315,9 +309,7 @@ fail:
     if (srv->chat) { cg_chat_destroy(srv->chat); srv->chat = NULL; }
     if (srv->auth) { cg_auth_destroy(srv->auth); srv->auth = NULL; }
     if (srv->store) { cg_store_close(srv->store, NULL, NULL); srv->store = NULL; }
-    cg_proxies_destroy(srv->proxies);
     srv->proxies = NULL;
-    cg_origins_destroy(srv->origins);
     srv->origins = NULL;
     cg_free(srv->idle_policy);
     srv->idle_policy = NULL;
@@ -376,9 +368,7 @@ on_stop_timer_closed(uv_handle_t *h)
     srv->chat = NULL;
     cg_auth_destroy(srv->auth);
     srv->auth = NULL;
-    cg_origins_destroy(srv->origins);
     srv->origins = NULL;
-    cg_proxies_destroy(srv->proxies);
     srv->proxies = NULL;
     cg_store_close(srv->store, on_store_closed, sc);
     srv->store = NULL;

@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 
+#include "core/origins.h"
 #include "http/request.h"
 
 /* transport_ws.c: STOMP over a plain WebSocket ({base}/client). */
@@ -60,14 +61,5 @@ cg_is_sockjs_path(const char *path, size_t len)
            memcmp(path, CG_SOCKJS_PREFIX, CG_SOCKJS_PREFIX_LEN) == 0 &&
            (len == CG_SOCKJS_PREFIX_LEN || path[CG_SOCKJS_PREFIX_LEN] == '/');
 }
-
-/* origins.c: the Origin allow-list of PROTOCOL.md section 2. */
-struct cg_origins;
-int  cg_origins_create(const char *list, const char *listen, struct cg_origins **out);
-void cg_origins_destroy(struct cg_origins *o);
-/* 1 if the Origin header value (origin, len) is admitted; host is the
- * request's Host header (same-origin requests are admitted by default). */
-int  cg_origins_allowed(const struct cg_origins *o, const char *origin, size_t len,
-                        const char *host, size_t host_len);
 
 #endif

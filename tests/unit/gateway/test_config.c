@@ -22,6 +22,8 @@
 
 #include "core/common.h"
 #include "core/config.h"
+#include "core/origins.h"
+#include "core/proxies.h"
 
 /* ------------------------------------------------------------------------ */
 /* The contract                                                              */
@@ -986,4 +988,59 @@ Test(cg_config, error_is_cut_to_the_buffer_and_terminated)
     cr_assert(eq(int, cg_config_load(&cfg, 3, argv, no_env, NULL, NULL, small, sizeof small),
                  CG_E_INVAL));
     cr_assert(eq(str, small, "max_frame_bytes"));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Typed values: parsed once, when the option is set                         */
+/* ------------------------------------------------------------------------ */
+
+Test(cg_config, listen_is_parsed_into_host_and_port)
+{
+    assert_ok(LOAD(NULL));
+    cr_assert(eq(str, cfg.listen_addr.host, "127.0.0.1"));
+    cr_assert(eq(str, cfg.listen_addr.port, "8080"));
+    assert_ok(LOAD("--listen", "[::1]:9"));
+    cr_assert(eq(str, cfg.listen_addr.host, "::1"));
+    cr_assert(eq(str, cfg.listen_addr.port, "9"));
+    assert_ok(LOAD("--listen", "0.0.0.0:65535"));
+    cr_assert(eq(str, cfg.listen_addr.host, ""));        /* every IPv4 address */
+    cr_assert(eq(str, cfg.listen_addr.port, "65535"));
+    assert_ok(LOAD("--listen", "chat.example.com:1"));
+    cr_assert(eq(str, cfg.listen_addr.host, "chat.example.com"));
+}
+
+Test(cg_config, origins_are_parsed_and_matched_from_the_config)
+{
+    assert_ok(LOAD(NULL));
+    cr_assert(not(eq(ptr, cfg.origins, NULL)));          /* "": own + loopback */
+    cr_assert(eq(int, cg_origins_allowed(cfg.origins, "http://localhost:3000", 21, "x:1", 3), 1));
+    cr_assert(eq(int, cg_origins_allowed(cfg.origins, "http://evil.example", 19, "x:1", 3), 0));
+    /* The last value set wins, and the one it replaces is released (ASan). */
+    assert_ok(LOAD("--allowed-origins", "*", "--allowed-origins", "HTTPS://Chat.Example"));
+    cr_assert(eq(int, cg_origins_allowed(cfg.origins, "https://chat.example", 20, NULL, 0), 1));
+    cr_assert(eq(int, cg_origins_allowed(cfg.origins, "http://localhost", 16, NULL, 0), 0));
+    /* Each entry is checked when the option is set, not when the server
+     * starts. */
+    assert_err(LOAD("--allowed-origins", "http://a.example,ftp://b"),
+               "allowed_origins=http://a.example,ftp://b: 'ftp://b' is not an origin: "
+               "expected http(s)://host[:port] or * (flag --allowed-origins)");
+    assert_err(LOAD("--allowed-origins", "http://a@b"),
+               "allowed_origins=http://a@b: 'http://a@b' is not an origin: "
+               "expected http(s)://host[:port] or * (flag --allowed-origins)");
+}
+
+Test(cg_config, trusted_proxies_and_log_level_are_parsed)
+{
+    char addr[64];
+
+    assert_ok(LOAD(NULL));
+    cr_assert(not(eq(ptr, cfg.proxies, NULL)));          /* "": trusts nobody */
+    cr_assert(eq(int, cg_proxies_trusted(cfg.proxies, "127.0.0.1"), 0));
+    cr_assert(eq(int, cfg.log_threshold, CG_LOG_INFO));
+    assert_ok(LOAD("--trusted-proxies", "10.0.0.1, [::1]", "--log-level", "debug"));
+    cr_assert(eq(int, cg_proxies_trusted(cfg.proxies, "10.0.0.1"), 1));
+    cr_assert(eq(int, cg_proxies_trusted(cfg.proxies, "::1"), 1));
+    cg_proxies_client_addr(cfg.proxies, "10.0.0.1", "203.0.113.9", 11, addr, sizeof addr);
+    cr_assert(eq(str, addr, "203.0.113.9"));
+    cr_assert(eq(int, cfg.log_threshold, CG_LOG_DEBUG));
 }

@@ -1,4 +1,5 @@
-/* origins.c - the Origin allow-list (PROTOCOL.md section 2).
+/* origins.c - the Origin allow-list (PROTOCOL.md section 2), parsed once
+ * from allowed_origins by config.c and matched by the transports.
  *
  * allowed_origins is a comma-separated list of exact origins
  * ("https://chat.example.com", "http://10.0.0.5:8080"), or "*" for any.
@@ -15,9 +16,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include <stdio.h>
+
 #include "core/common.h"
-#include "http/request.h"
-#include "transport/transport.h"
+#include "core/origins.h"
 
 struct cg_origins {
     int     any;        /* "*" */
@@ -91,12 +93,13 @@ is_loopback(struct cg_str host)
 }
 
 int
-cg_origins_create(const char *list, const char *listen, struct cg_origins **out)
+cg_origins_parse(const char *list, struct cg_origins **out, char *why, size_t cap)
 {
     struct cg_origins *o = cg_calloc(1, sizeof *o);
     const char *p = list ? list : "";
+    int rc = CG_E_INVAL;
 
-    (void)listen;
+    *out = NULL;
     if (o == NULL)
         return CG_E_NOMEM;
     while (*p == ' ')
@@ -106,43 +109,56 @@ cg_origins_create(const char *list, const char *listen, struct cg_origins **out)
         *out = o;
         return 0;
     }
-    while (*p) {
-        const char *e = strchr(p, ',');
-        size_t len = e ? (size_t)(e - p) : strlen(p);
+    for (;;) {
+        size_t len = strcspn(p, ","), n = len;
+        const char *e = p;
         struct origin parsed;
         char **grown;
 
-        while (len && p[0] == ' ')
-            p++, len--;
-        while (len && p[len - 1] == ' ')
-            len--;
-        if (len == 1 && p[0] == '*') {
+        while (n && e[0] == ' ')
+            e++, n--;
+        while (n && e[n - 1] == ' ')
+            n--;
+        if (n == 0) {
+            snprintf(why, cap, "has an empty entry");
+            goto fail;
+        }
+        if (o->n + (size_t)o->any >= CG_ORIGINS_MAX) {
+            snprintf(why, cap, "more than %d origins", CG_ORIGINS_MAX);
+            goto fail;
+        }
+        if (n == 1 && e[0] == '*') {
             o->any = 1;
-        } else if (len) {
-            if (parse_origin(p, len, &parsed) < 0)
+        } else {
+            if (parse_origin(e, n, &parsed) < 0) {
+                snprintf(why, cap, "'%.*s' is not an origin: expected "
+                         "http(s)://host[:port] or *", (int)(n > 200 ? 200 : n), e);
                 goto fail;
+            }
+            rc = CG_E_NOMEM;
             grown = cg_realloc(o->list, (o->n + 1) * sizeof *o->list);
             if (grown == NULL)
                 goto fail;
             o->list = grown;
-            if ((o->list[o->n] = cg_strndup(p, len)) == NULL)
+            if ((o->list[o->n] = cg_strndup(e, n)) == NULL)
                 goto fail;
+            rc = CG_E_INVAL;
             for (char *c = o->list[o->n]; *c; c++)
                 if (*c >= 'A' && *c <= 'Z')
                     *c = (char)(*c | 0x20);
             o->n++;
         }
-        p += len;
-        while (*p == ' ')
-            p++;
-        if (*p == ',')
-            p++;
+        if (p[len] == '\0')
+            break;
+        p += len + 1;
     }
     *out = o;
     return 0;
 fail:
+    if (rc == CG_E_NOMEM)
+        snprintf(why, cap, "out of memory");
     cg_origins_destroy(o);
-    return CG_E_INVAL;
+    return rc;
 }
 
 void
