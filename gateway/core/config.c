@@ -70,6 +70,7 @@
 #include "core/log.h"
 #include "core/origins.h"
 #include "core/proxies.h"
+#include "core/config_internal.h"
 #include "core/utf8.h"
 
 #ifndef CG_DEFAULT_WEB_ROOT
@@ -79,34 +80,6 @@
 /* ------------------------------------------------------------------------ */
 /* The table                                                                 */
 /* ------------------------------------------------------------------------ */
-
-enum opt_type { OPT_STRING, OPT_INT, OPT_BOOL };
-
-#define OPT_SECRET_URL 0x1u          /* a URL whose userinfo is redacted */
-
-/* Extra rule for a string value; writes the reason into why on failure. */
-typedef int (*opt_check_fn)(const char *v, char *why, size_t cap);
-/* Parse a string value into its typed field (typed points at it). On
- * success the old typed value is released and replaced; on failure it is
- * left as it was and the reason is written into why. */
-typedef int (*opt_parse_fn)(const char *v, void *typed, char *why, size_t cap);
-/* Release a typed field's value (cg_config_cleanup). */
-typedef void (*opt_free_fn)(void *typed);
-
-struct opt {
-    const char    *name;     /* struct field, JSON key; flag and env derive from it */
-    enum opt_type  type;
-    size_t         off;      /* offsetof(struct cg_config, name) */
-    const char    *def;      /* default, spelled as a flag value */
-    int64_t        min, max; /* int: value bounds; string: length bounds in bytes */
-    const char    *help;     /* one line for --help */
-    opt_check_fn   check;    /* strings: extra rule, or NULL */
-    const char    *alias;    /* an extra flag name without "--", or NULL */
-    unsigned       flags;
-    opt_parse_fn   parse;    /* strings: the typed value's parser, or NULL */
-    opt_free_fn    tfree;    /* ... and its release, or NULL */
-    size_t         toff;     /* offsetof(struct cg_config, <typed field>) */
-};
 
 /* The offset of field name, which must have type T: a row pointing at a
  * field of another type does not compile. */
@@ -126,35 +99,25 @@ struct opt {
     { #name, OPT_STRING, FIELD(name, char *), def, minlen, maxlen, help, NULL, NULL, 0, \
       parse, tfree, FIELD(tname, T) }
 
-static int parse_listen(const char *v, void *typed, char *why, size_t cap);
-static int check_base_path(const char *v, char *why, size_t cap);
-static int parse_origins(const char *v, void *typed, char *why, size_t cap);
-static void free_origins(void *typed);
-static int check_node_id(const char *v, char *why, size_t cap);
-static int check_redis_url(const char *v, char *why, size_t cap);
-static int parse_log_level(const char *v, void *typed, char *why, size_t cap);
-static int parse_proxies(const char *v, void *typed, char *why, size_t cap);
-static void free_proxies(void *typed);
-
 /* Bounds. Lower bounds on millisecond timeouts are 100: a smaller value is
  * almost always seconds typed where milliseconds were meant. Upper bounds
  * stop a typo from turning a limit off or making one session able to hold
  * a gigabyte; where a PROTOCOL.md limit has a documented floor (frame 4096,
  * headers 8, ...) that floor is the minimum. String bounds are lengths. */
-static const struct opt options[] = {
+const struct opt cg_config_options[] = {
     /* --- network -------------------------------------------------------- */
     /* 300: a 253-byte DNS name, brackets and ":65535". */
     TYPED(listen, "127.0.0.1:8080", 1, 300, listen_addr, struct cg_listen_addr,
-          parse_listen, NULL, "address to listen on: host:port or [ipv6]:port"),
+          cfg_parse_listen, NULL, "address to listen on: host:port or [ipv6]:port"),
     /* 256: a context path is a few segments; keeps URLs short. */
-    STR(base_path, "", 0, 256, check_base_path,
+    STR(base_path, "", 0, 256, cfg_check_base_path,
         "HTTP context path, empty or like /Mimi (no trailing '/')"),
     /* 8192: CG_CONFIG_MAX_ORIGINS origins of up to ~256 bytes. */
     TYPED(allowed_origins, "", 0, 8192, origins, struct cg_origins *,
-          parse_origins, free_origins, "comma-separated origins (scheme://host[:port]) admitted for WebSocket "
+          cfg_parse_origins, cfg_free_origins, "comma-separated origins (scheme://host[:port]) admitted for WebSocket "
         "and SockJS; \"*\" admits all; empty admits own origin and loopback"),
     /* 128: a 64-byte host name, '-' and a pid, with room to spare. */
-    STR(node_id, "", 0, 128, check_node_id,
+    STR(node_id, "", 0, 128, cfg_check_node_id,
         "this node's name in Redis and logs; empty means <hostname>-<pid>"),
     STR(web_root, CG_DEFAULT_WEB_ROOT, 1, 4096, NULL,
         "directory of the browser client served at {base}/"),
@@ -164,7 +127,7 @@ static const struct opt options[] = {
     /* --- redis ---------------------------------------------------------- */
     { "redis_url", OPT_STRING, FIELD(redis_url, char *), "redis://127.0.0.1:6379/0",
       1, 4096, "Redis to use: redis://[[user]:password@]host[:port][/db] or "
-      "unix://[[user]:password@]/path", check_redis_url, "redis", OPT_SECRET_URL,
+      "unix://[[user]:password@]/path", cfg_check_redis_url, "redis", OPT_SECRET_URL,
       NULL, NULL, 0 },
     INT(redis_timeout_ms, 2000, 100, 60000,
         "Redis connect timeout and command deadline, ms"),
@@ -285,11 +248,11 @@ static const struct opt options[] = {
 
     /* --- operations ----------------------------------------------------- */
     TYPED(log_level, "info", 1, 16, log_threshold, enum cg_log_level,
-          parse_log_level, NULL, "error, warn, notice, info or debug"),
+          cfg_parse_log_level, NULL, "error, warn, notice, info or debug"),
     INT(drain_ms, 10000, 0, 600000,
         "graceful shutdown budget, ms"),
     TYPED(trusted_proxies, "", 0, 8192, proxies, struct cg_proxies *,
-          parse_proxies, free_proxies,
+          cfg_parse_proxies, cfg_free_proxies,
           "comma-separated IP addresses whose X-Forwarded-For is believed"),
     STR(tls_cert, "", 0, 4096, NULL,
         "PEM certificate; with tls_key, serve https and wss"),
@@ -301,7 +264,8 @@ static const struct opt options[] = {
         "how often the pending-inbox gauges of /metrics are sampled, ms; 0 never"),
 };
 
-#define NOPTS (sizeof options / sizeof options[0])
+#define CG_CONFIG_NOPTS (sizeof cg_config_options / sizeof cg_config_options[0])
+const size_t cg_config_nopts = CG_CONFIG_NOPTS;
 
 /* Pairs checked after all sources are applied. */
 enum relation {
@@ -329,9 +293,9 @@ static const struct {
 static const struct opt *
 find_opt(const char *name, size_t len)
 {
-    for (size_t i = 0; i < NOPTS; i++)
-        if (strlen(options[i].name) == len && memcmp(options[i].name, name, len) == 0)
-            return &options[i];
+    for (size_t i = 0; i < CG_CONFIG_NOPTS; i++)
+        if (strlen(cg_config_options[i].name) == len && memcmp(cg_config_options[i].name, name, len) == 0)
+            return &cg_config_options[i];
     return NULL;
 }
 
@@ -351,9 +315,8 @@ flag_names(const struct opt *o, const char *f, size_t len)
     return 1;
 }
 
-/* "max_frame_bytes" -> "max-frame-bytes" or "MAX_FRAME_BYTES". */
-static void
-spell(const char *name, int upper, char *out, size_t cap)
+void
+cfg_spell(const char *name, int upper, char *out, size_t cap)
 {
     size_t i;
 
@@ -367,12 +330,6 @@ static void *
 field(struct cg_config *cfg, const struct opt *o)
 {
     return (char *)cfg + o->off;
-}
-
-static const void *
-cfield(const struct cg_config *cfg, const struct opt *o)
-{
-    return (const char *)cfg + o->off;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -447,275 +404,6 @@ bad:
 }
 
 /* ------------------------------------------------------------------------ */
-/* Per-option checks                                                         */
-/* ------------------------------------------------------------------------ */
-
-/* A decimal port 1..65535 in s[0..len). */
-static int
-valid_port(const char *s, size_t len)
-{
-    unsigned long v = 0;
-
-    if (len == 0 || len > 5 || s[0] == '0')
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return 0;
-        v = v * 10 + (unsigned long)(s[i] - '0');
-    }
-    return v <= 65535;
-}
-
-/* A host name or IPv4 literal, or an IPv6 literal in brackets. '_' is
- * allowed because container runtimes resolve names such as "redis_1". */
-static int
-valid_host(const char *s, size_t len)
-{
-    const char *ok = s[0] == '[' ? "0123456789abcdefABCDEF:." :
-                     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-";
-
-    if (s[0] == '[') {
-        if (len < 3 || s[len - 1] != ']')
-            return 0;
-        s++;
-        len -= 2;
-    }
-    if (len == 0)
-        return 0;
-    for (size_t i = 0; i < len; i++)
-        if (strchr(ok, s[i]) == NULL)
-            return 0;
-    return 1;
-}
-
-static int
-parse_listen(const char *v, void *typed, char *why, size_t cap)
-{
-    struct cg_listen_addr *out = typed;
-    const char *colon = strrchr(v, ':');
-    size_t hlen;
-
-    if (colon == NULL || !valid_host(v, (size_t)(colon - v)) ||
-        (v[0] != '[' && memchr(v, ':', (size_t)(colon - v)) != NULL)) {
-        snprintf(why, cap, "expected host:port or [ipv6]:port");
-        return -1;
-    }
-    if (!valid_port(colon + 1, strlen(colon + 1))) {
-        snprintf(why, cap, "port must be 1..65535");
-        return -1;
-    }
-    hlen = (size_t)(colon - v);
-    if (v[0] == '[') {                /* valid_host() saw the brackets */
-        v++;
-        hlen -= 2;
-    }
-    if (hlen >= sizeof out->host) {
-        snprintf(why, cap, "host longer than %zu bytes", sizeof out->host - 1);
-        return -1;
-    }
-    memcpy(out->host, v, hlen);
-    out->host[hlen] = '\0';
-    if (strcmp(out->host, "0.0.0.0") == 0)
-        out->host[0] = '\0';
-    snprintf(out->port, sizeof out->port, "%s", colon + 1);
-    return 0;
-}
-
-static int
-check_base_path(const char *v, char *why, size_t cap)
-{
-    const char *seg;
-    size_t n;
-
-    if (v[0] == '\0')
-        return 0;
-    if (v[0] != '/')
-        return snprintf(why, cap, "must start with '/'"), -1;
-    if (v[strlen(v) - 1] == '/')
-        return snprintf(why, cap, "must not end with '/' (use \"\" for the root)"), -1;
-    n = strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./-");
-    if (v[n] != '\0')
-        return snprintf(why, cap, "contains '%c'; allowed: A-Z a-z 0-9 _ . / -", v[n]), -1;
-    for (seg = v + 1;; seg += n + 1) {
-        n = strcspn(seg, "/");
-        if (n == 0 || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
-            return snprintf(why, cap, "has an empty, '.' or '..' segment"), -1;
-        if (seg[n] == '\0')
-            return 0;
-    }
-}
-
-static int
-parse_origins(const char *v, void *typed, char *why, size_t cap)
-{
-    struct cg_origins **slot = typed, *o;
-
-    if (cg_origins_parse(v, &o, why, cap) < 0)
-        return -1;
-    cg_origins_destroy(*slot);
-    *slot = o;
-    return 0;
-}
-
-static void
-free_origins(void *typed)
-{
-    struct cg_origins **slot = typed;
-
-    cg_origins_destroy(*slot);
-    *slot = NULL;
-}
-
-static int
-check_node_id(const char *v, char *why, size_t cap)
-{
-    size_t n = strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-");
-
-    if (v[n] != '\0')
-        return snprintf(why, cap, "contains '%c'; allowed: A-Z a-z 0-9 _ . -", v[n]), -1;
-    return 0;
-}
-
-/* The userinfo of a redis:// or unix:// URL: what lies between "://" and
- * the last '@' before the next '/', as store.c reads it. Returns 0 when
- * there is none. */
-static int
-url_userinfo(const char *v, const char **start, size_t *len)
-{
-    const char *auth = strstr(v, "://"), *end, *at = NULL;
-
-    if (auth == NULL)
-        return 0;
-    auth += 3;
-    end = auth + strcspn(auth, "/");
-    for (const char *p = auth; p < end; p++)
-        if (*p == '@')
-            at = p;
-    if (at == NULL)
-        return 0;
-    *start = auth;
-    *len = (size_t)(at - auth);
-    return 1;
-}
-
-/* The grammar store.c parses (it checks the unix:// query itself):
- *   redis://[[user]:password@]host[:port][/db]     db 0..100000
- *   unix://[[user]:password@]/path[?db=N][&password=P] */
-static int
-check_redis_url(const char *v, char *why, size_t cap)
-{
-    const char *host, *ui, *end, *colon;
-    size_t uilen;
-
-    if (strncmp(v, "unix://", 7) == 0) {
-        host = url_userinfo(v, &ui, &uilen) ? ui + uilen + 1 : v + 7;
-        if (host[0] != '/' || host[1] == '\0' || host[1] == '?')
-            return snprintf(why, cap, "expected unix:///absolute/path"), -1;
-        return 0;
-    }
-    if (strncmp(v, "redis://", 8) != 0)
-        return snprintf(why, cap, "scheme must be redis:// or unix://"), -1;
-    host = url_userinfo(v, &ui, &uilen) ? ui + uilen + 1 : v + 8;
-    end = host + strcspn(host, "/");
-    colon = host[0] == '[' ? memchr(host, ']', (size_t)(end - host)) : host;
-    colon = colon != NULL ? memchr(colon, ':', (size_t)(end - colon)) : NULL;
-    if (!valid_host(host, (size_t)((colon ? colon : end) - host)))
-        return snprintf(why, cap, "expected a host after redis://"), -1;
-    if (colon != NULL && !valid_port(colon + 1, (size_t)(end - colon - 1)))
-        return snprintf(why, cap, "port must be 1..65535"), -1;
-    if (*end == '/' && end[1] != '\0' &&
-        (strspn(end + 1, "0123456789") != strlen(end + 1) || strlen(end + 1) > 6 ||
-         atol(end + 1) > 100000))
-        return snprintf(why, cap, "database must be a number 0..100000"), -1;
-    return 0;
-}
-
-static int
-parse_log_level(const char *v, void *typed, char *why, size_t cap)
-{
-    if (cg_log_level_parse(v, typed) < 0)
-        return snprintf(why, cap, "expected error, warn, notice, info or debug"), -1;
-    return 0;
-}
-
-static int
-parse_proxies(const char *v, void *typed, char *why, size_t cap)
-{
-    struct cg_proxies **slot = typed, *p;
-
-    if (cg_proxies_parse(v, &p, why, cap) < 0)
-        return -1;
-    cg_proxies_destroy(*slot);
-    *slot = p;
-    return 0;
-}
-
-static void
-free_proxies(void *typed)
-{
-    struct cg_proxies **slot = typed;
-
-    cg_proxies_destroy(*slot);
-    *slot = NULL;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Redaction                                                                 */
-/* ------------------------------------------------------------------------ */
-
-/* Append src[0..n) to out[0..cap) at *o, keeping it NUL-terminated and
- * cutting what does not fit. */
-static void
-append(char *out, size_t cap, size_t *o, const char *src, size_t n)
-{
-    if (*o + 1 >= cap)
-        return;
-    if (n > cap - 1 - *o)
-        n = cap - 1 - *o;
-    memcpy(out + *o, src, n);
-    *o += n;
-    out[*o] = '\0';
-}
-
-/* Copy the URL v to out with every password replaced by "***": the one in
- * the userinfo (a userinfo of one word is a password, as store.c reads it)
- * and password= query parameters (unix:// URLs). */
-static const char *
-redact_url(const char *v, char *out, size_t cap)
-{
-    const char *p = v, *ui, *s;
-    size_t len, o = 0;
-
-    if (cap > 0)
-        out[0] = '\0';
-    if (url_userinfo(v, &ui, &len)) {
-        s = memchr(ui, ':', len);
-        s = s != NULL ? s + 1 : ui;
-        append(out, cap, &o, p, (size_t)(s - p));
-        append(out, cap, &o, "***", 3);
-        p = ui + len;
-    }
-    for (s = strchr(p, '?'); s != NULL; s = strchr(s + 1, '&')) {
-        if (strncmp(s + 1, "password=", 9) == 0) {
-            s += 10;
-            append(out, cap, &o, p, (size_t)(s - p));
-            append(out, cap, &o, "***", 3);
-            p = s + strcspn(s, "&");
-            s = p - 1;                        /* go on from the next '&' */
-        }
-    }
-    append(out, cap, &o, p, strlen(p));
-    return out;
-}
-
-/* The value to show for a string option in errors and dumps. */
-static const char *
-shown(const struct opt *o, const char *v, int redact, char *tmp, size_t cap)
-{
-    return redact && (o->flags & OPT_SECRET_URL) ? redact_url(v, tmp, cap) : v;
-}
-
-/* ------------------------------------------------------------------------ */
 /* Loading                                                                   */
 /* ------------------------------------------------------------------------ */
 
@@ -731,7 +419,7 @@ struct src {
 
 struct loader {
     struct cg_config *cfg;
-    struct src        origin[NOPTS];   /* the source of each option's value */
+    struct src        origin[CG_CONFIG_NOPTS];   /* the source of each option's value */
     const char       *file;            /* --config FILE, or NULL */
     char             *err;
     size_t            cap;
@@ -775,7 +463,7 @@ bad_value(struct loader *L, const struct opt *o, const char *value,
     char tmp[4200], where[4200];
 
     return fail(L, CG_E_INVAL, "%s=%s: %s %s", o->name,
-                shown(o, value, 1, tmp, sizeof tmp), why,
+                cfg_shown(o, value, 1, tmp, sizeof tmp), why,
                 src_str(s, where, sizeof where));
 }
 
@@ -800,7 +488,7 @@ store_int(struct loader *L, const struct opt *o, int64_t v, const struct src *s)
         *(int *)field(L->cfg, o) = (int)v;
     else
         *(int64_t *)field(L->cfg, o) = v;
-    L->origin[o - options] = *s;
+    L->origin[o - cg_config_options] = *s;
     return 0;
 }
 
@@ -834,7 +522,7 @@ store_string(struct loader *L, const struct opt *o, const char *v, size_t len,
     }
     cg_free(*slot);
     *slot = copy;
-    L->origin[o - options] = *s;
+    L->origin[o - cg_config_options] = *s;
     return 0;
 }
 
@@ -938,16 +626,16 @@ load_env(struct loader *L, char **envp)
 {
     char name[64];
 
-    for (size_t i = 0; i < NOPTS; i++) {
+    for (size_t i = 0; i < CG_CONFIG_NOPTS; i++) {
         size_t n;
 
         memcpy(name, "CHATGATE_", 9);
-        spell(options[i].name, 1, name + 9, sizeof name - 9);
+        cfg_spell(cg_config_options[i].name, 1, name + 9, sizeof name - 9);
         n = strlen(name);
         for (char **e = envp; *e != NULL; e++) {
             if (strncmp(*e, name, n) == 0 && (*e)[n] == '=') {
                 struct src s = { SRC_ENV, *e, (int)n };
-                int rc = set_text(L, &options[i], *e + n + 1, &s);
+                int rc = set_text(L, &cg_config_options[i], *e + n + 1, &s);
 
                 if (rc < 0)
                     return rc;
@@ -997,9 +685,9 @@ next_flag(struct loader *L, int argc, char **argv, int *i, struct flag *f)
     for (size_t k = 0; k < sizeof actions / sizeof actions[0]; k++)
         if (strlen(actions[k].name) == len && memcmp(actions[k].name, name, len) == 0)
             f->act = actions[k].act;
-    for (size_t k = 0; f->act == ACT_NONE && f->opt == NULL && k < NOPTS; k++)
-        if (flag_names(&options[k], name, len))
-            f->opt = &options[k];
+    for (size_t k = 0; f->act == ACT_NONE && f->opt == NULL && k < CG_CONFIG_NOPTS; k++)
+        if (flag_names(&cg_config_options[k], name, len))
+            f->opt = &cg_config_options[k];
     if (f->act == ACT_NONE && f->opt == NULL)
         return fail(L, CG_E_INVAL, "unknown flag %.*s (see --help)", f->src.len, arg);
     if ((f->act == ACT_HELP || f->act == ACT_PRINT) && f->value != NULL)
@@ -1087,7 +775,7 @@ check_relations(struct loader *L)
     for (size_t i = 0; i < sizeof relations / sizeof relations[0]; i++) {
         const struct opt *a = find_opt(relations[i].a, strlen(relations[i].a));
         const struct opt *b = find_opt(relations[i].b, strlen(relations[i].b));
-        const struct src *sa = &L->origin[a - options], *sb = &L->origin[b - options];
+        const struct src *sa = &L->origin[a - cg_config_options], *sb = &L->origin[b - cg_config_options];
 
         if (relations[i].rel != REL_BOTH_OR_NONE) {
             int64_t *pa = (int64_t *)field(L->cfg, a);
@@ -1127,8 +815,8 @@ cg_config_init(struct cg_config *cfg)
     int rc;
 
     memset(cfg, 0, sizeof *cfg);
-    for (size_t i = 0; i < NOPTS; i++) {
-        if ((rc = set_text(&L, &options[i], options[i].def, &s)) < 0) {
+    for (size_t i = 0; i < CG_CONFIG_NOPTS; i++) {
+        if ((rc = set_text(&L, &cg_config_options[i], cg_config_options[i].def, &s)) < 0) {
             cg_config_cleanup(cfg);
             return rc;
         }
@@ -1167,124 +855,14 @@ cg_config_load(struct cg_config *cfg, int argc, char **argv, char **envp,
 void
 cg_config_cleanup(struct cg_config *cfg)
 {
-    for (size_t i = 0; i < NOPTS; i++) {
-        if (options[i].type == OPT_STRING) {
-            char **slot = field(cfg, &options[i]);
+    for (size_t i = 0; i < CG_CONFIG_NOPTS; i++) {
+        if (cg_config_options[i].type == OPT_STRING) {
+            char **slot = field(cfg, &cg_config_options[i]);
 
             cg_free(*slot);
             *slot = NULL;
-            if (options[i].tfree != NULL)
-                options[i].tfree((char *)cfg + options[i].toff);
+            if (cg_config_options[i].tfree != NULL)
+                cg_config_options[i].tfree((char *)cfg + cg_config_options[i].toff);
         }
     }
-}
-
-/* ------------------------------------------------------------------------ */
-/* --help and the dump                                                       */
-/* ------------------------------------------------------------------------ */
-
-/* Write s as a JSON string. check_text() let only UTF-8 without control
- * characters in, so quotes and backslashes are all that need escaping. */
-static void
-put_json_string(FILE *out, const char *s)
-{
-    fputc('"', out);
-    for (; *s != '\0'; s++) {
-        if (*s == '"' || *s == '\\')
-            fputc('\\', out);
-        fputc(*s, out);
-    }
-    fputc('"', out);
-}
-
-/* Print the words of s indented, in lines of at most width columns (a
- * longer word gets a line of its own). */
-static void
-put_wrapped(FILE *out, const char *s, int indent, int width)
-{
-    int col = 0;
-
-    s += strspn(s, " ");
-    while (*s != '\0') {
-        int w = (int)strcspn(s, " ");
-
-        if (col > indent && col + 1 + w > width) {
-            fputc('\n', out);
-            col = 0;
-        }
-        if (col == 0)
-            col = fprintf(out, "%*s", indent, "");
-        else
-            col += fputc(' ', out) != EOF;
-        col += fprintf(out, "%.*s", w, s);
-        s += w;
-        s += strspn(s, " ");
-    }
-    fputc('\n', out);
-}
-
-void
-cg_config_help(FILE *out, const char *argv0)
-{
-    static const char *const metavar[] = {
-        [OPT_STRING] = " TEXT", [OPT_INT] = " N", [OPT_BOOL] = " [BOOL]",
-    };
-    char flag[64], env[64], desc[1024];
-
-    fprintf(out,
-            "usage: %s [--config FILE] [--OPTION VALUE | --OPTION=VALUE]...\n"
-            "\n"
-            "Every option can also be set as CHATGATE_<OPTION> in the environment,\n"
-            "or as \"option\": value in the JSON object of the --config file.\n"
-            "Precedence: built-in default < config file < environment < flag.\n"
-            "Booleans take true/false/1/0/yes/no/on/off; a bare --flag is true.\n"
-            "\n"
-            "  -h, --help        print this help and exit\n"
-            "  --config FILE     read options from a JSON file\n"
-            "  --print-config    print the effective configuration as JSON and exit\n"
-            "\n",
-            argv0 != NULL ? argv0 : "chatgate");
-    for (size_t i = 0; i < NOPTS; i++) {
-        const struct opt *o = &options[i];
-
-        spell(o->name, 0, flag, sizeof flag);
-        spell(o->name, 1, env, sizeof env);
-        fprintf(out, "  %s%s%s--%s%s  (CHATGATE_%s)\n",
-                o->alias ? "--" : "", o->alias ? o->alias : "", o->alias ? ", " : "",
-                flag, metavar[o->type], env);
-        if (o->type == OPT_STRING)
-            snprintf(desc, sizeof desc, "%s; default \"%s\"", o->help, o->def);
-        else if (o->type == OPT_BOOL)
-            snprintf(desc, sizeof desc, "%s; default %s", o->help,
-                     strcmp(o->def, "0") != 0 ? "true" : "false");
-        else
-            snprintf(desc, sizeof desc, "%s; default %s, range %lld..%lld", o->help,
-                     o->def, (long long)o->min, (long long)o->max);
-        put_wrapped(out, desc, 6, 79);
-    }
-}
-
-void
-cg_config_dump(const struct cg_config *cfg, FILE *out, int redact)
-{
-    char tmp[4200];
-
-    fputs("{\n", out);
-    for (size_t i = 0; i < NOPTS; i++) {
-        const struct opt *o = &options[i];
-        const void *p = cfield(cfg, o);
-
-        fprintf(out, "  \"%s\": ", o->name);
-        if (o->type == OPT_STRING) {
-            const char *v = *(char *const *)p;
-
-            put_json_string(out, shown(o, v != NULL ? v : "", redact, tmp, sizeof tmp));
-        } else if (o->type == OPT_BOOL) {
-            fputs(*(const int *)p ? "true" : "false", out);
-        } else {
-            fprintf(out, "%lld", (long long)*(const int64_t *)p);
-        }
-        fputs(i + 1 < NOPTS ? ",\n" : "\n", out);
-    }
-    fputs("}\n", out);
 }
