@@ -2,7 +2,7 @@
 
   The gateway collects the sends and confirmations that arrive in one turn
   of its event loop and runs them here in one EVALSHA per Redis connection
-  (store.c), in the order they arrived. Each operation is atomic on its own
+  (store_batch.c), in the order they arrived. Each operation is atomic on its own
   and behaves exactly as if it ran alone; the batch only saves the per-call
   cost (script dispatch, argument and reply conversion, the MULTI/EXEC of
   effect replication) and takes one reading of the clock.
@@ -16,7 +16,7 @@
 
   Every key of one operation shares one user's hash tag {u:U}. On Redis
   Cluster a batch must therefore only hold operations on users of one hash
-  slot (store.c groups by connection; a cluster client would group by slot).
+  slot (store_batch.c groups by connection; a cluster client would group by slot).
 
   Returns one reply per operation, in order; an operation that raised an
   error (out of memory, a wrong type) returns that error as its element and
