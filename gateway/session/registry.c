@@ -438,7 +438,7 @@ cg_registry_user_count(const cg_registry *r)
 }
 
 static void
-on_subscribed(struct redisReply *reply, int err, void *data)
+on_subscribed(const struct cg_store_reply *reply, int err, void *data)
 {
     struct sub_req *req = data;
     cg_registry *r = req->r;

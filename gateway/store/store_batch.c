@@ -29,7 +29,7 @@ op_finish(cg_store *st, const struct op *o, redisReply *r, int err)
 {
     st->inflight--;
     if (o->cb)
-        o->cb(r, err, o->data);
+        o->cb(cg_store__reply(r), err, o->data);
 }
 
 /* A batch's reply is one element per operation (chat.lua). Anything else

@@ -32,7 +32,7 @@ req_finish(struct req *q, redisReply *r, int err)
     } else {
         st->inflight--;
         if (q->cb)
-            q->cb(r, err, q->data);
+            q->cb(cg_store__reply(r), err, q->data);
     }
     cg_free(q->cmd);
     cg_free(q);

@@ -14,6 +14,7 @@
  *   store_pubsub.c     the subscription set, the subscriber connection's
  *                      replies and pushes, deferred completions
  *   store_scripts.c    the Lua scripts: sources, EVALSHA, NOSCRIPT reload
+ *   store_reply.c      struct cg_store_reply, the view callbacks get
  *
  * Functions one file calls in another are named cg_store__<name> (STYLE.md
  * 2); everything else stays static in its file. */
@@ -164,6 +165,13 @@ struct cg_store {
 #define CMD_CONN(st, i) (&(st)->conns[1 + (i)])
 
 /* ---- small helpers --------------------------------------------------- */
+
+/* The view of a hiredis reply that callbacks get (store_reply.c). */
+static inline const struct cg_store_reply *
+cg_store__reply(const redisReply *r)
+{
+    return (const struct cg_store_reply *)(const void *)r;
+}
 
 static inline int
 err_gone(const cg_store *st)
