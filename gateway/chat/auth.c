@@ -10,6 +10,7 @@
  *             HMGET user name pw -> [pool] verify -> SET token
  *   check:    GET cg:tok:<sha256>
  *   logout:   GET token -> DEL token + PUBLISH "L<hash>" to the user
+ *             (a push record, store/push_record.h)
  *   lookup:   [GET name] -> HGET user name -> PUBSUB NUMSUB (online)
  *
  * Nothing secret is kept longer than needed: passwords are wiped after
@@ -61,6 +62,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/proxies.h"
+#include "store/push_record.h"
 #include "store/store.h"
 
 #define SALT_BYTES   16
@@ -826,6 +828,8 @@ static void
 step_logout(struct auth_op *op, const struct cg_store_reply *r, int err)
 {
     char k[96], ch[48], msg[2 + CG_TOKEN_HASH_LEN];
+    struct cg_push_record rec = { .type = CG_PUSH_LOGOUT, .data = op->who.token_hash,
+                                  .len = CG_TOKEN_HASH_LEN };
 
     switch (op->step++) {
     case 0:
@@ -841,7 +845,8 @@ step_logout(struct auth_op *op, const struct cg_store_reply *r, int err)
                 goto fail_store;
         }
         cg_store_channel(ch, sizeof ch, op->who.uid);
-        snprintf(msg, sizeof msg, "L%s", op->who.token_hash);
+        if (cg_push_record_encode(&rec, msg, sizeof msg) < 0)
+            goto fail_store;       /* not reached: the hash is ours */
         remember_bad(op->a, op->who.token_hash);
         return cmd(op, 3, (const char *[]){ "PUBLISH", ch, msg });
     case 1:

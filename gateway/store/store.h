@@ -44,11 +44,9 @@
  *                           sender asked for a delivered notice
  *   {u:<uid>}:pending       zset: id (score id) while unconfirmed
  *
- * Channel cg:u:<uid> carries one of (first byte is the type):
- *   "M<id>:<time ms>:<body json>"  a new chat message for uid
- *   "D<json>"                      uid's message was confirmed by its receiver
- *                                  {"msgID","id","reciverId","time"}
- *   "L<sha256 hex of token>"       the token was revoked: close its sessions
+ * Channel cg:u:<uid> carries the push records of store/push_record.h (a
+ * new message M, a delivered notice D, a logout L), which also decodes and
+ * encodes them.
  *
  * Callback rule (STYLE.md 3): a function that returns an error never calls
  * its callback; one that returned 0 calls it exactly once, with reply NULL

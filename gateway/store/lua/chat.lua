@@ -22,6 +22,11 @@
   error (out of memory, a wrong type) returns that error as its element and
   does not stop the others.
 
+  Pushes: SEND publishes an M record on the receiver's channel, RECIVE a D
+  record on the sender's. Their format is written down once, in
+  gateway/store/push_record.h, whose codec the gateway reads them with;
+  what is built here must match it.
+
   Data of one receiver R (store.h has the whole model):
     {u:R}:msg      hash: "<id>"       -> MESSAGE body JSON
                          "m:<msgID>"  -> "<sender uid>:<id>:<time ms>:<f>",
@@ -233,6 +238,7 @@ local function send(k, a)
     -- the message as redelivered. Nothing is seen before the script ends,
     -- and the INCR above was its first write, after which Redis lets the
     -- script's writes through, so the push cannot outlive a failed store.
+    -- The record: M<id>:<time>:<body> (gateway/store/push_record.h).
     local pushed = redis.call('PUBLISH', channel, 'M' .. sid .. ':' .. stime .. ':' .. body) > 0
     redis.call('HSET', K_MSG, sid, body, mkey,
                sender .. ':' .. sid .. ':' .. stime .. ':' .. (notify + (pushed and PUSHED or 0)))
@@ -293,6 +299,7 @@ local function recive(k, a)
         end
         if flags >= NOTIFY then
             local _, ms = clock()
+            -- The record: D<notice> (gateway/store/push_record.h).
             redis.call('PUBLISH', prefix .. sender,
                        'D{"msgID":"' .. msgid .. '","id":' .. id .. ',"reciverId":' ..
                        reciver .. ',"time":' .. ms .. '}')
