@@ -10,6 +10,7 @@
  *             HMGET user name pw -> [pool] verify -> SET token
  *   check:    GET cg:tok:<sha256>
  *   logout:   GET token -> DEL token + PUBLISH "L<hash>" to the user
+ *             (a push record, store/push_record.h)
  *   lookup:   [GET name] -> HGET user name -> PUBSUB NUMSUB (online)
  *
  * Nothing secret is kept longer than needed: passwords are wiped after
@@ -50,7 +51,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include <hiredis/hiredis.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -62,6 +62,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/proxies.h"
+#include "store/push_record.h"
 #include "store/store.h"
 
 #define SALT_BYTES   16
@@ -392,10 +393,10 @@ op_finish(struct auth_op *op, int err)
         cg_free(a);
 }
 
-static void step(struct auth_op *op, redisReply *r, int err);
+static void step(struct auth_op *op, const struct cg_store_reply *r, int err);
 
 static void
-on_reply(redisReply *r, int err, void *data)
+on_reply(const struct cg_store_reply *r, int err, void *data)
 {
     step(data, r, err);
 }
@@ -479,22 +480,25 @@ key_token(char *buf, size_t cap, const char *hash)
 }
 
 static int
-reply_u64(const redisReply *r, uint64_t *out)
+reply_u64(const struct cg_store_reply *r, uint64_t *out)
 {
+    const char *s;
     char *end;
+    size_t len;
     unsigned long long v;
 
     if (r == NULL)
         return -1;
-    if (r->type == REDIS_REPLY_INTEGER) {
-        if (r->integer <= 0)
+    if (cg_store_reply_type(r) == CG_STORE_REPLY_INTEGER) {
+        if (cg_store_reply_integer(r) <= 0)
             return -1;
-        *out = (uint64_t)r->integer;
+        *out = (uint64_t)cg_store_reply_integer(r);
         return 0;
     }
-    if (r->type != REDIS_REPLY_STRING || r->len == 0 || r->str[0] == '-')
+    s = cg_store_reply_str(r, &len);
+    if (cg_store_reply_type(r) != CG_STORE_REPLY_STRING || len == 0 || s[0] == '-')
         return -1;
-    v = strtoull(r->str, &end, 10);
+    v = strtoull(s, &end, 10);
     if (*end != '\0' || v == 0)
         return -1;
     *out = v;
@@ -503,13 +507,13 @@ reply_u64(const redisReply *r, uint64_t *out)
 
 /* "uid:expires:name" token record. */
 static int
-parse_token_record(const redisReply *r, struct cg_principal *who)
+parse_token_record(const struct cg_store_reply *r, struct cg_principal *who)
 {
     char *end, *end2;
 
-    if (r == NULL || r->type != REDIS_REPLY_STRING)
+    if (cg_store_reply_type(r) != CG_STORE_REPLY_STRING)
         return -1;
-    who->uid = strtoull(r->str, &end, 10);
+    who->uid = strtoull(cg_store_reply_str(r, NULL), &end, 10);
     if (*end != ':' || who->uid == 0)
         return -1;
     who->expires_ms = strtoll(end + 1, &end2, 10);
@@ -521,9 +525,9 @@ parse_token_record(const redisReply *r, struct cg_principal *who)
 
 /* The store failed or Redis answered with an error: no usable reply. */
 static int
-no_reply(const redisReply *r, int err)
+no_reply(const struct cg_store_reply *r, int err)
 {
-    return err < 0 || r == NULL || r->type == REDIS_REPLY_ERROR;
+    return err < 0 || r == NULL || cg_store_reply_type(r) == CG_STORE_REPLY_ERROR;
 }
 
 /* ---- login limit (see the top) ------------------------------------------------ */
@@ -541,12 +545,12 @@ limit_key(const struct auth_op *op, enum limit_bucket b, char *buf, size_t cap)
 /* PEXPIRE .. NX needs Redis 7.0; on an older one the keys would never
  * expire, so say so loudly. */
 static void
-on_expire_reply(redisReply *r, int err, void *data)
+on_expire_reply(const struct cg_store_reply *r, int err, void *data)
 {
     (void)data;
-    if (err == 0 && r != NULL && r->type == REDIS_REPLY_ERROR)
+    if (err == 0 && cg_store_reply_type(r) == CG_STORE_REPLY_ERROR)
         cg_log(CG_LOG_ERROR, "login limit: PEXPIRE NX failed (%s): its keys will not "
-               "expire; chatgate needs Redis 7.0 or newer", r->str);
+               "expire; chatgate needs Redis 7.0 or newer", cg_store_reply_str(r, NULL));
 }
 
 /* Send a command whose reply only matters when it is an error. */
@@ -627,20 +631,23 @@ limit_refuse(struct auth_op *op, enum limit_bucket b)
 
 /* Steps 0 .. LB_N-1 (the INCR of that bucket) and LOGIN_PTTL. */
 static void
-step_limit(struct auth_op *op, redisReply *r, int err)
+step_limit(struct auth_op *op, const struct cg_store_reply *r, int err)
 {
     enum limit_bucket b = (enum limit_bucket)op->step;
     char k[96];
 
     if (op->step == LOGIN_PTTL) {
         /* -2: the window ended meanwhile; -1 cannot happen (NX ran first) */
-        if (!no_reply(r, err) && r->type == REDIS_REPLY_INTEGER && r->integer != -1)
-            op->who.retry_after_s = r->integer > 0 ? (r->integer + 999) / 1000 : 1;
+        long long pttl = cg_store_reply_integer(r);
+
+        if (!no_reply(r, err) && cg_store_reply_type(r) == CG_STORE_REPLY_INTEGER &&
+            pttl != -1)
+            op->who.retry_after_s = pttl > 0 ? (pttl + 999) / 1000 : 1;
         return op_finish(op, CG_E_LIMIT);
     }
-    if (no_reply(r, err) || r->type != REDIS_REPLY_INTEGER)
+    if (no_reply(r, err) || cg_store_reply_type(r) != CG_STORE_REPLY_INTEGER)
         return op_finish(op, err < 0 ? err : CG_E_STORE);
-    op->count = r->integer;
+    op->count = cg_store_reply_integer(r);
     if (op->count > op->a->rules[b].max)
         return limit_refuse(op, b);
     op->reserved = (int)b + 1;
@@ -694,15 +701,15 @@ limit_rules_init(cg_auth *a, const struct cg_config *cfg)
 /* ---- the steps of each operation -------------------------------------------- */
 
 static void
-step_register(struct auth_op *op, redisReply *r, int err)
+step_register(struct auth_op *op, const struct cg_store_reply *r, int err)
 {
     char k1[96], k2[96], uid[24], now[24];
 
     switch (op->step++) {
     case 0: /* EXISTS name */
-        if (err < 0 || r == NULL || r->type != REDIS_REPLY_INTEGER)
+        if (err < 0 || cg_store_reply_type(r) != CG_STORE_REPLY_INTEGER)
             goto fail_store;
-        if (r->integer != 0)
+        if (cg_store_reply_integer(r) != 0)
             return op_finish(op, CG_E_EXISTS);
         return pool(op, work_hash);
     case 1: /* hashed */
@@ -730,7 +737,7 @@ step_register(struct auth_op *op, redisReply *r, int err)
     case 10: /* SET name NX */
         if (no_reply(r, err))
             goto fail_store;
-        if (r->type == REDIS_REPLY_NIL) {
+        if (cg_store_reply_type(r) == CG_STORE_REPLY_NIL) {
             key_user(k1, sizeof k1, op->who.uid);
             op->step = 20;
             return cmd(op, 2, (const char *[]){ "DEL", k1 });
@@ -747,10 +754,12 @@ fail_store:
 }
 
 static void
-step_login(struct auth_op *op, redisReply *r, int err)
+step_login(struct auth_op *op, const struct cg_store_reply *r, int err)
 {
     char k[96], val[96], ttl[24], hash[CG_TOKEN_HASH_LEN + 1];
     unsigned char raw[32];
+    const char *name, *record;
+    size_t name_len, record_len;
 
     if (op->step < LOGIN_NAME)
         return step_limit(op, r, err);
@@ -758,20 +767,23 @@ step_login(struct auth_op *op, redisReply *r, int err)
     case LOGIN_NAME:
         if (no_reply(r, err))
             goto fail_store;
-        if (r->type == REDIS_REPLY_NIL || reply_u64(r, &op->who.uid) < 0)
+        if (cg_store_reply_type(r) == CG_STORE_REPLY_NIL || reply_u64(r, &op->who.uid) < 0)
             return op_finish(op, CG_E_AUTH);
         key_user(k, sizeof k, op->who.uid);
         return cmd(op, 4, (const char *[]){ "HMGET", k, "name", "pw" });
     case LOGIN_RECORD:
-        if (err < 0 || r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+        if (err < 0 || cg_store_reply_type(r) != CG_STORE_REPLY_ARRAY ||
+            cg_store_reply_count(r) != 2)
             goto fail_store;
-        if (r->element[0]->type != REDIS_REPLY_STRING ||
-            r->element[1]->type != REDIS_REPLY_STRING ||
-            r->element[0]->len > CG_NAME_MAX ||
-            r->element[1]->len >= sizeof op->record)
+        name = cg_store_reply_str(cg_store_reply_element(r, 0), &name_len);
+        record = cg_store_reply_str(cg_store_reply_element(r, 1), &record_len);
+        if (cg_store_reply_type(cg_store_reply_element(r, 0)) != CG_STORE_REPLY_STRING ||
+            cg_store_reply_type(cg_store_reply_element(r, 1)) != CG_STORE_REPLY_STRING ||
+            name_len > CG_NAME_MAX || record_len >= sizeof op->record)
             return op_finish(op, CG_E_AUTH);
-        memcpy(op->who.name, r->element[0]->str, r->element[0]->len + 1);
-        memcpy(op->record, r->element[1]->str, r->element[1]->len + 1);
+        /* + 1: the reply's strings end in NUL (store.h) */
+        memcpy(op->who.name, name, name_len + 1);
+        memcpy(op->record, record, record_len + 1);
         return pool(op, work_verify);
     case LOGIN_VERIFIED: /* make and store a token */
         if (err < 0)
@@ -800,7 +812,7 @@ fail_store:
 }
 
 static void
-step_check(struct auth_op *op, redisReply *r, int err)
+step_check(struct auth_op *op, const struct cg_store_reply *r, int err)
 {
     if (no_reply(r, err))
         return op_finish(op, err < 0 ? err : CG_E_STORE);
@@ -813,9 +825,11 @@ step_check(struct auth_op *op, redisReply *r, int err)
 }
 
 static void
-step_logout(struct auth_op *op, redisReply *r, int err)
+step_logout(struct auth_op *op, const struct cg_store_reply *r, int err)
 {
     char k[96], ch[48], msg[2 + CG_TOKEN_HASH_LEN];
+    struct cg_push_record rec = { .type = CG_PUSH_LOGOUT, .data = op->who.token_hash,
+                                  .len = CG_TOKEN_HASH_LEN };
 
     switch (op->step++) {
     case 0:
@@ -831,7 +845,8 @@ step_logout(struct auth_op *op, redisReply *r, int err)
                 goto fail_store;
         }
         cg_store_channel(ch, sizeof ch, op->who.uid);
-        snprintf(msg, sizeof msg, "L%s", op->who.token_hash);
+        if (cg_push_record_encode(&rec, msg, sizeof msg) < 0)
+            goto fail_store;       /* not reached: the hash is ours */
         remember_bad(op->a, op->who.token_hash);
         return cmd(op, 3, (const char *[]){ "PUBLISH", ch, msg });
     case 1:
@@ -847,9 +862,11 @@ fail_store:
 }
 
 static void
-step_lookup(struct auth_op *op, redisReply *r, int err)
+step_lookup(struct auth_op *op, const struct cg_store_reply *r, int err)
 {
     char k[96], ch[48];
+    const char *name;
+    size_t name_len;
 
     switch (op->step++) {
     case 0: /* GET name -> uid (skipped when looking up by uid) */
@@ -865,16 +882,18 @@ step_lookup(struct auth_op *op, redisReply *r, int err)
     case 2:
         if (no_reply(r, err))
             goto fail_store;
-        if (r->type != REDIS_REPLY_STRING || r->len > CG_NAME_MAX)
+        name = cg_store_reply_str(r, &name_len);
+        if (cg_store_reply_type(r) != CG_STORE_REPLY_STRING || name_len > CG_NAME_MAX)
             return op_finish(op, CG_E_NOTFOUND);
-        memcpy(op->who.name, r->str, r->len + 1);
+        memcpy(op->who.name, name, name_len + 1);      /* with its NUL (store.h) */
         cg_store_channel(ch, sizeof ch, op->who.uid);
         return cmd(op, 3, (const char *[]){ "PUBSUB", "NUMSUB", ch });
     case 3: /* [channel, count] */
-        if (err < 0 || r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-            r->element[1]->type != REDIS_REPLY_INTEGER)
+        if (err < 0 || cg_store_reply_type(r) != CG_STORE_REPLY_ARRAY ||
+            cg_store_reply_count(r) != 2 ||
+            cg_store_reply_type(cg_store_reply_element(r, 1)) != CG_STORE_REPLY_INTEGER)
             goto fail_store;
-        op->who.online = (int)r->element[1]->integer;
+        op->who.online = (int)cg_store_reply_integer(cg_store_reply_element(r, 1));
         return op_finish(op, 0);
     }
     return;
@@ -883,7 +902,7 @@ fail_store:
 }
 
 static void
-step(struct auth_op *op, redisReply *r, int err)
+step(struct auth_op *op, const struct cg_store_reply *r, int err)
 {
     switch (op->kind) {
     case OP_REGISTER: step_register(op, r, err); break;

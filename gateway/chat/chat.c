@@ -38,7 +38,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <hiredis/hiredis.h>
 #include <jansson.h>
 
 #include "chat/chat.h"
@@ -661,14 +660,16 @@ build_keys(uint64_t uid, const char *const *suffix, size_t n,
 /* The first n elements of an array reply, as integers; -1 if the reply
  * has another shape (the caller then answers 503). */
 static int
-reply_ints(const redisReply *r, size_t n, long long *out)
+reply_ints(const struct cg_store_reply *r, size_t n, long long *out)
 {
-    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < n)
+    if (cg_store_reply_type(r) != CG_STORE_REPLY_ARRAY || cg_store_reply_count(r) < n)
         return -1;
     for (size_t i = 0; i < n; i++) {
-        if (r->element[i]->type != REDIS_REPLY_INTEGER)
+        const struct cg_store_reply *e = cg_store_reply_element(r, i);
+
+        if (cg_store_reply_type(e) != CG_STORE_REPLY_INTEGER)
             return -1;
-        out[i] = r->element[i]->integer;
+        out[i] = cg_store_reply_integer(e);
     }
     return 0;
 }
@@ -691,7 +692,7 @@ send_reason(int code, const struct cg_config *cfg, char *buf, size_t cap)
 }
 
 static void
-on_send_reply(struct redisReply *r, int err, void *data)
+on_send_reply(const struct cg_store_reply *r, int err, void *data)
 {
     struct creq *q = data;
     cg_chat *chat = creq_unlink(q);
@@ -710,7 +711,7 @@ on_send_reply(struct redisReply *r, int err, void *data)
         (v[0] != 200 && v[0] != 404 && v[0] != 409 && v[0] != 507)) {
         if (err == 0)
             cg_log(CG_LOG_WARN, "chat: unexpected reply of the send script (type %d); "
-                   "answering 503", r ? r->type : -1);
+                   "answering 503", r ? (int)cg_store_reply_type(r) : -1);
         code = 503;
     } else {
         code = (int)v[0];
@@ -878,13 +879,13 @@ cg_chat_send(cg_chat *chat, struct cg_chat_conn *conn, const struct cg_chat_call
 /* ---- recive ---------------------------------------------------------- */
 
 static void
-on_recive_reply(struct redisReply *r, int err, void *data)
+on_recive_reply(const struct cg_store_reply *r, int err, void *data)
 {
     struct creq *q = data;
     cg_chat *chat = creq_unlink(q);
     long long v[5];
-    const char *msgid = q->msgid_len ? q->msgid : NULL;
-    size_t msgid_len = q->msgid_len;
+    const char *msgid = q->msgid_len ? q->msgid : NULL, *found;
+    size_t msgid_len = q->msgid_len, found_len;
     int code;
 
     if (chat == NULL)
@@ -893,19 +894,22 @@ on_recive_reply(struct redisReply *r, int err, void *data)
         q->done(q->sid, q->ticket, CG_E_CLOSED, CG_TOPIC_RECIVE_STATUS, NULL, q->data);
         goto out;
     }
-    if (err < 0 || reply_ints(r, 5, v) < 0 || r->elements < 6 ||
-        r->element[5]->type != REDIS_REPLY_STRING || (v[0] != 200 && v[0] != 404)) {
+    /* [code, sender, id, stored time, 1 if the first confirmation, msgID] */
+    found = cg_store_reply_type(cg_store_reply_element(r, 5)) == CG_STORE_REPLY_STRING
+          ? cg_store_reply_str(cg_store_reply_element(r, 5), &found_len) : NULL;
+    if (err < 0 || reply_ints(r, 5, v) < 0 || found == NULL ||
+        (v[0] != 200 && v[0] != 404)) {
         if (err == 0)
             cg_log(CG_LOG_WARN, "chat: unexpected reply of the recive script; answering 503");
         code = 503;
     } else {
         code = (int)v[0];
-        if (msgid == NULL && r->element[5]->len > 0 && r->element[5]->len <= CG_CHAT_MSGID_MAX) {
+        if (msgid == NULL && found_len > 0 && found_len <= CG_CHAT_MSGID_MAX) {
             /* Confirmed by id: name the message by what the store found. */
-            memcpy(q->msgid, r->element[5]->str, r->element[5]->len);
-            q->msgid[r->element[5]->len] = '\0';
+            memcpy(q->msgid, found, found_len);
+            q->msgid[found_len] = '\0';
             msgid = q->msgid;
-            msgid_len = r->element[5]->len;
+            msgid_len = found_len;
         }
     }
     if (code == 200 && chat->m) {
@@ -995,45 +999,57 @@ cg_chat_recive(cg_chat *chat, const struct cg_chat_caller *who,
 /* ---- init / sync ----------------------------------------------------- */
 
 static void
-on_fetch_reply(struct redisReply *r, int err, void *data)
+on_fetch_reply(const struct cg_store_reply *r, int err, void *data)
 {
     struct creq *q = data;
     cg_chat *chat = creq_unlink(q);
     struct cg_chat_item *items = NULL;
-    size_t n = 0, i;
+    size_t count = cg_store_reply_count(r), n = 0, i;
     int more = 0;
 
     if (chat == NULL)
         goto out;
-    if (err == 0 && (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
-                     (r->elements - 1) % 4 != 0 ||
-                     r->element[0]->type != REDIS_REPLY_INTEGER)) {
+    /* [more, then id, time, redelivered, body for each message] */
+    if (err == 0 && (cg_store_reply_type(r) != CG_STORE_REPLY_ARRAY || count < 1 ||
+                     (count - 1) % 4 != 0 ||
+                     cg_store_reply_type(cg_store_reply_element(r, 0)) !=
+                         CG_STORE_REPLY_INTEGER)) {
+        const char *why = cg_store_reply_type(r) == CG_STORE_REPLY_ERROR
+                        ? cg_store_reply_str(r, NULL) : NULL;
+
         cg_log(CG_LOG_WARN, "chat: unexpected reply of the fetch script%s%s",
-               r && r->type == REDIS_REPLY_ERROR ? ": " : "",
-               r && r->type == REDIS_REPLY_ERROR ? r->str : "");
+               why ? ": " : "", why ? why : "");
         err = CG_E_STORE;
     }
     if (err < 0) {
         q->fetch_cb(q->sid, q->ticket, err, NULL, 0, 0, q->data);
         goto out;
     }
-    more = r->element[0]->integer != 0;
-    n = (r->elements - 1) / 4;
+    more = cg_store_reply_integer(cg_store_reply_element(r, 0)) != 0;
+    n = (count - 1) / 4;
     if (n > 0 && (items = cg_calloc(n, sizeof *items)) == NULL) {
         q->fetch_cb(q->sid, q->ticket, CG_E_NOMEM, NULL, 0, 0, q->data);
         goto out;
     }
     for (i = 0; i < n; i++) {
-        redisReply *const *e = &r->element[1 + 4 * i];
-        if (e[0]->type != REDIS_REPLY_INTEGER || e[1]->type != REDIS_REPLY_INTEGER ||
-            e[2]->type != REDIS_REPLY_INTEGER || e[3]->type != REDIS_REPLY_STRING) {
+        const struct cg_store_reply *e[4];
+        const char *body;
+        size_t body_len;
+
+        for (size_t k = 0; k < 4; k++)
+            e[k] = cg_store_reply_element(r, 1 + 4 * i + k);
+        if (cg_store_reply_type(e[0]) != CG_STORE_REPLY_INTEGER ||
+            cg_store_reply_type(e[1]) != CG_STORE_REPLY_INTEGER ||
+            cg_store_reply_type(e[2]) != CG_STORE_REPLY_INTEGER ||
+            cg_store_reply_type(e[3]) != CG_STORE_REPLY_STRING) {
             err = CG_E_STORE;
             break;
         }
-        items[i].id = (uint64_t)e[0]->integer;
-        items[i].time_ms = e[1]->integer;
-        items[i].redelivered = e[2]->integer != 0;
-        if ((items[i].body = cg_buf_create(e[3]->str, e[3]->len)) == NULL) {
+        items[i].id = (uint64_t)cg_store_reply_integer(e[0]);
+        items[i].time_ms = cg_store_reply_integer(e[1]);
+        items[i].redelivered = cg_store_reply_integer(e[2]) != 0;
+        body = cg_store_reply_str(e[3], &body_len);
+        if ((items[i].body = cg_buf_create(body, body_len)) == NULL) {
             err = CG_E_NOMEM;
             break;
         }

@@ -31,7 +31,6 @@
  * (the store calls each callback exactly once, CG_E_CLOSED at its close). */
 #include "fmacros.h"
 
-#include <hiredis/hiredis.h>
 #include <uv.h>
 
 #include "core/common.h"
@@ -81,18 +80,21 @@ round_done(struct round *r)
 }
 
 static void
-on_reply(struct redisReply *reply, int err, void *data)
+on_reply(const struct cg_store_reply *reply, int err, void *data)
 {
     struct round *r = data;
+    /* [pending count, oldest stored time ms] (pending.lua) */
+    const struct cg_store_reply *count = cg_store_reply_element(reply, 0);
+    const struct cg_store_reply *oldest = cg_store_reply_element(reply, 1);
 
-    if (err == 0 && reply != NULL && reply->type == REDIS_REPLY_ARRAY &&
-        reply->elements == 2 && reply->element[0]->type == REDIS_REPLY_INTEGER &&
-        reply->element[1]->type == REDIS_REPLY_INTEGER &&
-        reply->element[0]->integer >= 0) {
-        long long t = reply->element[1]->integer;
+    if (err == 0 && cg_store_reply_count(reply) == 2 &&
+        cg_store_reply_type(count) == CG_STORE_REPLY_INTEGER &&
+        cg_store_reply_type(oldest) == CG_STORE_REPLY_INTEGER &&
+        cg_store_reply_integer(count) >= 0) {
+        long long t = cg_store_reply_integer(oldest);
 
         r->users++;
-        r->total += (uint64_t)reply->element[0]->integer;
+        r->total += (uint64_t)cg_store_reply_integer(count);
         if (t > 0 && (r->oldest == 0 || t < r->oldest))
             r->oldest = t;
     }

@@ -30,10 +30,11 @@
  * store), the request is marked orphaned and the late callback only frees
  * it.
  *
- * Pushes. "M<id>:<time>:<body>" becomes ONE cg_buf shared by every session
- * of the user (each queues a reference); "D<json>" likewise for
- * /user/queue/delivered; "L<token hash>" closes the sessions logged in
- * with that token (1008 "logged out") and makes auth forget the token.
+ * Pushes (the records of store/push_record.h, decoded there). A message
+ * (M) becomes ONE cg_buf shared by every session of the user (each queues
+ * a reference); a delivered notice (D) likewise for /user/queue/delivered;
+ * a logout (L) closes the sessions logged in with that token (1008 "logged
+ * out") and makes auth forget the token.
  *
  * Invariants: every session in the id map was created by session.c and
  * leaves it in cg_session_on_closed(); a user exists while it has sessions
@@ -51,6 +52,7 @@
 #include "core/metrics.h"
 #include "session/registry.h"
 #include "session/session.h"
+#include "store/push_record.h"
 #include "store/store.h"
 
 #define MAP_MIN_CAP   64u       /* slots; grows by doubling, never shrinks */
@@ -438,7 +440,7 @@ cg_registry_user_count(const cg_registry *r)
 }
 
 static void
-on_subscribed(struct redisReply *reply, int err, void *data)
+on_subscribed(const struct cg_store_reply *reply, int err, void *data)
 {
     struct sub_req *req = data;
     cg_registry *r = req->r;
@@ -557,24 +559,8 @@ cg_registry_detach(cg_registry *r, uint64_t sid, uint64_t uid)
 /* Pushes                                                                    */
 /* ------------------------------------------------------------------------ */
 
-static int
-parse_u64(const char *p, size_t len, uint64_t *out)
-{
-    uint64_t v = 0;
-    size_t i;
-
-    if (len == 0 || len > 20)
-        return -1;
-    for (i = 0; i < len; i++) {
-        unsigned d = (unsigned char)p[i] - '0';
-
-        if (d > 9 || v > (UINT64_MAX - d) / 10)
-            return -1;
-        v = v * 10 + d;
-    }
-    *out = v;
-    return 0;
-}
+/* A decoded L record holds an auth.c token hash. */
+_Static_assert(CG_PUSH_HASH_LEN == CG_TOKEN_HASH_LEN, "an L record's hash is a token hash");
 
 /* Deliver body to every session of u; returns how many took it. */
 static size_t
@@ -597,45 +583,30 @@ fan_out(cg_registry *r, const struct user *u, enum cg_chat_topic topic,
 }
 
 static void
-push_message(cg_registry *r, const struct user *u, const char *p, size_t len)
+push_message(cg_registry *r, const struct user *u, const struct cg_push_record *rec)
 {
-    const char *c1 = memchr(p, ':', len), *c2;
-    uint64_t id, t;
     struct cg_buf *body;
     int64_t age;
 
-    if (c1 == NULL || (c2 = memchr(c1 + 1, ':', len - (size_t)(c1 + 1 - p))) == NULL ||
-        parse_u64(p, (size_t)(c1 - p), &id) < 0 ||
-        parse_u64(c1 + 1, (size_t)(c2 - c1 - 1), &t) < 0 || t > INT64_MAX) {
-        cg_log(CG_LOG_WARN, "malformed M push for uid %" PRIu64 " ignored", u->uid);
-        return;
-    }
-    /* The body is the rest, after the second colon. */
-    body = cg_buf_create(c2 + 1, len - (size_t)(c2 + 1 - p));
+    body = cg_buf_create(rec->data, rec->len);
     if (body == NULL) {
         cg_log(CG_LOG_WARN, "push for uid %" PRIu64 " dropped: out of memory "
-               "(message %" PRIu64 " stays pending)", u->uid, id);
+               "(message %" PRIu64 " stays pending)", u->uid, rec->id);
         return;
     }
-    if (fan_out(r, u, CG_TOPIC_RECIVE, body, id, (int64_t)t) > 0) {
-        age = cg_now_ms() - (int64_t)t;
+    if (fan_out(r, u, CG_TOPIC_RECIVE, body, rec->id, rec->time_ms) > 0) {
+        age = cg_now_ms() - rec->time_ms;
         cg_hist_observe(&r->srv->metrics.send_deliver_ms, age > 0 ? (double)age : 0.0);
     }
     cg_buf_unref(body);
 }
 
+/* h: the token's hash, NUL-terminated. */
 static void
-push_logout(cg_registry *r, const struct user *u, const char *hash, size_t len)
+push_logout(cg_registry *r, const struct user *u, const char *h)
 {
-    char h[CG_TOKEN_HASH_LEN + 1];
     uint32_t i;
 
-    if (len != CG_TOKEN_HASH_LEN) {
-        cg_log(CG_LOG_WARN, "malformed L push for uid %" PRIu64 " ignored", u->uid);
-        return;
-    }
-    memcpy(h, hash, len);
-    h[len] = '\0';
     for (i = 0; i < u->n; i++) {
         cg_session *s = cg_registry_get(r, u->sids[i]);
 
@@ -651,42 +622,38 @@ cg_registry_on_push(uint64_t uid, const char *payload, size_t len, void *data)
 {
     cg_registry *r = data;
     const struct user *u = user_find(r, uid);
+    struct cg_push_record rec;
     struct cg_buf *body;
+    char h[CG_TOKEN_HASH_LEN + 1];
 
-    if (len == 0)
+    if (cg_push_record_decode(payload, len, &rec) < 0) {
+        if (u != NULL)
+            cg_log(CG_LOG_WARN, "malformed push (type 0x%02x, %zu bytes) for uid %" PRIu64
+                   " ignored", len > 0 ? (unsigned char)payload[0] : 0, len, uid);
         return;
-    if (payload[0] == 'L') {
+    }
+    if (rec.type == CG_PUSH_LOGOUT) {
         /* Forget the token even with no session of it here: this node's
          * token cache must not keep admitting it. */
+        memcpy(h, rec.data, CG_TOKEN_HASH_LEN);
+        h[CG_TOKEN_HASH_LEN] = '\0';
         if (u != NULL)
-            push_logout(r, u, payload + 1, len - 1);
-        else if (len - 1 == CG_TOKEN_HASH_LEN && r->srv->auth != NULL) {
-            char h[CG_TOKEN_HASH_LEN + 1];
-
-            memcpy(h, payload + 1, CG_TOKEN_HASH_LEN);
-            h[CG_TOKEN_HASH_LEN] = '\0';
+            push_logout(r, u, h);
+        else if (r->srv->auth != NULL)
             cg_auth_forget(r->srv->auth, h);
-        }
         return;
     }
     if (u == NULL || u->n == 0)
         return;                    /* nobody here any more */
-    switch (payload[0]) {
-    case 'M':
-        push_message(r, u, payload + 1, len - 1);
-        break;
-    case 'D':
-        if ((body = cg_buf_create(payload + 1, len - 1)) == NULL) {
-            cg_log(CG_LOG_WARN, "delivered notice for uid %" PRIu64 " dropped: "
-                   "out of memory", uid);
-            return;
-        }
-        fan_out(r, u, CG_TOPIC_DELIVERED, body, 0, 0);
-        cg_buf_unref(body);
-        break;
-    default:
-        cg_log(CG_LOG_WARN, "unknown push type 0x%02x for uid %" PRIu64 " ignored",
-               (unsigned char)payload[0], uid);
-        break;
+    if (rec.type == CG_PUSH_MESSAGE) {
+        push_message(r, u, &rec);
+        return;
     }
+    if ((body = cg_buf_create(rec.data, rec.len)) == NULL) {
+        cg_log(CG_LOG_WARN, "delivered notice for uid %" PRIu64 " dropped: "
+               "out of memory", uid);
+        return;
+    }
+    fan_out(r, u, CG_TOPIC_DELIVERED, body, 0, 0);
+    cg_buf_unref(body);
 }

@@ -44,23 +44,20 @@
  *                           sender asked for a delivered notice
  *   {u:<uid>}:pending       zset: id (score id) while unconfirmed
  *
- * Channel cg:u:<uid> carries one of (first byte is the type):
- *   "M<id>:<time ms>:<body json>"  a new chat message for uid
- *   "D<json>"                      uid's message was confirmed by its receiver
- *                                  {"msgID","id","reciverId","time"}
- *   "L<sha256 hex of token>"       the token was revoked: close its sessions
+ * Channel cg:u:<uid> carries the push records of store/push_record.h (a
+ * new message M, a delivered notice D, a logout L), which also decodes and
+ * encodes them.
  *
  * Callback rule (STYLE.md 3): a function that returns an error never calls
  * its callback; one that returned 0 calls it exactly once, with reply NULL
  * and err < 0 (CG_E_STORE, CG_E_CLOSED) when there is no reply. A reply is
- * borrowed until the callback returns. */
+ * borrowed until the callback returns (struct cg_store_reply below). */
 #ifndef CHATGATE_STORE_H
 #define CHATGATE_STORE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-struct redisReply;
 struct uv_loop_s;
 struct cg_config;
 struct cg_metrics;
@@ -75,10 +72,50 @@ enum cg_script {
     CG_SCRIPT_MAX,
 };
 
-/* reply is NULL iff err < 0. A Redis error reply (REDIS_REPLY_ERROR) is
+/* ---- replies ---------------------------------------------------------
+ * What Redis answered, as a borrowed view: zero-copy over the client
+ * library's own reply object, which is freed when the callback it was
+ * passed to returns. So a reply, its elements and its strings are valid
+ * only during that callback: copy out what you keep, never the pointers.
+ * Every accessor takes NULL (and answers as for no reply), so element
+ * lookups chain without checks. */
+struct cg_store_reply;
+
+/* Numbered as hiredis numbers them, so logged type numbers read the same. */
+enum cg_store_reply_type {
+    CG_STORE_REPLY_NONE    = 0,    /* no reply (NULL) */
+    CG_STORE_REPLY_STRING  = 1,    /* bulk string */
+    CG_STORE_REPLY_ARRAY   = 2,
+    CG_STORE_REPLY_INTEGER = 3,
+    CG_STORE_REPLY_NIL     = 4,
+    CG_STORE_REPLY_STATUS  = 5,    /* simple string: "OK", "QUEUED" */
+    CG_STORE_REPLY_ERROR   = 6,    /* "-ERR ...", "-NOSCRIPT ..." */
+};
+
+enum cg_store_reply_type cg_store_reply_type(const struct cg_store_reply *r);
+
+/* An INTEGER's value; 0 for any other type. */
+long long cg_store_reply_integer(const struct cg_store_reply *r);
+
+/* The bytes of a STRING, STATUS or ERROR, NUL-terminated (a STRING may
+ * also hold NULs: use *len), with *len set when len is not NULL; NULL and
+ * *len 0 for any other type. */
+const char *cg_store_reply_str(const struct cg_store_reply *r, size_t *len);
+
+/* An ARRAY's number of elements; 0 for any other type. */
+size_t cg_store_reply_count(const struct cg_store_reply *r);
+
+/* Element i of an ARRAY (borrowed like r); NULL when i is out of range or
+ * r is no array. */
+const struct cg_store_reply *cg_store_reply_element(const struct cg_store_reply *r,
+                                                    size_t i);
+
+/* For a command or script, reply is NULL iff err < 0 (a subscription's
+ * confirmation never has one). A Redis error reply (CG_STORE_REPLY_ERROR) is
  * passed through with err == 0 except NOSCRIPT, which the store handles by
- * loading the script and retrying once. */
-typedef void (*cg_store_reply_cb)(struct redisReply *reply, int err, void *data);
+ * loading the script and retrying once. reply is valid only until the
+ * callback returns (see "replies" above). */
+typedef void (*cg_store_reply_cb)(const struct cg_store_reply *reply, int err, void *data);
 
 /* A payload arrived on channel cg:u:<uid>. payload is borrowed. */
 typedef void (*cg_store_push_cb)(uint64_t uid, const char *payload, size_t len,

@@ -2,7 +2,7 @@
 
   The gateway collects the sends and confirmations that arrive in one turn
   of its event loop and runs them here in one EVALSHA per Redis connection
-  (store.c), in the order they arrived. Each operation is atomic on its own
+  (store_batch.c), in the order they arrived. Each operation is atomic on its own
   and behaves exactly as if it ran alone; the batch only saves the per-call
   cost (script dispatch, argument and reply conversion, the MULTI/EXEC of
   effect replication) and takes one reading of the clock.
@@ -16,11 +16,16 @@
 
   Every key of one operation shares one user's hash tag {u:U}. On Redis
   Cluster a batch must therefore only hold operations on users of one hash
-  slot (store.c groups by connection; a cluster client would group by slot).
+  slot (store_batch.c groups by connection; a cluster client would group by slot).
 
   Returns one reply per operation, in order; an operation that raised an
   error (out of memory, a wrong type) returns that error as its element and
   does not stop the others.
+
+  Pushes: SEND publishes an M record on the receiver's channel, RECIVE a D
+  record on the sender's. Their format is written down once, in
+  gateway/store/push_record.h, whose codec the gateway reads them with;
+  what is built here must match it.
 
   Data of one receiver R (store.h has the whole model):
     {u:R}:msg      hash: "<id>"       -> MESSAGE body JSON
@@ -233,6 +238,7 @@ local function send(k, a)
     -- the message as redelivered. Nothing is seen before the script ends,
     -- and the INCR above was its first write, after which Redis lets the
     -- script's writes through, so the push cannot outlive a failed store.
+    -- The record: M<id>:<time>:<body> (gateway/store/push_record.h).
     local pushed = redis.call('PUBLISH', channel, 'M' .. sid .. ':' .. stime .. ':' .. body) > 0
     redis.call('HSET', K_MSG, sid, body, mkey,
                sender .. ':' .. sid .. ':' .. stime .. ':' .. (notify + (pushed and PUSHED or 0)))
@@ -293,6 +299,7 @@ local function recive(k, a)
         end
         if flags >= NOTIFY then
             local _, ms = clock()
+            -- The record: D<notice> (gateway/store/push_record.h).
             redis.call('PUBLISH', prefix .. sender,
                        'D{"msgID":"' .. msgid .. '","id":' .. id .. ',"reciverId":' ..
                        reciver .. ',"time":' .. ms .. '}')

@@ -471,7 +471,7 @@ struct subwait {
 };
 
 static void
-on_sub(struct redisReply *r, int err, void *data)
+on_sub(const struct cg_store_reply *r, int err, void *data)
 {
     struct subwait *w = data;
 
@@ -516,14 +516,15 @@ struct cmdwait {
 };
 
 static void
-on_cmd(struct redisReply *r, int err, void *data)
+on_cmd(const struct cg_store_reply *r, int err, void *data)
 {
     struct cmdwait *w = data;
 
     w->called++;
     w->err = err;
     w->reply_null = r == NULL;
-    w->integer = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    w->integer = cg_store_reply_type(r) == CG_STORE_REPLY_INTEGER
+               ? cg_store_reply_integer(r) : -1;
     w->seq = ++E.seq;
 }
 
@@ -546,6 +547,99 @@ Test(store, becomes_ready_after_connect_and_loads_scripts)
     cr_assert(eq(sz, cg_store_inflight(E.st), 0));
     cr_assert(cg_store_script_source(CG_SCRIPT_CHAT) != NULL);
     cr_assert(cg_store_script_source(CG_SCRIPT_MAX) == NULL);
+    finish();
+}
+
+/* What a reply callback saw, copied out: the view is gone once it returns. */
+struct viewed {
+    int       called;
+    int       err;
+    int       type, types[5];
+    size_t    count;
+    long long integer;
+    char      str[32];
+    size_t    len;
+};
+
+static void
+on_view(const struct cg_store_reply *r, int err, void *data)
+{
+    struct viewed *v = data;
+    const char *s = cg_store_reply_str(r, &v->len);
+
+    v->called++;
+    v->err = err;
+    v->type = (int)cg_store_reply_type(r);
+    v->count = cg_store_reply_count(r);
+    v->integer = cg_store_reply_integer(r);
+    if (s != NULL)
+        snprintf(v->str, sizeof v->str, "%s", s);     /* its start, NUL-terminated */
+    for (size_t i = 0; i < 5; i++)
+        v->types[i] = (int)cg_store_reply_type(cg_store_reply_element(r, i));
+    if (v->count >= 3) {
+        const struct cg_store_reply *e = cg_store_reply_element(r, 1);
+        const struct cg_store_reply *inner = cg_store_reply_element(r, 2);
+
+        s = cg_store_reply_str(e, &v->len);
+        snprintf(v->str, sizeof v->str, "%s", s);
+        v->integer = cg_store_reply_integer(cg_store_reply_element(inner, 0));
+    }
+}
+
+static void
+view_command(struct viewed *v, int argc, const char **argv)
+{
+    memset(v, 0, sizeof *v);
+    cr_assert(eq(int, cg_store_command(E.st, argc, argv, NULL, on_view, v), 0));
+    RUN_UNTIL(v->called, 5000);
+    cr_assert(eq(int, v->called, 1));
+    cr_assert(eq(int, v->err, 0));
+}
+
+Test(store, replies_are_read_through_the_stores_own_view)
+{
+    const char *eval[] = { "EVAL", "return {7, 'two', {3}, false}", "0" };
+    const char *set[] = { "SET", "k", "v" };
+    const char *incr[] = { "INCR", "k" };
+    const char *get[] = { "GET", "nothing" };
+    struct viewed v;
+
+    start(NULL);
+    view_command(&v, 3, eval);              /* [7, "two", [3], nil] */
+    cr_assert(eq(int, v.type, CG_STORE_REPLY_ARRAY));
+    cr_assert(eq(sz, v.count, 4));
+    cr_assert(eq(int, v.types[0], CG_STORE_REPLY_INTEGER));
+    cr_assert(eq(int, v.types[1], CG_STORE_REPLY_STRING));
+    cr_assert(eq(int, v.types[2], CG_STORE_REPLY_ARRAY));
+    cr_assert(eq(int, v.types[3], CG_STORE_REPLY_NIL));
+    cr_assert(eq(int, v.types[4], CG_STORE_REPLY_NONE), "past the end: no element");
+    cr_assert(eq(str, v.str, "two"));
+    cr_assert(eq(sz, v.len, 3));
+    cr_assert(eq(i64, v.integer, 3), "an element of an element");
+
+    view_command(&v, 3, set);
+    cr_assert(eq(int, v.type, CG_STORE_REPLY_STATUS));
+    cr_assert(eq(str, v.str, "OK"));
+    cr_assert(eq(sz, v.count, 0));
+    cr_assert(eq(int, v.types[0], CG_STORE_REPLY_NONE), "no elements but in an array");
+
+    view_command(&v, 2, incr);              /* "v" is no number */
+    cr_assert(eq(int, v.type, CG_STORE_REPLY_ERROR));
+    cr_assert(eq(int, strncmp(v.str, "ERR", 3), 0), "%s", v.str);
+    cr_assert(eq(i64, v.integer, 0), "no integer but in an INTEGER");
+
+    view_command(&v, 2, get);
+    cr_assert(eq(int, v.type, CG_STORE_REPLY_NIL));
+    cr_assert(eq(sz, v.len, 0));
+    cr_assert(eq(str, v.str, ""), "no bytes but in a string");
+
+    /* NULL is no reply, for every accessor. */
+    cr_assert(eq(int, cg_store_reply_type(NULL), CG_STORE_REPLY_NONE));
+    cr_assert(eq(i64, cg_store_reply_integer(NULL), 0));
+    cr_assert(eq(ptr, (void *)cg_store_reply_str(NULL, &v.len), NULL));
+    cr_assert(eq(sz, v.len, 0));
+    cr_assert(eq(sz, cg_store_reply_count(NULL), 0));
+    cr_assert(eq(ptr, (void *)cg_store_reply_element(NULL, 0), NULL));
     finish();
 }
 
@@ -1235,7 +1329,7 @@ struct reentry {
 };
 
 static void
-on_cmd_then_close(struct redisReply *r, int err, void *data)
+on_cmd_then_close(const struct cg_store_reply *r, int err, void *data)
 {
     struct reentry *re = data;
 
