@@ -498,6 +498,7 @@ store_string(struct loader *L, const struct opt *o, const char *v, size_t len,
 {
     char why[256];
     char **slot = field(L->cfg, o), *copy;
+    int rc;
 
     if (strlen(v) != len)
         return bad_value(L, o, v, "contains a NUL byte", s);
@@ -516,9 +517,9 @@ store_string(struct loader *L, const struct opt *o, const char *v, size_t len,
         return bad_value(L, o, v, why, s);
     if ((copy = cg_strndup(v, len)) == NULL)
         return nomem(L, o);
-    if (o->parse != NULL && o->parse(v, (char *)L->cfg + o->toff, why, sizeof why) < 0) {
+    if (o->parse != NULL && (rc = o->parse(v, (char *)L->cfg + o->toff, why, sizeof why)) < 0) {
         cg_free(copy);
-        return bad_value(L, o, v, why, s);
+        return rc == CG_E_NOMEM ? nomem(L, o) : bad_value(L, o, v, why, s);
     }
     cg_free(*slot);
     *slot = copy;

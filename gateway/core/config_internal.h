@@ -54,7 +54,8 @@ cfg_cfield(const struct cg_config *cfg, const struct opt *o)
 void cfg_spell(const char *name, int upper, char *out, size_t cap);
 
 /* Per-option checks and typed-value parsers (config_values.c); each writes
- * its reason into why on failure. */
+ * its reason into why on failure and returns < 0 (CG_E_NOMEM when memory
+ * ran out). */
 int  cfg_parse_listen(const char *v, void *typed, char *why, size_t cap);
 int  cfg_check_base_path(const char *v, char *why, size_t cap);
 int  cfg_parse_origins(const char *v, void *typed, char *why, size_t cap);

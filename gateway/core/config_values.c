@@ -118,9 +118,10 @@ int
 cfg_parse_origins(const char *v, void *typed, char *why, size_t cap)
 {
     struct cg_origins **slot = typed, *o;
+    int rc;
 
-    if (cg_origins_parse(v, &o, why, cap) < 0)
-        return -1;
+    if ((rc = cg_origins_parse(v, &o, why, cap)) < 0)
+        return rc;
     cg_origins_destroy(*slot);
     *slot = o;
     return 0;
@@ -211,9 +212,10 @@ int
 cfg_parse_proxies(const char *v, void *typed, char *why, size_t cap)
 {
     struct cg_proxies **slot = typed, *p;
+    int rc;
 
-    if (cg_proxies_parse(v, &p, why, cap) < 0)
-        return -1;
+    if ((rc = cg_proxies_parse(v, &p, why, cap)) < 0)
+        return rc;
     cg_proxies_destroy(*slot);
     *slot = p;
     return 0;
