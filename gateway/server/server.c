@@ -57,6 +57,7 @@
 #include "server/inbox_stats.h"
 #include "server/listener.h"
 #include "server/server.h"
+#include "session/close_codes.h"
 #include "session/registry.h"
 #include "store/store.h"
 #include "transport/transport.h"
@@ -339,7 +340,7 @@ close_session(cg_session *s, void *data)
 {
     (void)data;
     /* After the answers it owes: a SEND in flight gets its 200 first. */
-    cg_session_drain(s, 1001, "server shutting down");
+    cg_session_drain(s, CG_CLOSE_GOING_AWAY, "server shutting down");
 }
 
 static void

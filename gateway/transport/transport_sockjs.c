@@ -131,6 +131,7 @@
 #include "core/metrics.h"
 #include "http/linger.h"
 #include "http/request.h"
+#include "session/close_codes.h"
 #include "session/session.h"
 #include "transport/sockjs_frame.h"
 #include "transport/transport.h"
@@ -181,9 +182,16 @@
 
 static const char FRAME_OPEN[] = "o";
 static const char FRAME_HEARTBEAT[] = "h";
-static const char FRAME_GO_AWAY[] = "c[3000,\"Go away!\"]";
-static const char FRAME_ANOTHER[] = "c[2010,\"Another connection still open\"]";
-static const char FRAME_INTERRUPTED[] = "c[1002,\"Connection interrupted\"]";
+/* The close frames (close_codes.h): each number is checked against the
+ * enum, since a literal cannot be made from it. */
+static const char FRAME_GO_AWAY[] = CG_SOCKJS_CLOSE_FRAME(3000, "Go away!");
+static const char FRAME_ANOTHER[] =
+    CG_SOCKJS_CLOSE_FRAME(2010, "Another connection still open");
+static const char FRAME_INTERRUPTED[] =
+    CG_SOCKJS_CLOSE_FRAME(1002, "Connection interrupted");
+_Static_assert(CG_CLOSE_SOCKJS_GO_AWAY == 3000, "FRAME_GO_AWAY");
+_Static_assert(CG_CLOSE_SOCKJS_ANOTHER == 2010, "FRAME_ANOTHER");
+_Static_assert(CG_CLOSE_SOCKJS_INTERRUPTED == 1002, "FRAME_INTERRUPTED");
 
 static const char CT_TEXT[] = "text/plain; charset=UTF-8";
 static const char CT_JS[] = "application/javascript; charset=UTF-8";
@@ -563,7 +571,8 @@ static void
 sess_reap(struct sj_sess *ss)
 {
     if (ss->s != NULL) {
-        cg_session_close(ss->s, 1001, "SockJS session timed out: no receiving request");
+        cg_session_close(ss->s, CG_CLOSE_GOING_AWAY,
+                         "SockJS session timed out: no receiving request");
         sess_end_stomp(ss, FRAME_GO_AWAY);
     }
     if (ss->recv != NULL) {
@@ -605,7 +614,8 @@ on_sess_timer(uv_timer_t *t)
                      "stay pending for the next connect", queued,
                      (long long)cfg->sockjs_max_queue_bytes);
             sess_log(ss, CG_LOG_WARN, msg);
-            cg_session_close(ss->s, 1008, "SockJS queue over sockjs_max_queue_bytes");
+            cg_session_close(ss->s, CG_CLOSE_POLICY,
+                             "SockJS queue over sockjs_max_queue_bytes");
             sess_end_stomp(ss, FRAME_GO_AWAY);
         }
     }
@@ -1085,7 +1095,7 @@ req_detach_sess(struct sj_req *r, int aborted)
     ss->reap_at = now_ms(r->sj) + (uint64_t)cfg_of(r->sj)->sockjs_disconnect_ms;
     if (aborted && ss->s != NULL) {
         sess_log(ss, CG_LOG_INFO, "SockJS receiver broke off mid-response: session ends");
-        cg_session_close(ss->s, 1006, "SockJS receiving request interrupted");
+        cg_session_close(ss->s, CG_CLOSE_ABNORMAL, "SockJS receiving request interrupted");
         sess_end_stomp(ss, FRAME_INTERRUPTED);
     }
     sess_arm(ss);
@@ -1674,7 +1684,7 @@ cg_sockjs_ws_on_data(struct cg_pss *pss, const void *in, size_t len)
         cg_log_ctx(CG_LOG_INFO, c->peer, "SockJS websocket message over %d bytes: "
                    "closed", SJ_WS_MSG_MAX);
         c->closing = 1;
-        cg_ws_close_politely(c->wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+        cg_ws_close_politely(c->wsi, CG_CLOSE_TOO_BIG,
                              "message too big");
         return 0;
     }
@@ -1695,7 +1705,7 @@ cg_sockjs_ws_on_data(struct cg_pss *pss, const void *in, size_t len)
         cg_log_ctx(CG_LOG_INFO, c->peer, "SockJS websocket message: %s closed",
                    cg_sockjs_decode_strerror(rc));
         c->closing = 1;
-        cg_ws_close_politely(c->wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR,
+        cg_ws_close_politely(c->wsi, CG_CLOSE_PROTOCOL,
                              "Broken JSON encoding.");
         return 0;
     }
@@ -1728,7 +1738,7 @@ framed_writable(struct sj_ws *c)
         return 0;
     if (c->c_sent) {
         c->closing = 1;
-        return cg_ws_close_politely(c->wsi, LWS_CLOSE_STATUS_NORMAL, "Go away!");
+        return cg_ws_close_politely(c->wsi, CG_CLOSE_NORMAL, "Go away!");
     }
     if (!c->open_sent) {
         c->open_sent = 1;
@@ -1852,7 +1862,7 @@ cg_sockjs_destroy(struct cg_sockjs *sj)
 
         while ((ss = sj->buckets[i]) != NULL) {
             if (ss->s != NULL) {
-                cg_session_close(ss->s, 1001, "server shutting down");
+                cg_session_close(ss->s, CG_CLOSE_GOING_AWAY, "server shutting down");
                 sess_end_stomp(ss, FRAME_GO_AWAY);
             }
             sess_reap(ss);

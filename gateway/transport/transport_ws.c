@@ -27,6 +27,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "http/request.h"
+#include "session/close_codes.h"
 #include "session/session.h"
 #include "transport/transport.h"
 
@@ -66,7 +67,7 @@ ws_close(void *t, int code, const char *why)
     struct cg_ws_conn *c = t;
 
     if (c->close_code == 0) {
-        c->close_code = code ? code : LWS_CLOSE_STATUS_NORMAL;
+        c->close_code = code ? code : CG_CLOSE_NORMAL;
         snprintf(c->close_why, sizeof c->close_why, "%s", why ? why : "");
     }
     lws_callback_on_writable(c->wsi);
@@ -351,7 +352,7 @@ cg_ws_on_writable(struct cg_pss *pss)
          * close frame (it flushes, then kills the socket): the peer would
          * see 1006 instead of our code. Close once the buffer is out. */
         if (lws_partial_buffered(c->wsi)) {
-            c->close_code = code ? code : LWS_CLOSE_STATUS_NORMAL;
+            c->close_code = code ? code : CG_CLOSE_NORMAL;
             snprintf(c->close_why, sizeof c->close_why, "%s", why ? why : "");
             lws_callback_on_writable(c->wsi);
             lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
