@@ -22,9 +22,11 @@ enum cg_pss_kind {
     CG_PSS_NONE = 0,
     CG_PSS_HTTP,      /* struct cg_http_req (http_api.c) */
     CG_PSS_WS,        /* struct cg_ws_conn (transport_ws.c) */
-    CG_PSS_SOCKJS_WS, /* a SockJS websocket, framed or raw (transport_sockjs.c) */
+    CG_PSS_SOCKJS_WS, /* struct sj_ws: the framed SockJS websocket (sockjs_ws.c;
+                         the raw one is a CG_PSS_WS) */
     CG_PSS_SOCKJS_HTTP, /* a SockJS HTTP request: info, xhr, xhr_send,
-                           xhr_streaming, eventsource, ... (transport_sockjs.c) */
+                           xhr_streaming, eventsource, ... (struct sj_req,
+                           sockjs_route.c and sockjs_http.c) */
 };
 
 struct cg_pss {

@@ -26,12 +26,13 @@ int  cg_ws_on_data(struct cg_pss *pss, const void *in, size_t len);
 int  cg_ws_on_writable(struct cg_pss *pss);
 void cg_ws_on_closed(struct cg_pss *pss);
 
-/* transport_sockjs.c: the SockJS 0.3.3 server at {base}/socketServer.
- * path is relative to that prefix ("" or "/info", "/000/abcd/xhr", ...).
- * The WebSocket entry points mirror transport_ws.c's; the HTTP ones own
- * the request from cg_sockjs_http_on_request() on (pss->kind is then
- * CG_PSS_SOCKJS_HTTP). cg_sockjs_create()/destroy() hold the table of
- * SockJS sessions, which outlive single HTTP requests. */
+/* sockjs_*.c: the SockJS 0.3.3 server at {base}/socketServer
+ * (sockjs_internal.h says which file owns what). path is relative to that
+ * prefix ("" or "/info", "/000/abcd/xhr", ...). The WebSocket entry points
+ * (sockjs_ws.c) mirror transport_ws.c's; the HTTP ones own the request
+ * from cg_sockjs_http_on_request() (sockjs_route.c) on, pss->kind being
+ * CG_PSS_SOCKJS_HTTP. cg_sockjs_create()/destroy() (sockjs_session.c) hold
+ * the table of SockJS sessions, which outlive single HTTP requests. */
 struct cg_sockjs;
 int  cg_sockjs_create(struct cg_server *srv, struct cg_sockjs **out);
 void cg_sockjs_destroy(struct cg_sockjs *sj);
