@@ -112,8 +112,6 @@ struct sj_sess {
     char              key[CG_SOCKJS_ID_MAX + 1];   /* the session id */
 };
 
-/* HEAD and the rest are 405 everywhere: SockJS clients never send them. */
-enum sj_method { SJ_M_OTHER = 0, SJ_M_GET, SJ_M_POST, SJ_M_OPTIONS };
 enum sj_cache { SJ_CACHE_NO = 0, SJ_CACHE_YEAR };
 enum sj_cors { SJ_CORS_NONE = 0, SJ_CORS_STAR, SJ_CORS_ORIGIN };
 enum sj_framing { SJ_FR_CHUNKED = 0, SJ_FR_CLOSE, SJ_FR_H2 };
@@ -125,7 +123,8 @@ struct sj_req {
     struct cg_pss       *pss;       /* lws's per-session data while attached */
     struct sj_sess      *sess;      /* receiver: the session attached to */
     enum cg_sockjs_route route;
-    enum sj_method       method;
+    enum cg_http_method  method;    /* HEAD and the rest: 405 everywhere
+                                       (SockJS clients never send them) */
     /* the response */
     unsigned             status;
     const char          *ctype;     /* NULL: no Content-Type (405) */

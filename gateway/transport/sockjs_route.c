@@ -6,8 +6,9 @@
  * CORS headers that follow from it), its body framing, and the answers
  * that need no session - the greeting, /info, OPTIONS, 404 and 405 - and
  * the status line and headers of every SockJS answer (sj_respond,
- * sj_write_headers). Session URLs go on to sockjs_http.c; the URL itself
- * is parsed by cg_sockjs_parse_path() (sockjs_frame.c).
+ * sj_write_headers). Session URLs go on to sockjs_http.c. The URL comes
+ * parsed: the route table (server/routes.c) ran cg_sockjs_parse_path()
+ * (sockjs_frame.c) on it.
  *
  *   URL (relative to the prefix)     handled by
  *   "" "/"                           greeting, "Welcome to SockJS!\n"
@@ -139,7 +140,7 @@ sj_write_headers(struct sj_req *r, long long content_length)
          add_hdr(wsi, "vary:", "Origin", &p, end)))
         return -1;
     if (r->allow != NULL) {
-        if (r->method == SJ_M_OPTIONS && r->status < 300) {
+        if (r->method == CG_M_OPTIONS && r->status < 300) {
             if (add_hdr(wsi, "access-control-allow-methods:", r->allow, &p, end) ||
                 (r->acrh[0] &&
                  add_hdr(wsi, "access-control-allow-headers:", r->acrh, &p, end)))
@@ -158,15 +159,6 @@ sj_write_headers(struct sj_req *r, long long content_length)
 /* ------------------------------------------------------------------------ */
 /* Routing                                                                   */
 /* ------------------------------------------------------------------------ */
-
-static enum sj_method
-method_of(struct lws *wsi)
-{
-    if (lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI))    return SJ_M_POST;
-    if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI))     return SJ_M_GET;
-    if (lws_hdr_total_length(wsi, WSI_TOKEN_OPTIONS_URI)) return SJ_M_OPTIONS;
-    return SJ_M_OTHER;
-}
 
 /* CORS and the Origin allow-list (PROTOCOL.md 2). Returns 1 when the
  * request's Origin is admitted (none is admitted), 0 when it is not; an
@@ -261,11 +253,10 @@ framing_refused(struct sj_req *r, enum cg_body_framing *framing, uint64_t *len)
 }
 
 int
-cg_sockjs_http_on_request(struct cg_server *srv, struct lws *wsi,
-                          struct cg_pss *pss, const char *path, size_t len)
+cg_sockjs_http_on_request(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss,
+                          enum cg_http_method method, const struct cg_sockjs_path *sp)
 {
     struct cg_sockjs *sj = srv->sockjs;
-    struct cg_sockjs_path sp;
     enum cg_body_framing framing;
     struct sj_req *r;
     uint64_t blen;
@@ -281,36 +272,35 @@ cg_sockjs_http_on_request(struct cg_server *srv, struct lws *wsi,
     cg_request_client_addr(srv, wsi, r->peer, sizeof r->peer);
     pss->kind = CG_PSS_SOCKJS_HTTP;
     pss->obj = r;
-    r->method = method_of(wsi);
-    cg_sockjs_parse_path(path, len, &sp);
-    r->route = sp.route;
-    if (sp.session.len > 0)                    /* <= CG_SOCKJS_ID_MAX */
-        memcpy(r->key, sp.session.ptr, sp.session.len);
-    r->keylen = sp.session.len;
+    r->method = method;
+    r->route = sp->route;
+    if (sp->session.len > 0)                   /* <= CG_SOCKJS_ID_MAX */
+        memcpy(r->key, sp->session.ptr, sp->session.len);
+    r->keylen = sp->session.len;
     admitted = cors_check(sj, r);
     if (framing_refused(r, &framing, &blen))
         return 0;
 
-    switch (sp.route) {
+    switch (sp->route) {
     case CG_SJ_GREETING:
-        if (r->method != SJ_M_GET)
+        if (r->method != CG_M_GET)
             respond_405(r, "GET");
         else
             sj_respond_text(r, 200, "Welcome to SockJS!\n");
         return 0;
     case CG_SJ_INFO:
-        if (r->method == SJ_M_OPTIONS)
+        if (r->method == CG_M_OPTIONS)
             route_options(r, "OPTIONS, GET");
-        else if (r->method == SJ_M_GET)
+        else if (r->method == CG_M_GET)
             route_info(r);
         else
             respond_405(r, "OPTIONS, GET");
         return 0;
     case CG_SJ_RAW_WEBSOCKET:
     case CG_SJ_WEBSOCKET:
-        /* An upgrade never gets here (transport_ws.c routes it to
-         * cg_sockjs_ws_filter); a plain request does. */
-        if (r->method != SJ_M_GET)
+        /* An upgrade never gets here (the route table gives it to
+         * transport_ws.c or sockjs_ws.c); a plain request does. */
+        if (r->method != CG_M_GET)
             respond_405(r, "GET");
         else
             sj_respond_text(r, 400, "Can \"Upgrade\" only to \"WebSocket\".");
@@ -331,18 +321,18 @@ cg_sockjs_http_on_request(struct cg_server *srv, struct lws *wsi,
     }
 
     /* Session transports. */
-    if (r->method == SJ_M_OPTIONS &&
-        (sp.route == CG_SJ_XHR || sp.route == CG_SJ_XHR_SEND ||
-         sp.route == CG_SJ_XHR_STREAMING)) {
+    if (r->method == CG_M_OPTIONS &&
+        (sp->route == CG_SJ_XHR || sp->route == CG_SJ_XHR_SEND ||
+         sp->route == CG_SJ_XHR_STREAMING)) {
         route_options(r, "OPTIONS, POST");
         return 0;
     }
     {
-        int post = sp.route == CG_SJ_XHR || sp.route == CG_SJ_XHR_SEND ||
-                   sp.route == CG_SJ_XHR_STREAMING || sp.route == CG_SJ_JSONP_SEND;
+        int post = sp->route == CG_SJ_XHR || sp->route == CG_SJ_XHR_SEND ||
+                   sp->route == CG_SJ_XHR_STREAMING || sp->route == CG_SJ_JSONP_SEND;
 
-        if (r->method != (post ? SJ_M_POST : SJ_M_GET)) {
-            respond_405(r, post ? (sp.route == CG_SJ_JSONP_SEND ? "POST" : "OPTIONS, POST")
+        if (r->method != (post ? CG_M_POST : CG_M_GET)) {
+            respond_405(r, post ? (sp->route == CG_SJ_JSONP_SEND ? "POST" : "OPTIONS, POST")
                                 : "GET");
             return 0;
         }
@@ -356,7 +346,7 @@ cg_sockjs_http_on_request(struct cg_server *srv, struct lws *wsi,
         sj_respond_text(r, 403, "Origin not allowed");
         return 0;
     }
-    if (sp.route == CG_SJ_XHR_SEND || sp.route == CG_SJ_JSONP_SEND) {
+    if (sp->route == CG_SJ_XHR_SEND || sp->route == CG_SJ_JSONP_SEND) {
         /* The body comes with HTTP_BODY and lws announces its end with
          * BODY_COMPLETION (also for an explicit Content-Length: 0). */
         if (framing != CG_BODY_NONE)
@@ -366,7 +356,7 @@ cg_sockjs_http_on_request(struct cg_server *srv, struct lws *wsi,
         sj_route_sender(sj, r);
         return 0;
     }
-    sj_route_receiver(sj, r, &sp);
+    sj_route_receiver(sj, r, sp);
     return 0;
 }
 

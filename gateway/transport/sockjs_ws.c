@@ -117,15 +117,15 @@ refuse(struct lws *wsi, unsigned int status, const char *why)
 }
 
 int
-cg_sockjs_ws_filter(struct cg_server *srv, struct lws *wsi, const char *path,
-                    size_t len)
+cg_sockjs_ws_filter(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss,
+                    const struct cg_sockjs_path *sp)
 {
-    struct cg_sockjs_path sp;
     char origin[256], host[256];
     int olen, hlen;
 
-    cg_sockjs_parse_path(path, len, &sp);
-    if (sp.route != CG_SJ_WEBSOCKET)     /* raw /websocket: transport_ws.c */
+    /* The route table gives the raw /websocket to transport_ws.c; any
+     * other SockJS URL takes no upgrade. */
+    if (sp->route != CG_SJ_WEBSOCKET)
         return refuse(wsi, HTTP_STATUS_NOT_FOUND, "no websocket endpoint here");
     olen = lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN);
     if (olen < 0)
@@ -139,20 +139,19 @@ cg_sockjs_ws_filter(struct cg_server *srv, struct lws *wsi, const char *path,
     /* The token is checked at CONNECT: a SockJS client cannot read a 401
      * from a refused upgrade, it would only fall back to another
      * transport. CONNECT answers ERROR, then c[3000,"Go away!"]. */
+    pss->kind = CG_PSS_SOCKJS_WS;     /* ESTABLISHED comes here by the kind */
+    pss->obj = NULL;
     return 0;
 }
 
 int
-cg_sockjs_ws_on_open(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss,
-                     const char *path, size_t len)
+cg_sockjs_ws_on_open(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss)
 {
     struct cg_session_open open = { 0 };
     struct sj_ws *c;
     char token[256];
     int tlen;
 
-    (void)path;                       /* the filter admitted only .../websocket */
-    (void)len;
     if ((c = cg_calloc(1, sizeof *c)) == NULL)
         return -1;
     c->sj = srv->sockjs;
@@ -176,7 +175,6 @@ cg_sockjs_ws_on_open(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss,
     c->hb.data = c;
     ws_hb_restart(c);
     lws_callback_on_writable(wsi);           /* the open frame */
-    pss->kind = CG_PSS_SOCKJS_WS;
     pss->obj = c;
     return 0;
 }
