@@ -40,7 +40,7 @@ struct cg_server {
     struct cg_auth          *auth;
     struct cg_registry      *registry;   /* sessions by id and by user */
     struct cg_origins       *origins;    /* cfg->origins (borrowed) */
-    struct cg_sockjs        *sockjs;     /* SockJS session table (transport_sockjs.c) */
+    struct cg_sockjs        *sockjs;     /* SockJS session table (sockjs_session.c) */
     struct cg_listener      *listener;   /* our listen socket (listener.c); NULL
                                             once stopping */
     struct cg_proxies       *proxies;    /* cfg->proxies (borrowed) */

@@ -1,6 +1,8 @@
 /* http_api.c - the HTTP side of PROTOCOL.md section 1: register, login,
  * logout, user lookup, healthz, readyz, metrics, and the web client's
- * static files at {base}/.
+ * static files at {base}/. Which of them a request is (or whether it is
+ * 404 or 405) the route table in server/routes.c has decided before the
+ * request gets here; this file owns it from then on.
  *
  * Each request gets a struct cg_http_req on the heap. The connection holds
  * one reference and each asynchronous operation (Redis, the password
@@ -8,14 +10,14 @@
  * a late answer finds no connection and is dropped. A keep-alive
  * connection detaches its finished request before the next one starts.
  *
- *   HTTP -> [BODY ...] -> BODY_COMPLETION -> route -> (async) -> respond
+ *   HTTP -> [BODY ...] -> BODY_COMPLETION -> handler -> (async) -> respond
  *        -> WRITEABLE: headers -> WRITEABLE: body -> transaction completed
  *
  * Bodies are bounded by http_max_body (413 beyond it, decided from
  * Content-Length before anything is read). Every error is
  * {"error":"reason"}.
  *
- * Framing (lws_glue.h, cg_request_body_framing). lws 4.1 frames a request
+ * Framing (request.h, cg_request_body_framing). lws 4.1 frames a request
  * body by an atoll() of Content-Length and reads up to 100 MB as the body
  * of a POST without one; whatever it does not take as this body, it parses
  * as the next request on the connection. So a request whose length is
@@ -44,15 +46,18 @@
 #include "session/registry.h"
 #include "store/store.h"
 
-enum http_method { M_OTHER = 0, M_GET, M_POST, M_OPTIONS, M_HEAD };
-
 struct cg_http_req {
     struct cg_server *srv;
     struct lws       *wsi;          /* NULL once the connection is gone */
     struct cg_pss    *pss;          /* lws's per-session data while attached */
     int               refs;
-    enum http_method  method;
-    char              path[256];    /* relative to the base path */
+    enum cg_http_method method;
+    char              path[CG_HTTP_PATH_MAX]; /* relative to the base path */
+    /* what the route table found (struct cg_http_route) */
+    cg_http_handler  *handler;
+    size_t            rest;
+    int               files;
+    unsigned          route_status;
     char              addr[64];
     struct cg_wbuf    body;
     int               body_over;    /* more than http_max_body arrived */
@@ -68,13 +73,6 @@ struct cg_http_req {
                                        computed (see wait_quietly) */
     int               headers_sent;
     int               flushing;     /* answered; lws still sends the rest */
-};
-
-struct route {
-    enum http_method method;
-    const char      *path;
-    int              prefix;        /* path is a prefix ("/api/users/") */
-    void           (*handler)(struct cg_http_req *r, const char *rest);
 };
 
 static void req_unref(struct cg_http_req *r);
@@ -208,8 +206,8 @@ on_registered(int err, const struct cg_principal *who, const char *token, void *
     req_unref(r);
 }
 
-static void
-h_register(struct cg_http_req *r, const char *rest)
+void
+cg_http_register(struct cg_http_req *r, const char *rest)
 {
     struct cg_credentials c;
 
@@ -244,8 +242,8 @@ on_logged_in(int err, const struct cg_principal *who, const char *token, void *d
     req_unref(r);
 }
 
-static void
-h_login(struct cg_http_req *r, const char *rest)
+void
+cg_http_login(struct cg_http_req *r, const char *rest)
 {
     struct cg_credentials c;
     int rc;
@@ -279,8 +277,8 @@ on_logged_out(int err, const struct cg_principal *who, const char *token, void *
     req_unref(r);
 }
 
-static void
-h_logout(struct cg_http_req *r, const char *rest)
+void
+cg_http_logout(struct cg_http_req *r, const char *rest)
 {
     char tok[128];
     int n;
@@ -339,8 +337,8 @@ on_lookup_authed(int err, const struct cg_principal *who, const char *token, voi
     req_unref(r);
 }
 
-static void
-h_user(struct cg_http_req *r, const char *rest)
+void
+cg_http_user(struct cg_http_req *r, const char *rest)
 {
     char tok[128];
     struct lookup *lk;
@@ -370,15 +368,15 @@ h_user(struct cg_http_req *r, const char *rest)
     explicit_bzero(tok, sizeof tok);
 }
 
-static void
-h_healthz(struct cg_http_req *r, const char *rest)
+void
+cg_http_healthz(struct cg_http_req *r, const char *rest)
 {
     (void)rest;
     respond(r, 200, "text/plain", "ok\n", 3);
 }
 
-static void
-h_readyz(struct cg_http_req *r, const char *rest)
+void
+cg_http_readyz(struct cg_http_req *r, const char *rest)
 {
     (void)rest;
     if (r->srv->stopping)
@@ -391,8 +389,8 @@ h_readyz(struct cg_http_req *r, const char *rest)
 
 /* Gauges that are computed rather than counted, appended after the
  * metrics.c tables. */
-static void
-h_metrics(struct cg_http_req *r, const char *rest)
+void
+cg_http_metrics(struct cg_http_req *r, const char *rest)
 {
     struct cg_server *srv = r->srv;
     const struct cg_metrics *m = &srv->metrics;
@@ -489,46 +487,21 @@ serve_file(struct cg_http_req *r)
     return 0;
 }
 
-static const struct route routes[] = {
-    { M_POST, "/api/register", 0, h_register },
-    { M_POST, "/api/login",    0, h_login },
-    { M_POST, "/api/logout",   0, h_logout },
-    { M_GET,  "/api/users/",   1, h_user },
-    { M_GET,  "/healthz",      0, h_healthz },
-    { M_GET,  "/readyz",       0, h_readyz },
-    { M_GET,  "/metrics",      0, h_metrics },
-};
-
-/* Run the handler for r's path, or answer 404/405. */
+/* Run the handler the route table found for r, or answer what it found
+ * instead: a file, 404 or 405. */
 static int
 route(struct cg_http_req *r)
 {
-    int path_known = 0;
-
     r->routed = 1;
-    for (size_t i = 0; i < sizeof routes / sizeof *routes; i++) {
-        const struct route *rt = &routes[i];
-        size_t n = strlen(rt->path);
-
-        if (rt->prefix ? strncmp(r->path, rt->path, n) != 0
-                       : strcmp(r->path, rt->path) != 0)
-            continue;
-        path_known = 1;
-        if (rt->method != r->method &&
-            !(rt->method == M_GET && r->method == M_HEAD))
-            continue;
-        rt->handler(r, r->path + (rt->prefix ? n : strlen(r->path)));
+    if (r->handler != NULL) {
+        r->handler(r, r->path + r->rest);
         wait_quietly(r);
         return 0;
     }
-    if (path_known || strncmp(r->path, "/api/", 5) == 0) {
-        respond_error(r, path_known ? 405 : 404,
-                      path_known ? "method not allowed" : "not found");
-        return 0;
-    }
-    if (r->method == M_GET || r->method == M_HEAD)
+    if (r->files)
         return serve_file(r);
-    respond_error(r, 404, "not found");
+    respond_error(r, r->route_status,
+                  r->route_status == 405 ? "method not allowed" : "not found");
     return 0;
 }
 
@@ -579,7 +552,7 @@ framing_refused(struct cg_http_req *r, uint64_t *len)
         return 1;
     case CG_BODY_NONE:
         /* A POST has no body then, but lws would read what follows as one. */
-        r->close_after = r->method == M_POST;
+        r->close_after = r->method == CG_M_POST;
         return 0;
     case CG_BODY_LENGTH:
     default:
@@ -589,7 +562,7 @@ framing_refused(struct cg_http_req *r, uint64_t *len)
         refuse_framing(r, 413, "request body too large");
         return 1;
     }
-    if (*len > 0 && r->method != M_POST) {
+    if (*len > 0 && r->method != CG_M_POST) {
         /* lws would leave it unread behind a served file, to be parsed
          * as the next request. */
         refuse_framing(r, 400, "unexpected request body: only POST takes one");
@@ -600,7 +573,7 @@ framing_refused(struct cg_http_req *r, uint64_t *len)
 
 int
 cg_http_on_request(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss,
-                   const char *path, size_t plen)
+                   const struct cg_http_route *rt)
 {
     struct cg_http_req *r;
     uint64_t len;
@@ -618,17 +591,13 @@ cg_http_on_request(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss,
     pss->obj = r;
     r->pss = pss;
 
-    if (lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI))
-        r->method = M_POST;
-    else if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI))
-        r->method = M_GET;
-    else if (lws_hdr_total_length(wsi, WSI_TOKEN_OPTIONS_URI))
-        r->method = M_OPTIONS;
-    else if (lws_hdr_total_length(wsi, WSI_TOKEN_HEAD_URI))
-        r->method = M_HEAD;
-
-    if (path != NULL && plen < sizeof r->path)
-        memcpy(r->path, path, plen + 1);
+    r->method = rt->method;
+    r->handler = rt->handler;
+    r->rest = rt->rest;
+    r->files = rt->files;
+    r->route_status = rt->status;
+    if (rt->path != NULL && rt->len < sizeof r->path)
+        memcpy(r->path, rt->path, rt->len + 1);
     if (framing_refused(r, &len))
         return 0;
     if (r->path[0] == '\0') {        /* outside the base path, or too long */
@@ -711,7 +680,7 @@ cg_http_on_writable(struct cg_pss *pss)
             lws_finalize_write_http_header(r->wsi, start, &p, end))
             return -1;
         r->headers_sent = 1;
-        if (r->resp.len > 0 && r->method != M_HEAD) {
+        if (r->resp.len > 0 && r->method != CG_M_HEAD) {
             lws_callback_on_writable(r->wsi);
             return 0;
         }

@@ -1,41 +1,24 @@
 /* request.c - what the HTTP API and the transports read from a request:
- * its path under the base path, the client's address, its token, and how
- * its body is framed (request.h). */
+ * its method, the client's address, its token, and how its body is framed
+ * (request.h). */
 #include "fmacros.h"
 
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
-#include "core/config.h"
 #include "core/proxies.h"
 #include "http/http_body.h"
 #include "http/request.h"
 
-const char *
-cg_request_path(struct cg_server *srv, struct lws *wsi, char *buf, size_t cap,
-                size_t *len)
+enum cg_http_method
+cg_request_method(struct lws *wsi)
 {
-    const char *base = srv->cfg->base_path;
-    size_t blen = strlen(base);
-    char *uri = NULL;
-    int ulen = 0;
-
-    if (lws_http_get_uri_and_method(wsi, &uri, &ulen) < 0 || uri == NULL ||
-        ulen <= 0 || (size_t)ulen >= cap)
-        return NULL;
-    memcpy(buf, uri, (size_t)ulen);
-    buf[ulen] = '\0';
-    if (strncmp(buf, base, blen) != 0)
-        return NULL;
-    if (buf[blen] == '\0') {          /* "{base}" alone is "{base}/" */
-        *len = 1;
-        return "/";
-    }
-    if (buf[blen] != '/')
-        return NULL;                  /* "/Mimix" is not under "/Mimi" */
-    *len = (size_t)ulen - blen;
-    return buf + blen;
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI))    return CG_M_POST;
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI))     return CG_M_GET;
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_OPTIONS_URI)) return CG_M_OPTIONS;
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HEAD_URI))    return CG_M_HEAD;
+    return CG_M_OTHER;
 }
 
 void

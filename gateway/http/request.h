@@ -1,7 +1,8 @@
 /* request.h - the lws connection glue shared by the HTTP API and the
  * transports: the per-session data every connection carries, and the
  * helpers that read a request's path, client address, token and body
- * framing.
+ * framing. Which part owns a request is decided by the route table
+ * (server/routes.c), once; the owners never look at its path again.
  *
  * Every connection's lws per-session data is a struct cg_pss: a tag and a
  * pointer to the heap object that owns the connection's state (lws frees
@@ -21,16 +22,25 @@
 enum cg_pss_kind {
     CG_PSS_NONE = 0,
     CG_PSS_HTTP,      /* struct cg_http_req (http_api.c) */
-    CG_PSS_WS,        /* struct cg_ws_conn (transport_ws.c) */
-    CG_PSS_SOCKJS_WS, /* a SockJS websocket, framed or raw (transport_sockjs.c) */
+    CG_PSS_WS,        /* struct cg_ws_conn (transport_ws.c): {base}/client */
+    CG_PSS_SOCKJS_RAW_WS, /* struct cg_ws_conn too: SockJS's raw /websocket */
+    CG_PSS_SOCKJS_WS, /* struct sj_ws: the framed SockJS websocket (sockjs_ws.c) */
     CG_PSS_SOCKJS_HTTP, /* a SockJS HTTP request: info, xhr, xhr_send,
-                           xhr_streaming, eventsource, ... (transport_sockjs.c) */
+                           xhr_streaming, eventsource, ... (struct sj_req,
+                           sockjs_route.c and sockjs_http.c) */
 };
 
+/* A WebSocket's pss gets its kind when the upgrade is admitted (the filter
+ * callback) and its obj at ESTABLISHED, from the owner the kind names. */
 struct cg_pss {
     enum cg_pss_kind kind;
     void            *obj;
 };
+
+/* A request's method, as the route table and the owners compare it. lws
+ * knows a request by the header token of its method. */
+enum cg_http_method { CG_M_OTHER = 0, CG_M_GET, CG_M_POST, CG_M_OPTIONS, CG_M_HEAD };
+enum cg_http_method cg_request_method(struct lws *wsi);
 
 static inline struct cg_server *
 cg_server_of(struct lws *wsi)
@@ -65,10 +75,5 @@ enum cg_body_framing {
     CG_BODY_CHUNKED,    /* any Transfer-Encoding */
 };
 enum cg_body_framing cg_request_body_framing(struct lws *wsi, uint64_t *len);
-
-/* Path of the request relative to the configured base path, or NULL when
- * the request is outside it. *len receives the length. */
-const char *cg_request_path(struct cg_server *srv, struct lws *wsi,
-                            char *buf, size_t cap, size_t *len);
 
 #endif

@@ -4,8 +4,9 @@
  *   start:  origins, proxies -> store -> auth -> chat -> registry ->
  *           sockjs -> inbox stats -> listen socket (listener.c) -> lws
  *           context (foreign libuv loop, one vhost without a listener of
- *           its own, protocols v12/v11/v10.stomp + http, no mounts:
- *           http_api.c routes and serves files itself) -> accept
+ *           its own, protocols v12/v11/v10.stomp + http, no mounts: the
+ *           route table of routes.c decides, http_api.c serves files
+ *           itself) -> accept
  *   stop:   close the listen socket (new connections are refused, or go
  *           to the other processes sharing the port), refuse upgrades on
  *           connections already open (503), close every session once it
@@ -35,7 +36,13 @@
  * All protocols share one callback: a WebSocket without a subprotocol is
  * bound to the vhost's default protocol (index 0), so the same code must
  * handle it whichever protocol lws picked. lws chooses the first offered
- * subprotocol we know; stomp.js offers v12.stomp first. */
+ * subprotocol we know; stomp.js offers v12.stomp first.
+ *
+ * Routing. A new HTTP request (LWS_CALLBACK_HTTP) and a new upgrade
+ * (FILTER_PROTOCOL_CONNECTION) are looked up in the route table once
+ * (routes.c) and handed to their owner with the route it found. An
+ * admitted upgrade's owner records itself in pss->kind, so ESTABLISHED
+ * and every later event of a connection go by the pss, never the path. */
 #include "fmacros.h"
 
 #include <stdlib.h>
@@ -56,7 +63,9 @@
 #include "http/request.h"
 #include "server/inbox_stats.h"
 #include "server/listener.h"
+#include "server/routes.h"
 #include "server/server.h"
+#include "session/close_codes.h"
 #include "session/registry.h"
 #include "store/store.h"
 #include "transport/transport.h"
@@ -67,35 +76,41 @@
  * connection. */
 #define WS_RX_BUFFER 4096
 
+/* A request path (base path included) this long or longer is outside
+ * every route. */
+#define ROUTE_PATH_MAX 512
+
 /* What a connection's owner does with the events of an open connection.
- * New upgrades and requests are routed by transport_ws.c and http_api.c,
- * which set pss->kind; owner_of() picks the row from it. */
+ * New upgrades and requests are routed by the route table, and their
+ * owners set pss->kind; owner_of() picks the row from it. */
 struct conn_handlers {
+    int  (*open)(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss);
     int  (*data)(struct cg_pss *pss, const void *in, size_t len);
     int  (*writable)(struct cg_pss *pss);
     int  (*body_done)(struct cg_pss *pss);
     void (*closed)(struct cg_pss *pss);
 };
 
-/* WebSocket rows have no body_done: that event is HTTP only. */
+/* Only WebSocket rows open (ESTABLISHED); only HTTP rows have body_done. */
 static const struct conn_handlers ws_handlers = {
-    cg_ws_on_data, cg_ws_on_writable, NULL, cg_ws_on_closed,
+    cg_ws_on_open, cg_ws_on_data, cg_ws_on_writable, NULL, cg_ws_on_closed,
 };
 static const struct conn_handlers sockjs_ws_handlers = {
-    cg_sockjs_ws_on_data, cg_sockjs_ws_on_writable, NULL, cg_sockjs_ws_on_closed,
+    cg_sockjs_ws_on_open, cg_sockjs_ws_on_data, cg_sockjs_ws_on_writable, NULL,
+    cg_sockjs_ws_on_closed,
 };
 static const struct conn_handlers http_handlers = {
-    cg_http_on_body, cg_http_on_writable, cg_http_on_body_done, cg_http_on_closed,
+    NULL, cg_http_on_body, cg_http_on_writable, cg_http_on_body_done, cg_http_on_closed,
 };
 static const struct conn_handlers sockjs_http_handlers = {
-    cg_sockjs_http_on_body, cg_sockjs_http_on_writable, cg_sockjs_http_on_body_done,
-    cg_sockjs_http_on_closed,
+    NULL, cg_sockjs_http_on_body, cg_sockjs_http_on_writable,
+    cg_sockjs_http_on_body_done, cg_sockjs_http_on_closed,
 };
 
 /* The owner of a connection's WebSocket (ws = 1) or HTTP events: SockJS
- * if the pss says so, else the plain transport / HTTP API, whose handlers
- * cope with a missing or fresh pss (lws frees it when an HTTP transaction
- * ends). */
+ * if the pss says so, else the plain transport (its {base}/client and
+ * SockJS's raw /websocket) / HTTP API, whose handlers cope with a missing
+ * or fresh pss (lws frees it when an HTTP transaction ends). */
 static const struct conn_handlers *
 owner_of(const struct cg_pss *pss, int ws)
 {
@@ -110,17 +125,43 @@ owner_of(const struct cg_pss *pss, int ws)
 static int
 on_http_request(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss)
 {
-    char buf[512];
-    const char *path;
-    size_t plen = 0;
+    char buf[ROUTE_PATH_MAX];
+    struct cg_route rt;
 
     cg_http_on_closed(pss);           /* keep-alive: the previous request */
     srv->metrics.http_requests++;
-    path = cg_request_path(srv, wsi, buf, sizeof buf, &plen);
-    if (path != NULL && cg_is_sockjs_path(path, plen))
-        return cg_sockjs_http_on_request(srv, wsi, pss, path + CG_SOCKJS_PREFIX_LEN,
-                                         plen - CG_SOCKJS_PREFIX_LEN);
-    return cg_http_on_request(srv, wsi, pss, path, plen);
+    cg_route_request(srv, wsi, 0, buf, sizeof buf, &rt);
+    if (rt.owner == CG_ROUTE_SOCKJS)
+        return cg_sockjs_http_on_request(srv, wsi, pss, rt.method, &rt.sockjs);
+    return cg_http_on_request(srv, wsi, pss, &rt.http);
+}
+
+/* A new WebSocket upgrade (FILTER_PROTOCOL_CONNECTION): refused while
+ * stopping, else handed to its endpoint's filter, which admits it (0, and
+ * its kind in pss) or refuses it with an HTTP status. */
+static int
+on_upgrade(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss)
+{
+    char buf[ROUTE_PATH_MAX];
+    struct cg_route rt;
+
+    /* Whatever happens next: CONFIRM_UPGRADE hid some protocol names. */
+    cg_ws_protocols_restore(srv);
+    if (srv->stopping)
+        return cg_ws_refuse(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "shutting down");
+    cg_route_request(srv, wsi, 1, buf, sizeof buf, &rt);
+    switch (rt.owner) {
+    case CG_ROUTE_WS:
+        return cg_ws_filter(srv, wsi, pss, 0);
+    case CG_ROUTE_SOCKJS_RAW:
+        return cg_ws_filter(srv, wsi, pss, 1);
+    case CG_ROUTE_SOCKJS:
+        return cg_sockjs_ws_filter(srv, wsi, pss, &rt.sockjs);
+    case CG_ROUTE_NONE:
+    case CG_ROUTE_HTTP:
+    default:
+        return cg_ws_refuse(wsi, HTTP_STATUS_NOT_FOUND, "no websocket endpoint here");
+    }
 }
 
 static int
@@ -137,9 +178,9 @@ on_lws_event(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         cg_ws_prefer_highest(cg_server_of(wsi), wsi);
         return 0;
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-        return cg_ws_filter(cg_server_of(wsi), wsi, pss);
+        return on_upgrade(cg_server_of(wsi), wsi, pss);
     case LWS_CALLBACK_ESTABLISHED:
-        return cg_ws_on_open(cg_server_of(wsi), wsi, pss);
+        return owner_of(pss, 1)->open(cg_server_of(wsi), wsi, pss);
     case LWS_CALLBACK_HTTP:
         return on_http_request(cg_server_of(wsi), wsi, pss);
 
@@ -331,7 +372,7 @@ close_session(cg_session *s, void *data)
 {
     (void)data;
     /* After the answers it owes: a SEND in flight gets its 200 first. */
-    cg_session_drain(s, 1001, "server shutting down");
+    cg_session_drain(s, CG_CLOSE_GOING_AWAY, "server shutting down");
 }
 
 static void

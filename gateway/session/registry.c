@@ -50,6 +50,7 @@
 #include "core/context.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "session/close_codes.h"
 #include "session/registry.h"
 #include "session/session.h"
 #include "store/push_record.h"
@@ -57,7 +58,6 @@
 
 #define MAP_MIN_CAP   64u       /* slots; grows by doubling, never shrinks */
 #define USERS_MIN_CAP 64u       /* buckets */
-#define CLOSE_POLICY  1008
 
 enum user_state { U_NONE = 0, U_SUBSCRIBING, U_SUBSCRIBED };
 
@@ -611,7 +611,7 @@ push_logout(cg_registry *r, const struct user *u, const char *h)
         cg_session *s = cg_registry_get(r, u->sids[i]);
 
         if (s != NULL && strcmp(cg_session_token_hash(s), h) == 0)
-            cg_session_close(s, CLOSE_POLICY, "logged out");
+            cg_session_close(s, CG_CLOSE_POLICY, "logged out");
     }
     if (r->srv->auth != NULL)
         cg_auth_forget(r->srv->auth, h);

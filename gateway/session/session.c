@@ -63,10 +63,11 @@
  *     subscription confirms that one message (client mode is not
  *     cumulative); NACK leaves it pending; ACK of anything else is ignored.
  *   - UNSUBSCRIBE of an unknown id is ignored in every version.
- *   - Close codes: 1000 after DISCONNECT, 1002 protocol errors, 1008
- *     auth, forbidden, limits and timeouts, 1011 store or memory failure,
- *     1013 output cap (come back later; nothing is lost), 1001/1008 as
- *     given by cg_session_close() (shutdown, logout).
+ *   - Close codes (close_codes.h, the one table of them): 1000 after
+ *     DISCONNECT, 1002 protocol errors, 1008 auth, forbidden, limits and
+ *     timeouts, 1011 store or memory failure, 1013 output cap (come back
+ *     later; nothing is lost), 1001/1008 as given by cg_session_close()
+ *     (shutdown, logout).
  *   - A closing session gets frame_timeout_ms to flush its last frames,
  *     then ops->close() cuts it.
  *   - A session lives no longer than its login token: at the expiry auth.c
@@ -111,6 +112,7 @@
 #include "core/context.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "session/close_codes.h"
 #include "session/outq.h"
 #include "session/registry.h"
 #include "session/session.h"
@@ -129,17 +131,6 @@
 
 /* Longest token accepted from anywhere (real ones are 43 chars). */
 #define SESSION_TOKEN_MAX 256
-
-/* WebSocket close codes used here. 1013 "Try Again Later" for the output
- * cap: the client did nothing wrong protocol-wise and may reconnect (and
- * init) at once; its messages are still pending. */
-#define WS_CLOSE_NORMAL     1000
-#define WS_CLOSE_GOING_AWAY 1001
-#define WS_CLOSE_PROTOCOL   1002
-#define WS_CLOSE_ABNORMAL   1006
-#define WS_CLOSE_POLICY     1008
-#define WS_CLOSE_INTERNAL   1011
-#define WS_CLOSE_TRY_LATER  1013
 
 /* ------------------------------------------------------------------------ */
 /* The session                                                               */
@@ -342,7 +333,7 @@ cg_session__output_cap_close(cg_session *s, enum cg_outq_limit lim)
                 "for the next connect", (long long)cfg->out_soft_bytes,
                 (long long)cfg->out_soft_seconds, pending);
     s->srv->metrics.output_cap_closes++;
-    cg_session__begin_close(s, WS_CLOSE_TRY_LATER, "output queue over limit", CLOSE_NOW);
+    cg_session__begin_close(s, CG_CLOSE_TRY_LATER, "output queue over limit", CLOSE_NOW);
 }
 
 void
@@ -648,7 +639,7 @@ on_disconnect(cg_session *s, struct frame_ctx *c)
     cg_session__init_stop(s);
     if (c->h[H_RECEIPT] != NULL && queue_receipt(s, c->h[H_RECEIPT]) < 0)
         cg_slog(s, CG_LOG_WARN, "DISCONNECT receipt lost: out of memory");
-    cg_session__begin_close(s, WS_CLOSE_NORMAL, "client disconnected", CLOSE_FLUSH);
+    cg_session__begin_close(s, CG_CLOSE_NORMAL, "client disconnected", CLOSE_FLUSH);
     return 0;
 }
 
@@ -785,13 +776,13 @@ cg_session__fail(cg_session *s, int err, const char *detail)
     if (s->state == ST_CLOSING || (s->flags & F_GONE))
         return;                    /* one ERROR at most */
     switch (err) {
-    case CG_E_AUTH:      msg = "401 unauthorized";          code = WS_CLOSE_POLICY;   break;
-    case CG_E_EXPIRED:   msg = "401 token expired: log in again"; code = WS_CLOSE_POLICY; break;
-    case CG_E_FORBIDDEN: msg = "403 forbidden destination"; code = WS_CLOSE_POLICY;   break;
-    case CG_E_STORE:     msg = "503 service unavailable";   code = WS_CLOSE_INTERNAL; break;
-    case CG_E_NOMEM:     msg = "500 internal error";        code = WS_CLOSE_INTERNAL; break;
-    case CG_E_LIMIT:     msg = detail;                      code = WS_CLOSE_POLICY;   break;
-    default:             msg = detail;                      code = WS_CLOSE_PROTOCOL; break;
+    case CG_E_AUTH:      msg = "401 unauthorized";          code = CG_CLOSE_POLICY;   break;
+    case CG_E_EXPIRED:   msg = "401 token expired: log in again"; code = CG_CLOSE_POLICY; break;
+    case CG_E_FORBIDDEN: msg = "403 forbidden destination"; code = CG_CLOSE_POLICY;   break;
+    case CG_E_STORE:     msg = "503 service unavailable";   code = CG_CLOSE_INTERNAL; break;
+    case CG_E_NOMEM:     msg = "500 internal error";        code = CG_CLOSE_INTERNAL; break;
+    case CG_E_LIMIT:     msg = detail;                      code = CG_CLOSE_POLICY;   break;
+    default:             msg = detail;                      code = CG_CLOSE_PROTOCOL; break;
     }
     s->srv->metrics.stomp_errors++;
     cg_slog(s, CG_LOG_INFO, "ERROR %s: %s", msg == detail ? cg_strerror(err) : msg, detail);
@@ -905,7 +896,7 @@ on_attached(uint64_t sid, int err, void *data)
     if (s == NULL || s->state != ST_ATTACHING)
         return;
     if (err == CG_E_CLOSED)
-        cg_session__begin_close(s, WS_CLOSE_GOING_AWAY, "server shutting down", CLOSE_CANCEL);
+        cg_session__begin_close(s, CG_CLOSE_GOING_AWAY, "server shutting down", CLOSE_CANCEL);
     else if (err < 0)
         cg_session__fail(s, CG_E_STORE, "could not subscribe to the user's channel");
     else
@@ -953,7 +944,7 @@ on_auth(int err, const struct cg_principal *who, const char *token, void *data)
         return;
     }
     if (err == CG_E_CLOSED) {
-        cg_session__begin_close(s, WS_CLOSE_GOING_AWAY, "server shutting down", CLOSE_CANCEL);
+        cg_session__begin_close(s, CG_CLOSE_GOING_AWAY, "server shutting down", CLOSE_CANCEL);
         return;
     }
     if (err < 0) {
@@ -1118,13 +1109,13 @@ cg_session_wants_close(const cg_session *s, int *code, const char **why)
 }
 
 void
-cg_session_close(cg_session *s, int code, const char *reason)
+cg_session_close(cg_session *s, enum cg_close_code code, const char *reason)
 {
     cg_session__begin_close(s, code, reason, CLOSE_CANCEL);
 }
 
 void
-cg_session_drain(cg_session *s, int code, const char *reason)
+cg_session_drain(cg_session *s, enum cg_close_code code, const char *reason)
 {
     cg_session__begin_close(s, code, reason, CLOSE_FLUSH);
 }
@@ -1138,7 +1129,7 @@ cg_session_on_closed(cg_session *s)
         return;
     if (s->state != ST_CLOSING) {
         s->state = ST_CLOSING;
-        s->close_code = WS_CLOSE_ABNORMAL;
+        s->close_code = CG_CLOSE_ABNORMAL;
         snprintf(s->close_why, sizeof s->close_why, "connection lost");
         cg_session__tx_abort_all(s);
         cg_session__init_stop(s);

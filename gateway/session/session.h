@@ -24,6 +24,7 @@
 #include "chat/chat.h"
 #include "core/buf.h"
 #include "core/metrics.h"
+#include "session/close_codes.h"
 
 struct cg_server;
 
@@ -37,7 +38,7 @@ struct cg_transport_ops {
     void (*want_write)(void *t);
     /* Stop (paused = 1) or resume (0) delivering bytes. */
     void (*pause_read)(void *t, int paused);
-    /* Close now-ish with a WebSocket-style close code and reason; deferred,
+    /* Close now-ish with a close code (close_codes.h) and reason; deferred,
      * the transport calls cg_session_on_closed() later. Used for closes that
      * cannot wait for a flush (output cap, shutdown, logout). */
     void (*close)(void *t, int code, const char *why);
@@ -77,15 +78,15 @@ size_t cg_session_queued_bytes(const cg_session *s);
  * popped: the transport should now close with *code / *why. */
 int cg_session_wants_close(const cg_session *s, int *code, const char **why);
 
-/* Request a close (see the lifetime comment above). code is a WebSocket
- * close code (1000 normal, 1001 going away, 1008 policy, ...). Idempotent. */
-void cg_session_close(cg_session *s, int code, const char *reason);
+/* Request a close (see the lifetime comment above). code is one of
+ * close_codes.h (CG_CLOSE_GOING_AWAY, CG_CLOSE_POLICY, ...). Idempotent. */
+void cg_session_close(cg_session *s, enum cg_close_code code, const char *reason);
 
 /* Like cg_session_close(), but answers the session still owes (requests
  * waiting for Redis, e.g. a SEND whose 200 is on its way) go out before the
  * close: the graceful stop, so that a sender hears about what was stored.
  * Bounded like every close flush (frame_timeout_ms). Idempotent. */
-void cg_session_drain(cg_session *s, int code, const char *reason);
+void cg_session_drain(cg_session *s, enum cg_close_code code, const char *reason);
 
 /* The transport's connection is gone. The session must not call ops again. */
 void cg_session_on_closed(cg_session *s);

@@ -1,6 +1,6 @@
 /* sockjs_frame.c - SockJS 0.3.3 framing as pure functions of bytes.
  *
- * What it does. transport_sockjs.c moves bytes between lws and a session;
+ * What it does. The sockjs_*.c files move bytes between lws and a session;
  * everything in between that depends only on the bytes lives here, with no
  * lws, no allocation and no state kept between calls:
  *

@@ -5,7 +5,7 @@
  * No I/O, no allocation, no lws: every function is a function of its
  * bytes (STYLE.md principle 1), so it is unit-tested and fuzzed on its own
  * (tests/unit/gateway/test_sockjs_frame.c, tests/fuzz/fuzz_sockjs_decode.c).
- * transport_sockjs.c is the only user in the gateway. */
+ * The sockjs_*.c files of the transport are its only users in the gateway. */
 #ifndef CG_SOCKJS_FRAME_H
 #define CG_SOCKJS_FRAME_H
 

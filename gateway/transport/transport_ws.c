@@ -3,8 +3,9 @@
  * Turns lws events into session calls and back (STYLE.md 6); no STOMP
  * knowledge lives here. One struct cg_ws_conn per connection, on the heap:
  *
- *   FILTER_PROTOCOL_CONNECTION  path, Origin and handshake-token checks;
- *                               refusals answer 403/401/404 and close
+ *   FILTER_PROTOCOL_CONNECTION  Origin and handshake-token checks (the
+ *                               route table chose this transport);
+ *                               refusals answer 403/401 and close
  *   ESTABLISHED                 cg_session_create()
  *   RECEIVE                     cg_session_on_bytes()
  *   SERVER_WRITEABLE            pop frames into one buffer, ONE lws_write
@@ -27,6 +28,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "http/request.h"
+#include "session/close_codes.h"
 #include "session/session.h"
 #include "transport/transport.h"
 
@@ -66,7 +68,7 @@ ws_close(void *t, int code, const char *why)
     struct cg_ws_conn *c = t;
 
     if (c->close_code == 0) {
-        c->close_code = code ? code : LWS_CLOSE_STATUS_NORMAL;
+        c->close_code = code ? code : CG_CLOSE_NORMAL;
         snprintf(c->close_why, sizeof c->close_why, "%s", why ? why : "");
     }
     lws_callback_on_writable(c->wsi);
@@ -122,30 +124,12 @@ static const struct cg_transport_ops ws_raw_sockjs_ops = {
     .peer       = ws_peer,
 };
 
-/* Which transport serves an upgrade at path (relative to the base path). */
-enum ws_route { WS_NONE, WS_PLAIN, WS_SOCKJS_RAW, WS_SOCKJS };
-
-static enum ws_route
-ws_route_of(const char *path, size_t plen)
-{
-    if (path == NULL)
-        return WS_NONE;
-    if (plen == 7 && memcmp(path, "/client", 7) == 0)
-        return WS_PLAIN;
-    if (!cg_is_sockjs_path(path, plen))
-        return WS_NONE;
-    if (plen - CG_SOCKJS_PREFIX_LEN == 10 &&
-        memcmp(path + CG_SOCKJS_PREFIX_LEN, "/websocket", 10) == 0)
-        return WS_SOCKJS_RAW;
-    return WS_SOCKJS;
-}
-
 /* ---- handshake ------------------------------------------------------- */
 
-/* Refuse an upgrade with an HTTP status. lws closes the connection when the
- * filter returns non-zero; the short answer goes out first. */
-static int
-refuse(struct lws *wsi, unsigned int status, const char *why)
+/* lws closes the connection when the filter returns non-zero; the short
+ * answer goes out first. */
+int
+cg_ws_refuse(struct lws *wsi, unsigned int status, const char *why)
 {
     char ctx[64];
 
@@ -180,8 +164,8 @@ cg_ws_protocols_init(struct cg_server *srv)
             lws_vhost_name_to_protocol(srv->vhost, stomp_subprotocols[i]);
 }
 
-static void
-protocols_restore(struct cg_server *srv)
+void
+cg_ws_protocols_restore(struct cg_server *srv)
 {
     for (int i = 0; i < CG_WS_NPROTO; i++)
         if (srv->ws_protocols[i])
@@ -198,7 +182,7 @@ cg_ws_prefer_highest(struct cg_server *srv, struct lws *wsi)
     char list[256];
     int n, best = CG_WS_NPROTO;
 
-    protocols_restore(srv);
+    cg_ws_protocols_restore(srv);
     n = lws_hdr_copy(wsi, list, sizeof list, WSI_TOKEN_PROTOCOL);
     if (n <= 0)
         return;
@@ -213,37 +197,19 @@ cg_ws_prefer_highest(struct cg_server *srv, struct lws *wsi)
 }
 
 int
-cg_ws_filter(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss)
+cg_ws_filter(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss, int sockjs_raw)
 {
-    char pathbuf[512], origin[256], host[256], token[128];
-    const char *path;
-    size_t plen;
+    char origin[256], host[256], token[128];
     int olen, hlen, tlen;
-
-    (void)pss;
-    protocols_restore(srv);
-    if (srv->stopping)
-        return refuse(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "shutting down");
-    path = cg_request_path(srv, wsi, pathbuf, sizeof pathbuf, &plen);
-    switch (ws_route_of(path, plen)) {
-    case WS_SOCKJS:
-        return cg_sockjs_ws_filter(srv, wsi, path + CG_SOCKJS_PREFIX_LEN,
-                                   plen - CG_SOCKJS_PREFIX_LEN);
-    case WS_NONE:
-        return refuse(wsi, HTTP_STATUS_NOT_FOUND, "no websocket endpoint here");
-    case WS_PLAIN:
-    case WS_SOCKJS_RAW:
-        break;
-    }
 
     olen = lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN);
     if (olen < 0)
-        return refuse(wsi, HTTP_STATUS_FORBIDDEN, "origin not allowed");
+        return cg_ws_refuse(wsi, HTTP_STATUS_FORBIDDEN, "origin not allowed");
     if (olen > 0) {
         hlen = lws_hdr_copy(wsi, host, sizeof host, WSI_TOKEN_HOST);
         if (!cg_origins_allowed(srv->origins, origin, (size_t)olen,
                                 host, hlen > 0 ? (size_t)hlen : 0))
-            return refuse(wsi, HTTP_STATUS_FORBIDDEN, "origin not allowed");
+            return cg_ws_refuse(wsi, HTTP_STATUS_FORBIDDEN, "origin not allowed");
     }
 
     /* The token may also come later, in CONNECT; but a token given here
@@ -252,8 +218,11 @@ cg_ws_filter(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss)
     if (tlen < 0 ||
         (tlen > 0 && cg_auth_token_peek(srv->auth, token, (size_t)tlen) < 0)) {
         srv->metrics.auth_failures++;
-        return refuse(wsi, HTTP_STATUS_UNAUTHORIZED, "invalid or expired token");
+        return cg_ws_refuse(wsi, HTTP_STATUS_UNAUTHORIZED, "invalid or expired token");
     }
+    /* ESTABLISHED comes to this transport by the kind. */
+    pss->kind = sockjs_raw ? CG_PSS_SOCKJS_RAW_WS : CG_PSS_WS;
+    pss->obj = NULL;
     return 0;
 }
 
@@ -264,19 +233,14 @@ cg_ws_on_open(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss)
 {
     struct cg_ws_conn *c;
     struct cg_session_open open = { 0 };
-    char token[128], pathbuf[512];
-    const char *path;
-    size_t plen;
-    enum ws_route route;
-    int tlen;
+    char token[128];
+    int tlen, raw;
 
-    /* The filter admitted only the routes below. */
-    path = cg_request_path(srv, wsi, pathbuf, sizeof pathbuf, &plen);
-    route = ws_route_of(path, plen);
-    if (route == WS_SOCKJS)
-        return cg_sockjs_ws_on_open(srv, wsi, pss, path + CG_SOCKJS_PREFIX_LEN,
-                                    plen - CG_SOCKJS_PREFIX_LEN);
-    if (route == WS_NONE || (c = cg_calloc(1, sizeof *c)) == NULL)
+    /* The kind the filter set when it admitted the upgrade. */
+    if (pss == NULL || (pss->kind != CG_PSS_WS && pss->kind != CG_PSS_SOCKJS_RAW_WS))
+        return -1;
+    raw = pss->kind == CG_PSS_SOCKJS_RAW_WS;
+    if ((c = cg_calloc(1, sizeof *c)) == NULL)
         return -1;
     c->wsi = wsi;
     cg_wbuf_init(&c->out, LWS_PRE);
@@ -288,14 +252,12 @@ cg_ws_on_open(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss)
         open.token_len = (size_t)tlen;
     }
     open.ws_version = ws_version_of(wsi);
-    c->s = cg_session_create(srv, route == WS_PLAIN ? &ws_ops : &ws_raw_sockjs_ops,
-                             c, &open);
+    c->s = cg_session_create(srv, raw ? &ws_raw_sockjs_ops : &ws_ops, c, &open);
     explicit_bzero(token, sizeof token);
     if (c->s == NULL) {
         cg_free(c);
         return -1;
     }
-    pss->kind = CG_PSS_WS;
     pss->obj = c;
     return 0;
 }
@@ -351,7 +313,7 @@ cg_ws_on_writable(struct cg_pss *pss)
          * close frame (it flushes, then kills the socket): the peer would
          * see 1006 instead of our code. Close once the buffer is out. */
         if (lws_partial_buffered(c->wsi)) {
-            c->close_code = code ? code : LWS_CLOSE_STATUS_NORMAL;
+            c->close_code = code ? code : CG_CLOSE_NORMAL;
             snprintf(c->close_why, sizeof c->close_why, "%s", why ? why : "");
             lws_callback_on_writable(c->wsi);
             lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);

@@ -195,7 +195,7 @@ describe('SockJS with real clients', () => {
       await st.waitText(/o\n$/);
       st.abort();
       // A vanished peer costs no CPU while its request is held (lws 4.1
-      // would spin on the closed socket: transport_sockjs.c req_idle).
+      // would spin on the closed socket: sockjs_http.c req_idle).
       const cpu0 = cpuTicks(g);
       await sleep(1000);
       const burnt = cpuTicks(g) - cpu0;

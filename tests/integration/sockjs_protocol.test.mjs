@@ -17,7 +17,7 @@
 //   it is 403. No Origin gets "*"; "null" is an origin like any other (not
 //   in the default allow-list, so 403).
 // - /iframe.html is 404: only iframe-based transports need it, and it
-//   would load sockjs.js from a CDN into our origin (see transport_sockjs.c).
+//   would load sockjs.js from a CDN into our origin (see sockjs_route.c).
 // - A poll whose client vanished is noticed when the next frame or
 //   heartbeat is written, not at once (lws 4.1 does not read mid-request).
 import { describe, it, before } from 'node:test';

@@ -1,6 +1,6 @@
 /* test_http_body.c - http_body.c's Content-Length parser: which values
  * frame a request body (one row per case; the framing decision of
- * http_api.c and transport_sockjs.c rests on it). The JSON body decoder is
+ * http_api.c and sockjs_route.c rests on it). The JSON body decoder is
  * covered by tests/fuzz/fuzz_http_body.c and tests/integration. */
 #include "fmacros.h"
 

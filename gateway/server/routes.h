@@ -1,0 +1,52 @@
+/* routes.h - the one route table: which part owns an HTTP request or a
+ * WebSocket upgrade, by its method and its path under the base path.
+ *
+ * server.c consults it once per request and once per upgrade, and hands
+ * the owner the route already parsed (the SockJS URL split into its parts,
+ * the API's handler and what follows its path), so no owner looks at the
+ * path again. The table points down at handlers declared in http/ and
+ * transport/ headers; those parts never see it. */
+#ifndef CHATGATE_ROUTES_H
+#define CHATGATE_ROUTES_H
+
+#include <stddef.h>
+
+#include "core/context.h"
+#include "http/http_api.h"
+#include "http/request.h"
+#include "transport/sockjs_frame.h"
+
+/* Who owns a request or an upgrade. */
+enum cg_route_owner {
+    CG_ROUTE_NONE = 0,    /* an upgrade that no endpoint takes: 404 */
+    CG_ROUTE_WS,          /* the {base}/client upgrade: transport_ws.c */
+    CG_ROUTE_SOCKJS_RAW,  /* the {base}/socketServer/websocket upgrade:
+                             transport_ws.c too, as SockJS's raw websocket */
+    CG_ROUTE_SOCKJS,      /* the rest of {base}/socketServer and below,
+                             upgrades included: sockjs_*.c */
+    CG_ROUTE_HTTP,        /* every other request (not an upgrade): an API
+                             handler, a file, 404 or 405; http_api.c */
+};
+
+struct cg_route {
+    enum cg_route_owner   owner;
+    enum cg_http_method   method;
+    struct cg_sockjs_path sockjs;   /* CG_ROUTE_SOCKJS: the path under the
+                                       prefix, parsed */
+    struct cg_http_route  http;     /* CG_ROUTE_HTTP */
+};
+
+/* Route a request (upgrade 0) or a WebSocket upgrade (1) with method at
+ * path, which is relative to the base path and NUL-terminated at len, or
+ * NULL when the request is outside the base path. A pure function of its
+ * arguments: it reads nothing else, and out's views borrow path. */
+void cg_route_find(const char *path, size_t len, enum cg_http_method method,
+                   int upgrade, struct cg_route *out);
+
+/* Route wsi's request: read its path under the configured base path (into
+ * buf, cap bytes; a longer one counts as outside) and its method, then
+ * cg_route_find(). out's views borrow buf. */
+void cg_route_request(struct cg_server *srv, struct lws *wsi, int upgrade,
+                      char *buf, size_t cap, struct cg_route *out);
+
+#endif
