@@ -43,7 +43,20 @@
  * through (cg_auth_create() warns when the config lets one address fill
  * it). Every count taken is given back (DECR) unless the attempt fails on
  * the password or the name, so the buckets count failures only: a user
- * logging in often, or many users behind one NAT, are never limited. */
+ * logging in often, or many users behind one NAT, are never limited.
+ *
+ * A login for a name that does not exist runs the same password hash as
+ * one for a name that does (against a decoy record with the configured
+ * rounds), so the answer's timing does not tell which names exist.
+ *
+ * Registration limit. Every registration attempt counts, in two fixed
+ * windows checked in this order: cg:reg:a:<addr> (register_addr_*) and
+ * cg:reg:all (register_*); over either, CG_E_LIMIT (HTTP 429) with
+ * Retry-After. A registration's password hash then waits in this node's
+ * own queue: at most REGISTER_HASHING of them run on libuv's thread pool
+ * at once (REGISTER_QUEUE_MAX wait; beyond that CG_E_LIMIT, Retry-After
+ * 1), so a burst of registrations never takes the pool threads that
+ * logins need. */
 #include "fmacros.h"
 
 #include <stdio.h>
@@ -74,6 +87,11 @@
 #define BAD_KEEP_MS  (10 * 60 * 1000)
 /* "cg:login:ua:" + a 32-byte name + ':' + a 64-byte address key. */
 #define LIMIT_KEY_MAX 128
+/* Registration hashes on the thread pool at once (libuv's pool has 4
+ * threads unless UV_THREADPOOL_SIZE says otherwise: logins keep the
+ * rest), and how many may wait for one. */
+#define REGISTER_HASHING   2
+#define REGISTER_QUEUE_MAX 256
 
 struct bad_token {
     char     hash[CG_TOKEN_HASH_LEN + 1];
@@ -98,6 +116,10 @@ struct cg_auth {
     int                     closing;
     struct bad_token        bad[BAD_SLOTS];
     struct limit_rule       rules[LB_N];
+    /* registrations: hashing on the pool, and waiting to (a FIFO) */
+    unsigned                reg_hashing;
+    size_t                  reg_waiting;
+    struct auth_op         *reg_head, *reg_tail;
 };
 
 enum op_kind { OP_REGISTER, OP_LOGIN, OP_CHECK, OP_LOGOUT, OP_LOOKUP };
@@ -118,6 +140,8 @@ struct auth_op {
     char                token[CG_TOKEN_LEN + 1];
     /* login only */
     char                addr[64];      /* cg_proxies_limit_key() of the client */
+    struct auth_op     *reg_next;      /* register: the queue to the pool */
+    int                 decoy;         /* login: verifying the decoy record */
     int                 reserved;      /* limit buckets holding a count of this
                                           attempt (given back unless it fails
                                           on the password) */
@@ -131,6 +155,13 @@ enum {
     LOGIN_RECORD,          /* HMGET name pw */
     LOGIN_VERIFIED,        /* the pool checked the password */
     LOGIN_TOKEN,           /* SET token */
+};
+
+/* Register op steps (op->step++ moves to the next one). */
+enum {
+    REG_LIMIT_ADDR = 30,   /* INCR cg:reg:a:<addr> */
+    REG_LIMIT_ALL,         /* INCR cg:reg:all */
+    REG_PTTL,              /* a window refused: its PTTL -> Retry-After */
 };
 
 /* ---- small pure helpers ------------------------------------------------- */
@@ -147,6 +178,24 @@ cg_auth_valid_name(const char *s, size_t len)
             return 0;
     }
     return 1;
+}
+
+const char *
+cg_auth_name_refused(const char *s, size_t len)
+{
+    size_t digits = 0, dots = 0;
+
+    if (!cg_auth_valid_name(s, len))
+        return "a username is 1-32 characters of A-Z a-z 0-9 _ . -";
+    for (size_t i = 0; i < len; i++) {
+        digits += s[i] >= '0' && s[i] <= '9';
+        dots += s[i] == '.';
+    }
+    if (digits == len)
+        return "a username must not be all digits (those name a uid)";
+    if (dots == len)
+        return "a username must not be only dots";
+    return NULL;
 }
 
 static int
@@ -427,20 +476,77 @@ cmd(struct auth_op *op, int argc, const char **argv)
     (void)cmd_sent(op, argc, argv);
 }
 
+static void reg_dispatch(cg_auth *a);
+
 static void
 on_work_done(uv_work_t *w, int status)
 {
     struct auth_op *op = w->data;
+    cg_auth *a = op->a;
+    int reg = op->kind == OP_REGISTER;
 
     explicit_bzero(op->pw, sizeof op->pw);
+    if (reg)
+        a->reg_hashing--;
+    a->ops++;                         /* hold a: op may be its last */
     step(op, NULL, status < 0 ? CG_E_CLOSED : op->err);
+    if (reg && a->reg_head != NULL)
+        reg_dispatch(a);
+    if (--a->ops == 0 && a->closing)
+        cg_free(a);
 }
 
 static void
 pool(struct auth_op *op, uv_work_cb fn)
 {
-    if (uv_queue_work(op->a->loop, &op->work, fn, on_work_done) < 0)
+    if (op->kind == OP_REGISTER)
+        op->a->reg_hashing++;
+    if (uv_queue_work(op->a->loop, &op->work, fn, on_work_done) < 0) {
+        if (op->kind == OP_REGISTER)
+            op->a->reg_hashing--;
         op_finish(op, CG_E_STORE);
+    }
+}
+
+/* Start the registration hashes that may run now (see the top). */
+static void
+reg_dispatch(cg_auth *a)
+{
+    while (a->reg_head != NULL && a->reg_hashing < REGISTER_HASHING) {
+        struct auth_op *op = a->reg_head;
+
+        a->reg_head = op->reg_next;
+        if (a->reg_head == NULL)
+            a->reg_tail = NULL;
+        a->reg_waiting--;
+        op->reg_next = NULL;
+        if (a->closing)
+            op_finish(op, CG_E_CLOSED);
+        else
+            pool(op, work_hash);
+    }
+}
+
+/* Hash a registration's password when the registration queue lets it. */
+static void
+reg_enqueue(struct auth_op *op)
+{
+    cg_auth *a = op->a;
+
+    if (a->reg_waiting >= REGISTER_QUEUE_MAX) {
+        cg_log(CG_LOG_WARN, "registration of %s refused: %zu registrations already "
+               "wait for a password hash; it answers 429", op->lname, a->reg_waiting);
+        op->who.retry_after_s = 1;
+        a->metrics->register_limited++;
+        return op_finish(op, CG_E_LIMIT);
+    }
+    if (a->reg_tail != NULL)
+        a->reg_tail->reg_next = op;
+    else
+        a->reg_head = op;
+    a->reg_tail = op;
+    a->reg_waiting++;
+    reg_dispatch(a);
 }
 
 /* Send op's first command. On failure the op is dropped without its
@@ -700,18 +806,86 @@ limit_rules_init(cg_auth *a, const struct cg_config *cfg)
 
 /* ---- the steps of each operation -------------------------------------------- */
 
+/* ---- registration limit (see the top) ----------------------------------------- */
+
+static void
+reg_limit_key(const struct auth_op *op, int by_addr, char *buf, size_t cap)
+{
+    if (by_addr)
+        snprintf(buf, cap, "cg:reg:a:%s", op->addr);
+    else
+        snprintf(buf, cap, "cg:reg:all");
+}
+
+/* Count this registration in the address's window (by_addr) or in the
+ * window of all addresses; the INCR's reply comes to the step after. */
+static void
+reg_limit_take(struct auth_op *op, int by_addr)
+{
+    const struct cg_config *cfg = op->a->cfg;
+    char k[LIMIT_KEY_MAX], ms[24];
+
+    reg_limit_key(op, by_addr, k, sizeof k);
+    snprintf(ms, sizeof ms, "%lld", (long long)(by_addr ? cfg->register_addr_window_s :
+                                                          cfg->register_window_s) * 1000);
+    op->step = by_addr ? REG_LIMIT_ADDR : REG_LIMIT_ALL;
+    if (cmd_sent(op, 2, (const char *[]){ "INCR", k }) == 0)
+        send_quiet(op->a, 4, (const char *[]){ "PEXPIRE", k, ms, "NX" }, on_expire_reply);
+}
+
+/* Over its window's max: refuse (asking when the window ends) and return
+ * 1; else 0. */
+static int
+reg_over_limit(struct auth_op *op, int by_addr, long long count)
+{
+    const struct cg_config *cfg = op->a->cfg;
+    int64_t max = by_addr ? cfg->register_addr_max : cfg->register_max;
+    int64_t window = by_addr ? cfg->register_addr_window_s : cfg->register_window_s;
+    char k[LIMIT_KEY_MAX];
+
+    if (count <= max)
+        return 0;
+    op->a->metrics->register_limited++;
+    cg_log(count == max + 1 ? CG_LOG_WARN : CG_LOG_DEBUG,
+           "registration of %s from %s refused: more than %lld registrations %s in "
+           "%lld s (%s); it answers 429 until the window ends", op->lname, op->addr,
+           (long long)max, by_addr ? "from this address" : "in all", (long long)window,
+           by_addr ? "register_addr_max" : "register_max");
+    reg_limit_key(op, by_addr, k, sizeof k);
+    op->who.retry_after_s = window;
+    op->step = REG_PTTL;
+    cmd(op, 2, (const char *[]){ "PTTL", k });
+    return 1;
+}
+
 static void
 step_register(struct auth_op *op, const struct cg_store_reply *r, int err)
 {
     char k1[96], k2[96], uid[24], now[24];
 
     switch (op->step++) {
+    case REG_LIMIT_ADDR:
+    case REG_LIMIT_ALL:
+        if (no_reply(r, err) || cg_store_reply_type(r) != CG_STORE_REPLY_INTEGER)
+            goto fail_store;
+        if (reg_over_limit(op, op->step - 1 == REG_LIMIT_ADDR, cg_store_reply_integer(r)))
+            return;
+        if (op->step == REG_LIMIT_ALL)
+            return reg_limit_take(op, 0);
+        op->step = 0;
+        key_name(k1, sizeof k1, op->lname);
+        return cmd(op, 2, (const char *[]){ "EXISTS", k1 });
+    case REG_PTTL:
+        if (!no_reply(r, err) && cg_store_reply_type(r) == CG_STORE_REPLY_INTEGER &&
+            cg_store_reply_integer(r) > 0)
+            op->who.retry_after_s = (cg_store_reply_integer(r) + 999) / 1000;
+        return op_finish(op, CG_E_LIMIT);
     case 0: /* EXISTS name */
         if (err < 0 || cg_store_reply_type(r) != CG_STORE_REPLY_INTEGER)
             goto fail_store;
         if (cg_store_reply_integer(r) != 0)
             return op_finish(op, CG_E_EXISTS);
-        return pool(op, work_hash);
+        return reg_enqueue(op);
     case 1: /* hashed */
         if (err < 0)
             return op_finish(op, err);
@@ -753,6 +927,25 @@ fail_store:
     op_finish(op, err < 0 ? err : CG_E_STORE);
 }
 
+/* No such user (or no usable record): hash the password all the same,
+ * against a record that no password matches, with the rounds a new
+ * password gets, so that the answer takes as long as a wrong password's
+ * (see the top). The step after gets CG_E_AUTH from the pool. */
+static void
+verify_decoy(struct auth_op *op)
+{
+    op->who.uid = 0;
+    op->who.name[0] = '\0';
+    /* a 16-byte salt and a 32-byte hash, base64url, as work_hash() writes */
+    snprintf(op->record, sizeof op->record, "pbkdf2-sha256$%lld$%s$%s",
+             (long long)op->a->cfg->password_iterations, "Y2hhdGdhdGUtZGVjb3k",
+             "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    op->step = LOGIN_VERIFIED;
+    op->decoy = 1;
+    op->a->metrics->password_checks++;
+    pool(op, work_verify);
+}
+
 static void
 step_login(struct auth_op *op, const struct cg_store_reply *r, int err)
 {
@@ -768,7 +961,7 @@ step_login(struct auth_op *op, const struct cg_store_reply *r, int err)
         if (no_reply(r, err))
             goto fail_store;
         if (cg_store_reply_type(r) == CG_STORE_REPLY_NIL || reply_u64(r, &op->who.uid) < 0)
-            return op_finish(op, CG_E_AUTH);
+            return verify_decoy(op);
         key_user(k, sizeof k, op->who.uid);
         return cmd(op, 4, (const char *[]){ "HMGET", k, "name", "pw" });
     case LOGIN_RECORD:
@@ -780,14 +973,15 @@ step_login(struct auth_op *op, const struct cg_store_reply *r, int err)
         if (cg_store_reply_type(cg_store_reply_element(r, 0)) != CG_STORE_REPLY_STRING ||
             cg_store_reply_type(cg_store_reply_element(r, 1)) != CG_STORE_REPLY_STRING ||
             name_len > CG_NAME_MAX || record_len >= sizeof op->record)
-            return op_finish(op, CG_E_AUTH);
+            return verify_decoy(op);
         /* + 1: the reply's strings end in NUL (store.h) */
         memcpy(op->who.name, name, name_len + 1);
         memcpy(op->record, record, record_len + 1);
+        op->a->metrics->password_checks++;
         return pool(op, work_verify);
     case LOGIN_VERIFIED: /* make and store a token */
-        if (err < 0)
-            return op_finish(op, err);
+        if (err < 0 || op->decoy)
+            return op_finish(op, err < 0 ? err : CG_E_AUTH);
         if (RAND_bytes(raw, sizeof raw) != 1)
             return op_finish(op, CG_E_STORE);
         b64url(raw, sizeof raw, op->token);
@@ -938,6 +1132,16 @@ cg_auth_destroy(cg_auth *a)
     if (a == NULL)
         return;
     a->closing = 1;
+    /* Registrations still waiting for the pool end now; the ones on the
+     * pool end when their work does. */
+    while (a->reg_head != NULL) {
+        struct auth_op *op = a->reg_head;
+
+        a->reg_head = op->reg_next;
+        a->reg_waiting--;
+        op_finish(op, CG_E_CLOSED);
+    }
+    a->reg_tail = NULL;
     if (a->ops == 0)
         cg_free(a);
 }
@@ -961,22 +1165,33 @@ cg_auth_check_token(cg_auth *a, const char *tok, size_t len, cg_auth_cb cb, void
 
 int
 cg_auth_register(cg_auth *a, const char *name, size_t name_len, const char *password,
-                 size_t pw_len, cg_auth_cb cb, void *data)
+                 size_t pw_len, const char *addr, cg_auth_cb cb, void *data)
 {
     struct auth_op *op;
-    char k[96];
+    char k[LIMIT_KEY_MAX];
 
-    if (!cg_auth_valid_name(name, name_len) || pw_len < PW_MIN || pw_len > PW_MAX ||
-        memchr(password, '\0', pw_len))
+    if (cg_auth_name_refused(name, name_len) != NULL || pw_len < PW_MIN ||
+        pw_len > PW_MAX || memchr(password, '\0', pw_len))
         return CG_E_INVAL;
     if ((op = op_create(a, OP_REGISTER, cb, data)) == NULL)
         return CG_E_NOMEM;
     memcpy(op->who.name, name, name_len);
     lower_name(name, name_len, op->lname);
+    cg_proxies_limit_key(addr ? addr : "", op->addr, sizeof op->addr);
     memcpy(op->pw, password, pw_len);
     op->pw_len = pw_len;
-    key_name(k, sizeof k, op->lname);
-    return op_start(op, 2, (const char *[]){ "EXISTS", k });
+    /* The address's window first; reg_limit_take() for the rest. */
+    op->step = REG_LIMIT_ADDR;
+    reg_limit_key(op, 1, k, sizeof k);
+    if (op_start(op, 2, (const char *[]){ "INCR", k }) < 0)
+        return CG_E_STORE;
+    {
+        char ms[24];
+
+        snprintf(ms, sizeof ms, "%lld", (long long)a->cfg->register_addr_window_s * 1000);
+        send_quiet(a, 4, (const char *[]){ "PEXPIRE", k, ms, "NX" }, on_expire_reply);
+    }
+    return 0;
 }
 
 int
@@ -1026,6 +1241,10 @@ cg_auth_lookup(cg_auth *a, const char *who, size_t len, cg_auth_cb cb, void *dat
 
     for (size_t i = 0; digits && i < len; i++)
         digits = who[i] >= '0' && who[i] <= '9';
+    /* A uid is written without leading zeros: "0001" names no one (and no
+     * user can be named so: cg_auth_name_refused()). */
+    if (digits && who[0] == '0')
+        return CG_E_NOTFOUND;
     if (!digits && !cg_auth_valid_name(who, len))
         return CG_E_NOTFOUND;
     if ((op = op_create(a, OP_LOOKUP, cb, data)) == NULL)

@@ -55,6 +55,12 @@ void cg_auth_destroy(cg_auth *a);
 /* 1 if s is a syntactically valid username: 1-32 of [A-Za-z0-9_.-]. */
 int cg_auth_valid_name(const char *s, size_t len);
 
+/* Why s cannot be registered as a username, or NULL when it can: it must
+ * be a valid name, not all digits (an all-digit name would be read as a
+ * uid in /api/users/{x} and /user/{x}/recive) and not only dots ("." and
+ * ".." cannot travel in a URL path). */
+const char *cg_auth_name_refused(const char *s, size_t len);
+
 /* 1 if tok has the shape of a token (43 base64url chars). */
 int cg_auth_token_wellformed(const char *tok, size_t len);
 
@@ -77,8 +83,15 @@ int cg_auth_check_token(cg_auth *a, const char *tok, size_t len,
 /* Forget a revoked token (called by the registry on an "L" push). */
 void cg_auth_forget(cg_auth *a, const char *token_hash);
 
+/* Create a user. addr is the client address, as for login. Returns at
+ * once (no callback) CG_E_INVAL for a name cg_auth_name_refused() refuses
+ * or a password outside 8-128 bytes, CG_E_STORE, CG_E_NOMEM. Every
+ * attempt counts against the registration limit (config register_*);
+ * over it, or when too many registrations wait for their password hash,
+ * the callback gets CG_E_LIMIT with who->retry_after_s. Else CG_E_EXISTS
+ * for a taken name, or 0 with who's uid and name. */
 int cg_auth_register(cg_auth *a, const char *name, size_t name_len,
-                     const char *password, size_t pw_len,
+                     const char *password, size_t pw_len, const char *addr,
                      cg_auth_cb cb, void *data);
 
 /* Check name and password and make a token. addr is the client address

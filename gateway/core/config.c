@@ -178,6 +178,19 @@ const struct opt cg_config_options[] = {
         "login_account_addr_max, or one address can lock the account out)"),
     INT(login_account_window_s, 900, 1, 86400,
         "window of login_account_max, seconds"),
+    /* Registrations, every attempt counted (auth.c "registration limit"):
+     * each costs a password hash on the shared thread pool and a user in
+     * Redis, so one address must not be able to create them in a loop. */
+    INT(register_addr_max, 30, 1, 100000000,
+        "registrations from one client address per register_addr_window_s; "
+        "more answer 429"),
+    INT(register_addr_window_s, 600, 1, 86400,
+        "window of register_addr_max, seconds"),
+    INT(register_max, 300, 1, 100000000,
+        "registrations from all addresses together per register_window_s; "
+        "more answer 429"),
+    INT(register_window_s, 60, 1, 86400,
+        "window of register_max, seconds"),
 
     /* --- STOMP limits (PROTOCOL.md section 3) --------------------------- */
     /* Every session may buffer one frame: 16 MiB bounds that per session. */

@@ -54,6 +54,11 @@ struct cg_config {
     int64_t  login_addr_window_s;         /* ... per 300 s */
     int64_t  login_account_max;           /* one account, all addresses: 100 */
     int64_t  login_account_window_s;      /* ... per 900 s */
+    /* Registrations allowed per fixed window (auth.c "registration limit"). */
+    int64_t  register_addr_max;           /* from one address: 30 */
+    int64_t  register_addr_window_s;      /* ... per 600 s */
+    int64_t  register_max;                /* from all addresses: 300 */
+    int64_t  register_window_s;           /* ... per 60 s */
 
     /* --- STOMP limits (PROTOCOL.md section 3) ------------------------- */
     int64_t  max_frame_bytes;        /* 65536 */

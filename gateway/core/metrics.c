@@ -132,6 +132,8 @@ SCALAR(output_cap_closes);
 SCALAR(rate_limited);
 SCALAR(auth_failures);
 SCALAR(login_limited);
+SCALAR(register_limited);
+SCALAR(password_checks);
 SCALAR(redis_errors);
 SCALAR(redis_reconnects);
 SCALAR(redis_batches);
@@ -171,6 +173,12 @@ static const struct family families[] = {
            "Rejected tokens and failed logins.", auth_failures_sample),
     FAMILY("login_limited_total", "counter",
            "Login attempts refused by the login rate limit.", login_limited_sample),
+    FAMILY("register_limited_total", "counter",
+           "Registrations refused by the registration rate limit.",
+           register_limited_sample),
+    FAMILY("password_checks_total", "counter",
+           "Password hashes computed for logins, including the decoy hash of "
+           "unknown names.", password_checks_sample),
     FAMILY("redis_errors_total", "counter",
            "Redis commands that failed or timed out.", redis_errors_sample),
     FAMILY("redis_reconnects_total", "counter",

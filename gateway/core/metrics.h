@@ -53,6 +53,8 @@ struct cg_metrics {
     uint64_t rate_limited;            /* 429 answers */
     uint64_t auth_failures;
     uint64_t login_limited;
+    uint64_t register_limited;
+    uint64_t password_checks;       /* PBKDF2 runs of a login, real or decoy */
     uint64_t redis_errors;
     uint64_t redis_reconnects;
     uint64_t redis_batches;           /* chat script calls (batches) */

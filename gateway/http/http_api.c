@@ -195,6 +195,8 @@ on_registered(int err, const struct cg_principal *who, const char *token, void *
     struct cg_http_req *r = data;
 
     (void)token;
+    if (err == CG_E_LIMIT && who != NULL)
+        r->retry_after_s = who->retry_after_s;
     if (err == 0)
         respond_json(r, 201, json_pack("{s:I,s:s}", "uid", (json_int_t)who->uid,
                                        "username", who->name));
@@ -211,14 +213,22 @@ cg_http_register(struct cg_http_req *r, const char *rest)
 {
     struct cg_credentials c;
 
+    const char *why;
+    int rc;
+
     (void)rest;
     if (body_credentials(r, &c) < 0)
         return;
-    if (cg_auth_register(r->srv->auth, c.name, c.name_len, c.password,
-                         c.password_len, on_registered, req_hold(r)) < 0) {
+    if ((why = cg_auth_name_refused(c.name, c.name_len)) != NULL) {
+        respond_error(r, 400, why);
+    } else if ((rc = cg_auth_register(r->srv->auth, c.name, c.name_len, c.password,
+                                      c.password_len, r->addr, on_registered,
+                                      req_hold(r))) < 0) {
         req_unref(r);
-        respond_error(r, 400, "username must be 1-32 of [A-Za-z0-9_.-] and "
-                      "password 8-128 bytes");
+        if (rc == CG_E_INVAL)
+            respond_error(r, 400, "a password is 8-128 bytes");
+        else
+            respond_auth_error(r, rc);
     }
     cg_credentials_cleanup(&c);
 }

@@ -363,6 +363,9 @@ export class Gateway {
         '--listen', `127.0.0.1:${this.port}`,
         '--redis', this.redisUrl,
         '--password-iterations', '1000',
+        // Tests register many users from 127.0.0.1; the registration limit
+        // has its own test (reliability/hostile_register), which sets it.
+        '--register-addr-max', '100000000', '--register-max', '100000000',
         '--log-level', 'info',
         ...this.extraArgs,
       ];

@@ -175,7 +175,7 @@ register_user(const char *name)
     struct answer a = { 0 };
 
     cr_assert(eq(int, cg_auth_register(E.auth, name, strlen(name), PASSWORD,
-                                       strlen(PASSWORD), on_answer, &a), 0));
+                                       strlen(PASSWORD), "127.0.0.1", on_answer, &a), 0));
     RUN_UNTIL(a.done, 10000);
     cr_assert(eq(int, a.err, 0), "register %s", name);
 }
