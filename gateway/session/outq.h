@@ -121,11 +121,6 @@ int cg_outq_fill(struct cg_outq *q, struct cg_outq_entry *t, uint32_t sub_key,
                  struct cg_buf *body, uint64_t id, unsigned flags,
                  const struct cg_outq_render *r);
 
-/* Turn ticket t into a RAW frame in its place; takes ownership of frame.
- * A cancelled ticket drops the frame. */
-void cg_outq_fill_raw(struct cg_outq *q, struct cg_outq_entry *t,
-                      struct cg_buf *frame);
-
 /* The ticket will get no answer worth sending (the request failed to start,
  * or its answer goes nowhere): it stops blocking the queue. */
 void cg_outq_drop(struct cg_outq *q, struct cg_outq_entry *t);

@@ -115,7 +115,6 @@
 #include "session/registry.h"
 #include "session/session.h"
 #include "session/session_internal.h"
-#include "session/session_test.h"
 #include "session/subs.h"
 #include "stomp/stomp.h"
 
@@ -1222,38 +1221,4 @@ cg_session_log_ctx(const cg_session *s, char *buf, size_t cap)
     else
         snprintf(buf, cap, "s#%" PRIu64 " %s %s", s->id, s->peer, tr);
     return buf;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Test-only introspection (session_test.h)                                  */
-/* ------------------------------------------------------------------------ */
-
-uint32_t
-cg_session__inflight(const cg_session *s)
-{
-    return s->inflight;
-}
-
-size_t
-cg_session__input_capacity(const cg_session *s)
-{
-    return s->in_cap;
-}
-
-size_t
-cg_session__input_unparsed(const cg_session *s)
-{
-    return s->in_len - s->in_off;
-}
-
-int
-cg_session__read_paused(const cg_session *s)
-{
-    return (s->flags & F_READ_STOPPED) != 0;
-}
-
-size_t
-cg_session__sizeof(void)
-{
-    return sizeof(struct cg_session);
 }

@@ -327,10 +327,6 @@ void stomp_writer_command(struct stomp_writer *w, enum stomp_command cmd);
 void stomp_writer_header(struct stomp_writer *w, struct stomp_str name,
                          struct stomp_str value);
 
-/* stomp_writer_header() with NUL-terminated strings. */
-void stomp_writer_header_cstr(struct stomp_writer *w, const char *name,
-                              const char *value);
-
 /* Writes "content-length:<body.len>", the blank line, the body (which may
  * contain NULs) and the terminating NUL. Optional: without it the frame has
  * no content-length and an empty body. At most once; STOMP_E_BAD_FRAME

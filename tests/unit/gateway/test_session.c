@@ -32,7 +32,7 @@
 #include "server/server.h"
 #include "session/registry.h"
 #include "session/session.h"
-#include "session/session_test.h"
+#include "session_test.h"
 #include "stomp/stomp.h"
 #include "store/store.h"
 
