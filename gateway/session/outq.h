@@ -1,5 +1,5 @@
 /* outq.h - the bounded outbound frame queue of one session (private to
- * session.c; see the design comment in outq.c).
+ * the session part; see the design comment in outq.c).
  *
  * Entries are kept in request order. A MESSAGE entry holds a reference to a
  * shared cg_buf body plus a few bytes of per-session information; its

@@ -1,5 +1,5 @@
-/* subs.h - the subscription table of one session (private to session.c;
- * see the design comment in subs.c). */
+/* subs.h - the subscription table of one session (private to the session
+ * part; see the design comment in subs.c). */
 #ifndef CG_SUBS_H
 #define CG_SUBS_H
 
