@@ -1302,11 +1302,14 @@ Test(session, answer_without_a_subscription_is_dropped_but_receipt_still_comes)
 Test(session, answer_for_a_closed_session_is_dropped)
 {
     struct fake *f = connect12();
+    uint64_t sid = cg_session_id(f->s);
 
     subscribe(f, "ss", "/user/queue/send/status", "auto");
     chat_w.mode = MODE_HOLD;
     FEED(f, "SEND\ndestination:/socket/chat/send\n\n{}\0");
     transport_closed(f);
+    run_for(1);                             /* the timer's close_cb frees the session */
+    cr_assert(eq(ptr, cg_session_lookup(&srv, sid), NULL));   /* the answer's lookup misses */
     answer(0, CG_TOPIC_SEND_STATUS, "{\"code\":200}");   /* ASan: no use after free */
 }
 
