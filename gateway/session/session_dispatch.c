@@ -78,12 +78,6 @@ str_eq(struct stomp_str a, struct stomp_str b)
     return a.len == b.len && memcmp(a.ptr, b.ptr, a.len) == 0;
 }
 
-static struct cg_str
-to_cg(struct stomp_str v)
-{
-    return (struct cg_str){ v.ptr, v.len };
-}
-
 /* ------------------------------------------------------------------------ */
 /* Frame handlers                                                            */
 /* ------------------------------------------------------------------------ */
@@ -112,13 +106,13 @@ on_subscribe(cg_session *s, struct frame_ctx *c)
     char r[80];
     int rc;
 
-    if (c->h[H_ACK] != NULL && cg_subs_parse_ack(to_cg(*c->h[H_ACK]), &ack) < 0)
+    if (c->h[H_ACK] != NULL && cg_subs_parse_ack(*c->h[H_ACK], &ack) < 0)
         return fail(c, CG_E_PROTO, "invalid ack mode %s (auto, client or client-individual)",
                     repr(c->h[H_ACK], r, sizeof r));
-    if (cg_subs_classify(to_cg(*dest), s->uid, s->name, &topic) < 0)
+    if (cg_subs_classify(*dest, s->uid, s->name, &topic) < 0)
         return fail(c, CG_E_FORBIDDEN, "destination %s is not yours",
                     repr(dest, r, sizeof r));
-    rc = cg_subs_add(&s->subs, to_cg(*id), to_cg(*dest), topic, ack,
+    rc = cg_subs_add(&s->subs, *id, *dest, topic, ack,
                      cfg_size(cfg->max_subscriptions), &key);
     switch (rc) {
     case 0:
@@ -149,7 +143,7 @@ on_unsubscribe(cg_session *s, struct frame_ctx *c)
 
     if (id == NULL)                /* 1.0 allows either header, not neither */
         return fail(c, CG_E_PROTO, "missing header 'id' in UNSUBSCRIBE");
-    if (cg_subs_remove(&s->subs, to_cg(*id)) < 0)
+    if (cg_subs_remove(&s->subs, *id) < 0)
         cg_slog(s, CG_LOG_DEBUG, "UNSUBSCRIBE of unknown id %s ignored",
                 repr(id, r, sizeof r));
     else
@@ -190,7 +184,7 @@ ack_id_of(cg_session *s, struct frame_ctx *c)
     if (id == 0)
         return 0;
     if (subv != NULL && s->version < STOMP_V1_2) {
-        const struct cg_sub *sub = cg_subs_by_id(&s->subs, to_cg(*subv));
+        const struct cg_sub *sub = cg_subs_by_id(&s->subs, *subv);
 
         if (sub == NULL || sub->topic != CG_TOPIC_RECIVE || sub->ack == CG_SUB_ACK_AUTO)
             return 0;

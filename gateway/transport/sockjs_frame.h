@@ -12,6 +12,11 @@
 #include <stddef.h>
 
 #include "core/common.h"
+#include "stomp/str.h"
+
+/* Until transport_sockjs.c says struct stomp_str too (the gateway's string
+ * view is libstomp's since cg_str went): remove with its last user. */
+#define cg_str stomp_str
 
 /* ---- URLs ---------------------------------------------------------------- */
 
@@ -38,8 +43,8 @@ enum cg_sockjs_route {
 
 struct cg_sockjs_path {
     enum cg_sockjs_route route;
-    struct cg_str        server;    /* views into the path; set for session URLs */
-    struct cg_str        session;
+    struct stomp_str     server;    /* views into the path; set for session URLs */
+    struct stomp_str     session;
 };
 
 /* Classify path (relative to {base}/socketServer, no query string):

@@ -52,6 +52,8 @@
 #include <stddef.h>    /* size_t */
 #include <sys/types.h> /* ssize_t */
 
+#include "stomp/str.h" /* struct stomp_str, STOMP_STR() */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -132,15 +134,7 @@ struct stomp_limits {
 /* Frames                                                                    */
 /* ------------------------------------------------------------------------ */
 
-/* A byte string that is not NUL-terminated (ngx_str_t). Wire strings never
- * are: read exactly len bytes from ptr. */
-struct stomp_str {
-    const char *ptr;
-    size_t len;
-};
-
-/* A string literal as a stomp_str: STOMP_STR("destination"). */
-#define STOMP_STR(lit) ((struct stomp_str){(lit), sizeof(lit) - 1})
+/* Strings are struct stomp_str views (stomp/str.h). */
 
 struct stomp_header {
     struct stomp_str name;  /* unescaped; never empty */
