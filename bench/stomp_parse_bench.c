@@ -252,7 +252,8 @@ build_message(struct stomp_writer *w, const char *id, const char *body,
     stomp_writer_header(w, STOMP_STR("destination"),
                         STOMP_STR("/user/liaojiekx/recive"));
     stomp_writer_header(w, STOMP_STR("subscription"), STOMP_STR("sub-0"));
-    stomp_writer_header_cstr(w, "message-id", id);
+    stomp_writer_header(w, STOMP_STR("message-id"),
+                        (struct stomp_str){id, strlen(id)});
     stomp_writer_header(w, STOMP_STR("content-type"),
                         STOMP_STR("application/json;charset=UTF-8"));
     stomp_writer_header(w, STOMP_STR("redelivered"), STOMP_STR("false"));

@@ -180,16 +180,6 @@ stomp_writer_header(struct stomp_writer *w, struct stomp_str name,
     *dst = '\n';
 }
 
-void
-stomp_writer_header_cstr(struct stomp_writer *w, const char *name,
-                         const char *value)
-{
-    struct stomp_str n = {name, strlen(name)};
-    struct stomp_str v = {value, strlen(value)};
-
-    stomp_writer_header(w, n, v);
-}
-
 /* Writes v in decimal at the end of buf[0..cap) and returns where it
  * starts. */
 static char *

@@ -1,5 +1,5 @@
-/* common.h - error codes, string views and allocation shared by every
- * gateway module.
+/* common.h - error codes, allocation and clocks shared by every gateway
+ * module. (The string view is libstomp's struct stomp_str, stomp/str.h.)
  *
  * Error convention (STYLE.md section 3): functions that can fail return 0 or a
  * negative code. System failures are -errno (libuv style); gateway errors
@@ -31,15 +31,6 @@
 /* One static line describing err: a CG_E_* code or -errno (every value
  * above CG_E_BASE is read as -errno; never pass a STOMP_E_* code). */
 const char *cg_strerror(int err);
-
-/* A (pointer, length) view; never assumed NUL-terminated. */
-struct cg_str {
-    const char *ptr;
-    size_t      len;
-};
-
-#define CG_STR_LIT(s) ((struct cg_str){ (s), sizeof(s) - 1 })
-#define CG_STR_NULL   ((struct cg_str){ NULL, 0 })
 
 /* Allocation. Every gateway allocation goes through these so that tests can
  * fail the Nth call (cg_alloc_fail_after) and check that every failure path

@@ -13,13 +13,13 @@
  * header is admitted by the caller (native clients send none). */
 #include "fmacros.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
-#include <stdio.h>
-
 #include "core/common.h"
 #include "core/origins.h"
+#include "stomp/str.h"
 
 struct cg_origins {
     int     any;        /* "*" */
@@ -30,7 +30,7 @@ struct cg_origins {
 
 /* A parsed origin: views into the header value. */
 struct origin {
-    struct cg_str scheme, host, port;
+    struct stomp_str scheme, host, port;
 };
 
 static int
@@ -40,7 +40,7 @@ parse_origin(const char *s, size_t len, struct origin *o)
 
     if (p == NULL || (size_t)(end - p) < 3 || p[1] != '/' || p[2] != '/')
         return -1;
-    o->scheme = (struct cg_str){ s, (size_t)(p - s) };
+    o->scheme = (struct stomp_str){ s, (size_t)(p - s) };
     if (!((o->scheme.len == 4 && strncasecmp(s, "http", 4) == 0) ||
           (o->scheme.len == 5 && strncasecmp(s, "https", 5) == 0)))
         return -1;
@@ -49,31 +49,31 @@ parse_origin(const char *s, size_t len, struct origin *o)
         c = memchr(h, ']', (size_t)(end - h));
         if (c == NULL)
             return -1;
-        o->host = (struct cg_str){ h, (size_t)(c - h + 1) };
+        o->host = (struct stomp_str){ h, (size_t)(c - h + 1) };
         c++;
     } else {
         for (c = h; c < end && *c != ':'; c++)
             if (!(((*c | 0x20) >= 'a' && (*c | 0x20) <= 'z') ||
                   (*c >= '0' && *c <= '9') || *c == '-' || *c == '.'))
                 return -1;                      /* '@', '/', '?', ... */
-        o->host = (struct cg_str){ h, (size_t)(c - h) };
+        o->host = (struct stomp_str){ h, (size_t)(c - h) };
     }
     if (o->host.len == 0)
         return -1;
-    o->port = CG_STR_NULL;
+    o->port = (struct stomp_str){ NULL, 0 };
     if (c < end) {
         if (*c != ':' || c + 1 == end || end - (c + 1) > 5)
             return -1;
         for (const char *d = c + 1; d < end; d++)
             if (*d < '0' || *d > '9')
                 return -1;
-        o->port = (struct cg_str){ c + 1, (size_t)(end - c - 1) };
+        o->port = (struct stomp_str){ c + 1, (size_t)(end - c - 1) };
     }
     return 0;
 }
 
 static int
-is_loopback(struct cg_str host)
+is_loopback(struct stomp_str host)
 {
     if (host.len == 9 && strncasecmp(host.ptr, "localhost", 9) == 0)
         return 1;

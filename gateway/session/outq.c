@@ -58,6 +58,7 @@
 
 #include "core/common.h"
 #include "session/outq.h"
+#include "session/outq_internal.h"
 
 #define CT_JSON "application/json;charset=UTF-8"
 
@@ -144,15 +145,6 @@ unlink_head(struct cg_outq *q)
     return e;
 }
 
-/* The entry becomes ready: count it. */
-static void
-account_ready(struct cg_outq *q, struct cg_outq_entry *e)
-{
-    q->bytes += e->size;
-    if (e->kind == CG_OUTQ_MESSAGE && (e->flags & CG_OUTQ_F_CHAT))
-        q->chat++;
-}
-
 /* The ready entry leaves the queue: uncount it. */
 static void
 account_gone(struct cg_outq *q, const struct cg_outq_entry *e)
@@ -174,7 +166,7 @@ cg_outq_push_raw(struct cg_outq *q, struct cg_buf *frame)
     e->body = frame;
     e->size = frame->len;
     link_after(q, NULL, e);
-    account_ready(q, e);
+    cg_outq__account_ready(q, e);
     return 0;
 }
 
@@ -275,18 +267,10 @@ cg_outq_push_message(struct cg_outq *q, struct cg_outq_entry **pos,
     }
     cg_buf_ref(body);
     link_after(q, pos != NULL ? *pos : NULL, e);
-    account_ready(q, e);
+    cg_outq__account_ready(q, e);
     if (pos != NULL)
         *pos = e;
     return 0;
-}
-
-/* The ticket has its answer (or will get none): it no longer blocks. */
-static void
-ticket_done(struct cg_outq *q, struct cg_outq_entry *t)
-{
-    if (!(t->flags & CG_OUTQ_F_CANCELLED))
-        q->pending--;
 }
 
 int
@@ -294,7 +278,7 @@ cg_outq_fill(struct cg_outq *q, struct cg_outq_entry *t, uint32_t sub_key,
              struct cg_buf *body, uint64_t id, unsigned flags,
              const struct cg_outq_render *r)
 {
-    ticket_done(q, t);
+    cg_outq__ticket_done(q, t);
     if (t->flags & CG_OUTQ_F_CANCELLED) {
         t->kind = CG_OUTQ_DROPPED;
         return CG_E_NOTFOUND;
@@ -311,29 +295,14 @@ cg_outq_fill(struct cg_outq *q, struct cg_outq_entry *t, uint32_t sub_key,
         return CG_E_NOTFOUND;
     }
     cg_buf_ref(body);
-    account_ready(q, t);
+    cg_outq__account_ready(q, t);
     return 0;
-}
-
-void
-cg_outq_fill_raw(struct cg_outq *q, struct cg_outq_entry *t, struct cg_buf *frame)
-{
-    ticket_done(q, t);
-    if (t->flags & CG_OUTQ_F_CANCELLED) {
-        t->kind = CG_OUTQ_DROPPED;
-        cg_buf_unref(frame);
-        return;
-    }
-    t->kind = CG_OUTQ_RAW;
-    t->body = frame;
-    t->size = frame->len;
-    account_ready(q, t);
 }
 
 void
 cg_outq_drop(struct cg_outq *q, struct cg_outq_entry *t)
 {
-    ticket_done(q, t);
+    cg_outq__ticket_done(q, t);
     t->kind = CG_OUTQ_DROPPED;
 }
 

@@ -1,5 +1,5 @@
 /* outq.h - the bounded outbound frame queue of one session (private to
- * session.c; see the design comment in outq.c).
+ * the session part; see the design comment in outq.c).
  *
  * Entries are kept in request order. A MESSAGE entry holds a reference to a
  * shared cg_buf body plus a few bytes of per-session information; its
@@ -120,11 +120,6 @@ static inline int cg_outq_ticket_cancelled(const struct cg_outq_entry *t)
 int cg_outq_fill(struct cg_outq *q, struct cg_outq_entry *t, uint32_t sub_key,
                  struct cg_buf *body, uint64_t id, unsigned flags,
                  const struct cg_outq_render *r);
-
-/* Turn ticket t into a RAW frame in its place; takes ownership of frame.
- * A cancelled ticket drops the frame. */
-void cg_outq_fill_raw(struct cg_outq *q, struct cg_outq_entry *t,
-                      struct cg_buf *frame);
 
 /* The ticket will get no answer worth sending (the request failed to start,
  * or its answer goes nowhere): it stops blocking the queue. */

@@ -52,6 +52,7 @@
 #include "core/metrics.h"
 #include "session/close_codes.h"
 #include "session/registry.h"
+#include "session/registry_internal.h"
 #include "session/session.h"
 #include "store/push_record.h"
 #include "store/store.h"
@@ -76,16 +77,6 @@ struct waiter {
 struct sub_req {
     cg_registry *r;             /* NULL once the registry is gone */
     uint64_t     uid;
-};
-
-struct user {
-    struct user    *next;       /* bucket chain */
-    uint64_t        uid;
-    uint64_t       *sids;
-    uint32_t        n, cap;
-    uint8_t         state;      /* enum user_state */
-    struct waiter  *waiters, *waiters_tail;
-    struct sub_req *req;        /* subscribe in flight */
 };
 
 struct cg_registry {
@@ -305,8 +296,8 @@ user_slot(const cg_registry *r, uint64_t uid)
     return pp;
 }
 
-static struct user *
-user_find(const cg_registry *r, uint64_t uid)
+struct user *
+cg_registry__user_find(const cg_registry *r, uint64_t uid)
 {
     return *user_slot(r, uid);
 }
@@ -399,14 +390,6 @@ user_remove_sid(struct user *u, uint64_t sid)
 }
 
 size_t
-cg_registry_user_sessions(const cg_registry *r, uint64_t uid)
-{
-    const struct user *u = user_find(r, uid);
-
-    return u != NULL ? u->n : 0;
-}
-
-size_t
 cg_registry_scan_users(const cg_registry *r, size_t *cursor, uint64_t *out, size_t max)
 {
     size_t i = *cursor, n = 0;
@@ -452,7 +435,7 @@ on_subscribed(const struct cg_store_reply *reply, int err, void *data)
         cg_free(req);
         return;
     }
-    u = user_find(r, req->uid);
+    u = cg_registry__user_find(r, req->uid);
     cg_free(req);
     if (u == NULL)
         return;                    /* not reached: kept while req is set */
@@ -543,7 +526,7 @@ fail:
 void
 cg_registry_detach(cg_registry *r, uint64_t sid, uint64_t uid)
 {
-    struct user *u = user_find(r, uid);
+    struct user *u = cg_registry__user_find(r, uid);
 
     if (u == NULL)
         return;
@@ -621,7 +604,7 @@ void
 cg_registry_on_push(uint64_t uid, const char *payload, size_t len, void *data)
 {
     cg_registry *r = data;
-    const struct user *u = user_find(r, uid);
+    const struct user *u = cg_registry__user_find(r, uid);
     struct cg_push_record rec;
     struct cg_buf *body;
     char h[CG_TOKEN_HASH_LEN + 1];

@@ -40,9 +40,6 @@ int cg_registry_attach(cg_registry *r, uint64_t sid, uint64_t uid,
                        cg_registry_attach_cb cb, void *data);
 void cg_registry_detach(cg_registry *r, uint64_t sid, uint64_t uid);
 
-/* Sessions of uid attached on this node. */
-size_t cg_registry_user_sessions(const cg_registry *r, uint64_t uid);
-
 /* Users with a session attached on this node, a few at a time (for
  * sampling, as Redis SCAN): copies the uids of the user table's buckets
  * from *cursor on into out (at most max) and advances *cursor; *cursor is

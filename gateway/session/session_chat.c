@@ -2,7 +2,7 @@
  * /socket/chat/ destinations start, and the chat messages a session
  * receives.
  *
- * What it does. session.c parses and checks STOMP frames; a SEND to a
+ * What it does. session_dispatch.c checks STOMP frames; a SEND to a
  * /socket/chat/ destination (and an ACK of a chat message) comes here
  * (cg_session__chat_send, cg_session__chat_confirm) and becomes a request
  * to chat.c: send and recive hold a ticket in the outbound queue until

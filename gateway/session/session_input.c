@@ -3,12 +3,13 @@
  *
  * What it does. The transport hands over the peer's bytes
  * (cg_session_on_bytes); they are appended to the session's input buffer
- * and parsed (libstomp) frame by frame, each one handed to session.c's
- * cg_session__dispatch(). Reading pauses (transport pause_read + no
- * parsing) while the session waits for its token check and attach, while
- * max_inflight requests await Redis, and for good once it closes
- * (cg_session__pause_input/_resume_input); frames that arrived meanwhile
- * wait, unparsed, and are parsed from the timer once reading resumes.
+ * and parsed (libstomp) frame by frame, each one handed to
+ * session_dispatch.c's cg_session__dispatch(). Reading pauses (transport
+ * pause_read + no parsing) while the session waits for its token check
+ * and attach, while max_inflight requests await Redis, and for good once
+ * it closes (cg_session__pause_input/_resume_input); frames that arrived
+ * meanwhile wait, unparsed, and are parsed from the timer once reading
+ * resumes.
  *
  * Limits: the parser's (max_frame_bytes, max_headers, max_header_line),
  * tighter before CONNECT succeeds (unauth_max_frame_bytes); while paused,

@@ -1,19 +1,24 @@
 /* session_internal.h - what the session_*.c files share; private to them
  * (session.h is the session's API for everybody else).
  *
- * One session, five files:
- *   session.c        the STOMP side: state machine, frame dispatch table
- *                    and its handlers, subscriptions, receipts, ERROR and
- *                    closing, CONNECT and the token check, the public API
- *   session_chat.c   the chat side: requests to chat.c and their tickets,
- *                    the init stream, sync batches, pushes
- *   session_tx.c     transactions: BEGIN/COMMIT/ABORT and the frames held
- *   session_input.c  bytes in: the input buffer, parser limits, pausing,
- *                    the parse loop that feeds the dispatch table
- *   session_timer.c  the one timer and its deadlines (connect, token
- *                    expiry, frame, heart-beats, soft output limit, close)
+ * One session, seven files:
+ *   session.c           the spine: the public API and the lifetime, the
+ *                       frames written whole (CONNECTED, RECEIPT, ERROR),
+ *                       queueing and the output cap, ERROR and closing
+ *   session_connect.c   CONNECT: version and heart-beat negotiation, the
+ *                       token check, the attach, CONNECTED
+ *   session_dispatch.c  the frame dispatch table and the handlers of SEND,
+ *                       SUBSCRIBE, UNSUBSCRIBE, ACK, NACK, DISCONNECT
+ *   session_chat.c      the chat side: requests to chat.c and their
+ *                       tickets, the init stream, sync batches, pushes
+ *   session_tx.c        transactions: BEGIN/COMMIT/ABORT and the frames held
+ *   session_input.c     bytes in: the input buffer, parser limits, pausing,
+ *                       the parse loop that feeds the dispatch table
+ *   session_timer.c     the one timer and its deadlines (connect, token
+ *                       expiry, frame, heart-beats, soft output limit, close)
  * All work on the whole struct cg_session; each keeps the fields it owns
- * consistent (session_chat.c: inflight, status_seq, init, chat;
+ * consistent (session_connect.c: version, hb_*, uid, name, token_hash,
+ * expire_dl; session_chat.c: inflight, status_seq, init, chat;
  * session_tx.c: txs, ntx; session_input.c: in*, parser, paused;
  * session_timer.c: timer_due). The functions below are the only calls
  * between the files; all of them must be called on the loop thread, from
@@ -30,9 +35,11 @@
 
 #include "chat/auth.h"
 #include "chat/chat.h"
+#include "core/buf.h"
 #include "core/config.h"
 #include "core/context.h"
 #include "core/log.h"
+#include "session/close_codes.h"
 #include "session/outq.h"
 #include "session/session.h"
 #include "session/subs.h"
@@ -40,6 +47,9 @@
 
 /* A detail line of an ERROR frame or a status answer. */
 #define DETAIL_MAX 256
+
+/* Longest token accepted from anywhere (real ones are 43 chars). */
+#define SESSION_TOKEN_MAX 256
 
 enum session_state {
     ST_AWAIT_CONNECT = 0,
@@ -198,17 +208,60 @@ repr(const struct stomp_str *v, char *out, size_t cap)
     return cg_log_repr(v->ptr, v->len, 64, out, cap);
 }
 
-/* ---- session.c, for session_chat.c, _tx.c, _input.c, _timer.c ---------- */
+/* Strict unsigned decimal (hiredis string2ll style): no sign, no spaces,
+ * no overflow. 0, or -1 when p[0..len) is not one. */
+static inline int
+parse_u64(const char *p, size_t len, uint64_t *out)
+{
+    uint64_t v = 0;
+    size_t i;
+
+    if (len == 0 || len > 20)
+        return -1;
+    for (i = 0; i < len; i++) {
+        unsigned d = (unsigned char)p[i] - '0';
+
+        if (d > 9 || v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+/* The version frames are written in: 1.0 until one is agreed. */
+static inline enum stomp_version
+out_version(const cg_session *s)
+{
+    return s->version ? (enum stomp_version)s->version : STOMP_V1_0;
+}
+
+/* A header of a frame the session writes whole. */
+struct kv {
+    const char      *name;
+    struct stomp_str value;
+};
+
+/* ---- session.c, for the other session_*.c ------------------------------ */
+
+/* Wipe and free the token (after its check, or at the end). */
+void cg_session__token_forget(cg_session *s);
+
+/* Render a whole frame: cmd, the nh headers h, then body (NULL: none), in
+ * version v; measured, allocated once, written. Returns 0 and *out, or
+ * CG_E_NOMEM, or CG_E_INVAL when the headers cannot be carried in v. */
+int cg_session__render_raw(enum stomp_version v, enum stomp_command cmd,
+                           const struct kv *h, size_t nh,
+                           const struct stomp_str *body, struct cg_buf **out);
+
+/* Queue RECEIPT receipt-id:<id>. 0, CG_E_NOMEM or CG_E_PROTO. */
+int cg_session__queue_receipt(cg_session *s, const struct stomp_str *id);
 
 /* Ask the transport for a writable callback (once, until pop runs dry). */
 void cg_session__want_write(cg_session *s);
 
 /* The output queue crossed limit lim: log, count, and close at once (1013). */
 void cg_session__output_cap_close(cg_session *s, enum cg_outq_limit lim);
-
-/* Check frame f against the dispatch table and run its handler (a view into
- * the input buffer: called only from cg_session__process_input()). */
-void cg_session__dispatch(cg_session *s, const struct stomp_frame *f);
 
 /* The one place an error code becomes an ERROR frame and a close. */
 void cg_session__fail(cg_session *s, int err, const char *detail);
@@ -225,13 +278,18 @@ struct cg_outq_render cg_session__render_ctx(cg_session *s);
  * ask the transport to write. */
 void cg_session__after_enqueue(cg_session *s);
 
-/* Stop or resume reading for reason why (PAUSE_*); reading resumes once
- * no reason is left, and frames buffered meanwhile are parsed from the
- * timer, never from inside the caller. */
-void cg_session__pause_input(cg_session *s, unsigned why);
-void cg_session__resume_input(cg_session *s, unsigned why);
+/* ---- session_connect.c, for session_dispatch.c ------------------------- */
 
-/* ---- session_chat.c, for session.c ------------------------------------- */
+/* The CONNECT and STOMP handler of the dispatch table. */
+int cg_session__on_connect(cg_session *s, struct frame_ctx *c);
+
+/* ---- session_dispatch.c, for session_input.c --------------------------- */
+
+/* Check frame f against the dispatch table and run its handler (a view into
+ * the input buffer: called only from cg_session__process_input()). */
+void cg_session__dispatch(cg_session *s, const struct stomp_frame *f);
+
+/* ---- session_chat.c, for session.c and session_dispatch.c -------------- */
 
 /* A SEND to dest (not in a transaction, or at its COMMIT): a /socket/chat/
  * operation, or 404 on /user/queue/status for any other destination.
@@ -262,7 +320,7 @@ void cg_session__init_drained(cg_session *s);
  * at its next batch (which may wait for a drain) or never. */
 void cg_session__chat_unsubscribed(cg_session *s);
 
-/* ---- session_tx.c, for session.c --------------------------------------- */
+/* ---- session_tx.c, for session.c and session_dispatch.c ---------------- */
 
 /* The open transaction named name (a pointer to its link, for unlinking),
  * or NULL. */
@@ -280,7 +338,13 @@ int cg_session__on_begin(cg_session *s, struct frame_ctx *c);
 int cg_session__on_commit(cg_session *s, struct frame_ctx *c);
 int cg_session__on_abort(cg_session *s, struct frame_ctx *c);
 
-/* ---- session_input.c, for session.c and session_timer.c ---------------- */
+/* ---- session_input.c, for the other session_*.c ------------------------ */
+
+/* Stop or resume reading for reason why (PAUSE_*); reading resumes once
+ * no reason is left, and frames buffered meanwhile are parsed from the
+ * timer, never from inside the caller. */
+void cg_session__pause_input(cg_session *s, unsigned why);
+void cg_session__resume_input(cg_session *s, unsigned why);
 
 /* Free the input buffer (idle sessions hold none). */
 void cg_session__input_free(cg_session *s);

@@ -1,8 +1,8 @@
 /* session_tx.c - STOMP transactions of a session: BEGIN, COMMIT, ABORT,
  * and the SEND and ACK frames they hold back.
  *
- * What it does. session.c checks every frame against its dispatch table
- * (rules[]); BEGIN, COMMIT and ABORT are handled here
+ * What it does. session_dispatch.c checks every frame against its
+ * dispatch table (rules[]); BEGIN, COMMIT and ABORT are handled here
  * (cg_session__on_begin/_on_commit/_on_abort), and a SEND or ACK that names
  * a transaction is copied into it (cg_session__tx_add) instead of taking
  * effect. COMMIT replays the held frames in order through session_chat.c
@@ -135,7 +135,7 @@ cg_session__tx_add(cg_session *s, struct frame_ctx *c, int kind, uint64_t ack_id
 }
 
 /* ------------------------------------------------------------------------ */
-/* BEGIN, COMMIT, ABORT (handlers in session.c's rules[])                   */
+/* BEGIN, COMMIT, ABORT (handlers in session_dispatch.c's rules[])          */
 /* ------------------------------------------------------------------------ */
 
 int

@@ -52,13 +52,13 @@ cg_subs_cleanup(struct cg_subs *t)
 }
 
 static int
-id_eq(const struct cg_sub *s, struct cg_str id)
+id_eq(const struct cg_sub *s, struct stomp_str id)
 {
     return s->id_len == id.len && memcmp(s->id, id.ptr, id.len) == 0;
 }
 
 const struct cg_sub *
-cg_subs_by_id(const struct cg_subs *t, struct cg_str id)
+cg_subs_by_id(const struct cg_subs *t, struct stomp_str id)
 {
     uint32_t i;
 
@@ -102,7 +102,7 @@ cg_subs_topic_client_ack(const struct cg_subs *t, enum cg_chat_topic topic)
 }
 
 int
-cg_subs_add(struct cg_subs *t, struct cg_str id, struct cg_str dest,
+cg_subs_add(struct cg_subs *t, struct stomp_str id, struct stomp_str dest,
             enum cg_chat_topic topic, enum cg_sub_ack ack, size_t max,
             uint32_t *key_out)
 {
@@ -149,7 +149,7 @@ cg_subs_add(struct cg_subs *t, struct cg_str id, struct cg_str dest,
 }
 
 int
-cg_subs_remove(struct cg_subs *t, struct cg_str id)
+cg_subs_remove(struct cg_subs *t, struct stomp_str id)
 {
     uint32_t i;
 
@@ -173,7 +173,7 @@ cg_subs_remove(struct cg_subs *t, struct cg_str id)
 /* ------------------------------------------------------------------------ */
 
 static int
-str_is(struct cg_str s, const char *lit)
+str_is(struct stomp_str s, const char *lit)
 {
     size_t n = strlen(lit);
 
@@ -200,7 +200,7 @@ is_decimal_of(const char *p, size_t len, uint64_t v)
 }
 
 int
-cg_subs_classify(struct cg_str dest, uint64_t uid, const char *name,
+cg_subs_classify(struct stomp_str dest, uint64_t uid, const char *name,
                  enum cg_chat_topic *out)
 {
     static const struct {
@@ -241,7 +241,7 @@ cg_subs_classify(struct cg_str dest, uint64_t uid, const char *name,
 }
 
 int
-cg_subs_parse_ack(struct cg_str v, enum cg_sub_ack *out)
+cg_subs_parse_ack(struct stomp_str v, enum cg_sub_ack *out)
 {
     if (str_is(v, "auto"))
         *out = CG_SUB_ACK_AUTO;

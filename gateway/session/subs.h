@@ -1,5 +1,5 @@
-/* subs.h - the subscription table of one session (private to session.c;
- * see the design comment in subs.c). */
+/* subs.h - the subscription table of one session (private to the session
+ * part; see the design comment in subs.c). */
 #ifndef CG_SUBS_H
 #define CG_SUBS_H
 
@@ -8,6 +8,7 @@
 
 #include "chat/chat.h"
 #include "core/common.h"
+#include "stomp/str.h"
 
 enum cg_sub_ack {
     CG_SUB_ACK_AUTO = 0,
@@ -49,17 +50,17 @@ void cg_subs_cleanup(struct cg_subs *t);
  * *key_out, CG_E_EXISTS (the id is taken), CG_E_LIMIT (already max
  * subscriptions), CG_E_INVAL (id or destination longer than
  * CG_SUB_STR_MAX) or CG_E_NOMEM. */
-int cg_subs_add(struct cg_subs *t, struct cg_str id, struct cg_str dest,
+int cg_subs_add(struct cg_subs *t, struct stomp_str id, struct stomp_str dest,
                 enum cg_chat_topic topic, enum cg_sub_ack ack, size_t max,
                 uint32_t *key_out);
 
 /* Remove the subscription with that id: 0 or CG_E_NOTFOUND. */
-int cg_subs_remove(struct cg_subs *t, struct cg_str id);
+int cg_subs_remove(struct cg_subs *t, struct stomp_str id);
 
 /* Lookups; NULL when there is none. The pointer is valid until the next
  * add or remove. by_topic returns the first (oldest) such subscription. */
 const struct cg_sub *cg_subs_by_key(const struct cg_subs *t, uint32_t key);
-const struct cg_sub *cg_subs_by_id(const struct cg_subs *t, struct cg_str id);
+const struct cg_sub *cg_subs_by_id(const struct cg_subs *t, struct stomp_str id);
 const struct cg_sub *cg_subs_by_topic(const struct cg_subs *t,
                                       enum cg_chat_topic topic);
 
@@ -70,10 +71,10 @@ int cg_subs_topic_client_ack(const struct cg_subs *t, enum cg_chat_topic topic);
 /* Which topic a SUBSCRIBE destination is for user (uid, name), or
  * CG_E_FORBIDDEN when it is not one of the user's own destinations
  * (PROTOCOL.md section 4). */
-int cg_subs_classify(struct cg_str dest, uint64_t uid, const char *name,
+int cg_subs_classify(struct stomp_str dest, uint64_t uid, const char *name,
                      enum cg_chat_topic *out);
 
 /* Parse an ack header value: 0 or CG_E_INVAL. */
-int cg_subs_parse_ack(struct cg_str v, enum cg_sub_ack *out);
+int cg_subs_parse_ack(struct stomp_str v, enum cg_sub_ack *out);
 
 #endif

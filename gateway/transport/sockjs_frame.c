@@ -138,8 +138,8 @@ cg_sockjs_parse_path(const char *path, size_t len, struct cg_sockjs_path *out)
     for (size_t i = 0; i < sizeof transports / sizeof *transports; i++) {
         if (str_is(seg[2], seglen[2], transports[i].name)) {
             out->route = transports[i].route;
-            out->server = (struct cg_str){ seg[0], seglen[0] };
-            out->session = (struct cg_str){ seg[1], seglen[1] };
+            out->server = (struct stomp_str){ seg[0], seglen[0] };
+            out->session = (struct stomp_str){ seg[1], seglen[1] };
             return;
         }
     }

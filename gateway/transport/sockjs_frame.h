@@ -12,6 +12,7 @@
 #include <stddef.h>
 
 #include "core/common.h"
+#include "stomp/str.h"
 
 /* ---- URLs ---------------------------------------------------------------- */
 
@@ -38,8 +39,8 @@ enum cg_sockjs_route {
 
 struct cg_sockjs_path {
     enum cg_sockjs_route route;
-    struct cg_str        server;    /* views into the path; set for session URLs */
-    struct cg_str        session;
+    struct stomp_str     server;    /* views into the path; set for session URLs */
+    struct stomp_str     session;
 };
 
 /* Classify path (relative to {base}/socketServer, no query string):

@@ -206,7 +206,7 @@ struct sj_sess *sj_table_find(const struct cg_sockjs *sj, const char *key, size_
 /* A new session for receiver r's id key, with its cg_session; NULL when
  * out of memory. */
 struct sj_sess *sj_sess_create(struct cg_sockjs *sj, struct sj_req *r,
-                               struct cg_str key);
+                               struct stomp_str key);
 /* Re-arm the session's timer for the nearest thing due. */
 void sj_sess_arm(struct sj_sess *ss);
 /* The STOMP session is over: hand it back and remember what receivers get

@@ -409,7 +409,7 @@ sj_sess_arm(struct sj_sess *ss)
 }
 
 struct sj_sess *
-sj_sess_create(struct cg_sockjs *sj, struct sj_req *r, struct cg_str key)
+sj_sess_create(struct cg_sockjs *sj, struct sj_req *r, struct stomp_str key)
 {
     struct cg_session_open open = { 0 };
     struct sj_sess *ss;

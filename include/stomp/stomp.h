@@ -52,6 +52,8 @@
 #include <stddef.h>    /* size_t */
 #include <sys/types.h> /* ssize_t */
 
+#include "stomp/str.h" /* struct stomp_str, STOMP_STR() */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -132,15 +134,7 @@ struct stomp_limits {
 /* Frames                                                                    */
 /* ------------------------------------------------------------------------ */
 
-/* A byte string that is not NUL-terminated (ngx_str_t). Wire strings never
- * are: read exactly len bytes from ptr. */
-struct stomp_str {
-    const char *ptr;
-    size_t len;
-};
-
-/* A string literal as a stomp_str: STOMP_STR("destination"). */
-#define STOMP_STR(lit) ((struct stomp_str){(lit), sizeof(lit) - 1})
+/* Strings are struct stomp_str views (stomp/str.h). */
 
 struct stomp_header {
     struct stomp_str name;  /* unescaped; never empty */
@@ -326,10 +320,6 @@ void stomp_writer_command(struct stomp_writer *w, enum stomp_command cmd);
  * Borrows name and value only during the call. */
 void stomp_writer_header(struct stomp_writer *w, struct stomp_str name,
                          struct stomp_str value);
-
-/* stomp_writer_header() with NUL-terminated strings. */
-void stomp_writer_header_cstr(struct stomp_writer *w, const char *name,
-                              const char *value);
 
 /* Writes "content-length:<body.len>", the blank line, the body (which may
  * contain NULs) and the terminating NUL. Optional: without it the frame has

@@ -7,8 +7,8 @@
 // login of the same user - is untouched.
 //
 // The gateway runs with --token-ttl-s 2, so each test waits an expiry out
-// (the gateway closes to the millisecond of the expiry: session.c arms the
-// session's one timer for it).
+// (the gateway closes to the millisecond of the expiry: session_connect.c
+// sets a deadline of the session's one timer for it, session_timer.c).
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 

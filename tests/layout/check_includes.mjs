@@ -22,8 +22,9 @@ export const ALLOWED = {
   transport: ['http', 'session', 'chat', 'store', 'core', 'stomp'],
   server: ['transport', 'http', 'session', 'chat', 'store', 'core', 'stomp'],
 };
-// Headers outside gateway/ that any part may include.
-const SHARED = new Set(['fmacros.h']);
+// Headers outside gateway/ that any part may include: the feature-test
+// macros, and the codec's string view (libc only; the gateway's one view).
+const SHARED = new Set(['fmacros.h', 'stomp/str.h']);
 
 function* sources(dir) {
   for (const e of fs.readdirSync(dir, { withFileTypes: true })) {

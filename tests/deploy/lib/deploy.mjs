@@ -211,8 +211,8 @@ for (const m of ['api', 'register', 'login', 'newUser', 'loginToken', 'stomp', '
 
 /**
  * The gateways (of gws) whose current log shows a session of username
- * that connected and has not closed yet: session.c logs
- * "[s#N u=NAME ADDR TRANSPORT] connected: ..." and "... closed: ...".
+ * that connected and has not closed yet: session_connect.c logs
+ * "[s#N u=NAME ADDR TRANSPORT] connected: ..." and session.c "... closed: ...".
  */
 export function nodesOfUser(gws, username) {
   const out = [];

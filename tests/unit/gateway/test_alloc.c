@@ -103,7 +103,15 @@ Test(cg_alloc, strndup_copies_at_most_n_bytes)
 
 Test(cg_alloc, free_of_null_is_a_noop)
 {
-    cg_free(NULL);
+    void *p;
+
+    cg_alloc_fail_after(2);                  /* the 2nd allocation from now fails */
+    cg_free(NULL);                           /* no crash, and not an allocation: */
+    cg_free(NULL);                           /* the hook's count does not move */
+    p = cg_malloc(1);
+    cr_assert(not(zero(ptr, p)));            /* the 1st allocation */
+    cr_assert(zero(ptr, cg_malloc(1)));      /* the 2nd */
+    cg_free(p);
 }
 
 /* ------------------------------------------------------------------------ */

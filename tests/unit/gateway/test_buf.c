@@ -1,8 +1,9 @@
 /* test_buf.c - buf.c: reference-counted cg_buf and the growable cg_wbuf.
  *
  * Frees happen where the tests say they do: ASan turns an early free into a
- * use-after-free and a missed one into a leak, so the refcount tests only
- * have to touch the bytes after each unref. */
+ * use-after-free and a missed one into a leak, and cg_free() is wrapped by
+ * the linker (-Wl,--wrap=cg_free, CMakeLists.txt) to count the calls, so
+ * the refcount tests also see how many frees each unref made. */
 #include "fmacros.h"
 
 #include <stdint.h>
@@ -18,6 +19,19 @@ static void
 reset_alloc_hook(void)
 {
     cg_alloc_fail_after(0);
+}
+
+/* Calls of cg_free() since the process started (buf.c's included). */
+static unsigned long frees;
+
+void __real_cg_free(void *p);
+void __wrap_cg_free(void *p);
+
+void
+__wrap_cg_free(void *p)
+{
+    frees++;
+    __real_cg_free(p);
 }
 
 TestSuite(cg_buf, .fini = reset_alloc_hook);
@@ -62,6 +76,7 @@ Test(cg_buf, empty_buffer_is_an_empty_string)
 Test(cg_buf, last_unref_frees_and_earlier_ones_do_not)
 {
     struct cg_buf *b = cg_buf_create("shared", 6);
+    unsigned long before = frees;
 
     cr_assert(eq(ptr, cg_buf_ref(b), b));
     cr_assert(eq(ptr, cg_buf_ref(b), b));
@@ -70,12 +85,21 @@ Test(cg_buf, last_unref_frees_and_earlier_ones_do_not)
     cr_assert(eq(str, b->data, "shared"));   /* ASan: still alive */
     cg_buf_unref(b);
     cr_assert(eq(u32, b->refs, 1));
+    cr_assert(eq(ulong, frees, before));     /* no free before the last unref */
     cg_buf_unref(b);                         /* ASan: a leak if not freed */
+    cr_assert(eq(ulong, frees, before + 1));
 }
 
 Test(cg_buf, unref_of_null_is_a_noop)
 {
-    cg_buf_unref(NULL);
+    struct cg_buf *b = cg_buf_create("kept", 4);
+    unsigned long before = frees;
+
+    cg_buf_unref(NULL);                      /* no crash, and no free */
+    cr_assert(eq(ulong, frees, before));
+    cr_assert(eq(u32, b->refs, 1));
+    cg_buf_unref(b);                         /* the count does see a free */
+    cr_assert(eq(ulong, frees, before + 1));
 }
 
 Test(cg_buf, create_returns_null_when_allocation_fails)

@@ -13,6 +13,7 @@
 #include "core/buf.h"
 #include "core/common.h"
 #include "session/outq.h"
+#include "session_test.h"
 
 /* ---- a tiny subscription table for resolve() ------------------------- */
 

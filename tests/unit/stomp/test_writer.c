@@ -13,6 +13,7 @@
 
 #include "guard_buf.h"
 #include "stomp/stomp.h"
+#include "stomp_test.h"
 
 #define MEM(p, n) ((struct cr_mem){(p), (n)})
 
