@@ -337,10 +337,13 @@ function chooseTransport() {
 
 function connect() {
   if (!S.me) return;
+  // A new generation first: dropping the old client closes it at once
+  // (its onWebSocketClose may run inside deactivate()), and that close
+  // must count as the old one's, not as the new connection's.
+  const gen = ++C.gen;
   clearTimeout(C.retryTimer);
   C.retryTimer = null;
   dropClient();
-  const gen = ++C.gen;
   const transport = chooseTransport();
   const token = encodeURIComponent(S.me.token);
   let everConnected = false;
