@@ -9,7 +9,9 @@
 //    stored, then confirmed with /socket/chat/recive;
 //  - on every (re)connect: subscribe, init, then sync from this device's sync
 //    key until "more" is false, then resend whatever is still unconfirmed;
-//  - reconnects back off exponentially with jitter and say so on screen;
+//  - reconnects back off exponentially with jitter and say so on screen; the
+//    browser's offline event, or no byte from the server for 16 s (it sends
+//    a heart-beat every 10 s), shows "Offline" at once;
 //  - plain WebSocket by default, SockJS when chosen or when WebSocket keeps
 //    failing while the server itself answers HTTP.
 // Libraries (copied from node_modules at build time): StompJs, SockJS.
@@ -31,6 +33,7 @@ const BACKOFF_MIN_MS = 1000;
 const BACKOFF_MAX_MS = 30000;
 const WS_FAILS_BEFORE_SOCKJS = 2;
 const HEARTBEAT_MS = 10000;
+const SILENCE_MS = 16000;          // nothing at all from the server for this long: the connection is gone
 
 /** {base}: the directory this page was loaded from, without the slash. */
 const BASE = location.pathname.replace(/\/[^/]*$/, '');
@@ -327,6 +330,8 @@ const C = {
   tick: null,
   syncing: false,
   syncRetry: null,
+  lastRx: 0,                    // when the server last sent anything (a frame or a heart-beat)
+  watchdog: null,
 };
 
 function chooseTransport() {
@@ -355,13 +360,18 @@ function connect() {
     return;
   }
   const client = new StompJs.Client({
-    webSocketFactory: () => (transport === 'sockjs'
-      ? new SockJS(`${HTTP_BASE}/socketServer?srect=${token}`)
-      : new WebSocket(`${WS_BASE}/client?srect=${token}`, ['v12.stomp', 'v11.stomp', 'v10.stomp'])),
+    webSocketFactory: () => {
+      const ws = transport === 'sockjs'
+        ? new SockJS(`${HTTP_BASE}/socketServer?srect=${token}`)
+        : new WebSocket(`${WS_BASE}/client?srect=${token}`, ['v12.stomp', 'v11.stomp', 'v10.stomp']);
+      ws.addEventListener('message', () => { if (gen === C.gen) C.lastRx = Date.now(); });
+      return ws;
+    },
     reconnectDelay: 0,                 // the page schedules reconnects itself
     connectionTimeout: 10000,
     heartbeatIncoming: HEARTBEAT_MS,
     heartbeatOutgoing: HEARTBEAT_MS,
+    discardWebsocketOnCommFailure: true,
     debug: () => {},
     onConnect: () => {
       if (gen !== C.gen) return;
@@ -389,7 +399,19 @@ function dropClient() {
   C.connected = false;
   C.syncing = false;
   clearTimeout(C.syncRetry);
+  clearInterval(C.watchdog);
+  C.watchdog = null;
   if (old) old.deactivate({ force: true }).catch(() => {});
+}
+
+/** The connection is gone though no close came (the network went away):
+ * show it now and reconnect with the usual backoff. */
+function connectionLost() {
+  if (!S.me || !C.client) return;
+  const was = C.connected;
+  C.gen++;
+  dropClient();
+  onDisconnected(was);
 }
 
 function publish(destination, body) {
@@ -405,6 +427,7 @@ function publish(destination, body) {
 function onConnected(client) {
   C.connected = true;
   C.attempt = 0;
+  C.lastRx = Date.now();
   if (C.transport === 'websocket') C.wsFails = 0;
   const me = S.me;
   const handlers = [
@@ -425,6 +448,9 @@ function onConnected(client) {
   }
   publish('/socket/chat/init', '');
   startSync();
+  C.watchdog = setInterval(() => {
+    if (C.connected && Date.now() - C.lastRx > SILENCE_MS) connectionLost();
+  }, 2000);
   setConn('online');
   // Whatever is still unconfirmed goes again, with the same msgID.
   let resent = 0;
@@ -441,14 +467,14 @@ function onConnected(client) {
 }
 
 function onDisconnected(everConnected) {
-  const wasConnected = C.connected;
   C.connected = false;
   C.syncing = false;
+  clearInterval(C.watchdog);
+  C.watchdog = null;
   if (!S.me) return;
-  if (!wasConnected && !everConnected) C.attempt++;
-  else C.attempt = 1;
+  C.attempt = everConnected ? 1 : C.attempt + 1;
   scheduleReconnect();
-  probe(everConnected);
+  if (navigator.onLine !== false) probe(everConnected);
 }
 
 /** After a failed attempt: is the token still good, is HTTP reachable? */
@@ -879,7 +905,8 @@ function renderThreadSub() {
   const sub = $('thread-sub');
   if (!C.connected) {
     const left = Math.max(0, Math.ceil((C.retryAt - Date.now()) / 1000));
-    sub.textContent = $('conn').dataset.state === 'offline' ? `Offline · retrying in ${left} s` : 'Connecting…';
+    sub.textContent = $('conn').dataset.state !== 'offline' ? 'Connecting…'
+      : navigator.onLine === false ? 'Offline · no network' : `Offline · retrying in ${left} s`;
     sub.dataset.tone = 'warn';
     return;
   }
@@ -914,7 +941,9 @@ function setConn(state) {
   if (state === 'offline') {
     const upd = () => {
       const s = Math.max(0, Math.ceil((C.retryAt - Date.now()) / 1000));
-      $('conn-countdown').textContent = `Can't reach the server. Retrying in ${s} s`;
+      $('conn-countdown').textContent = navigator.onLine === false
+        ? 'No network connection. Reconnecting when it is back.'
+        : `Can't reach the server. Retrying in ${s} s`;
       renderThreadSub();
     };
     upd();
@@ -991,6 +1020,7 @@ async function logout(message = '', { remote = true } = {}) {
   S.me = null;
   clearTimeout(C.retryTimer);
   clearInterval(C.tick);
+  C.gen++;
   dropClient();
   session.clear();
   if ($('settings').open) $('settings').close();
@@ -1149,6 +1179,13 @@ function init() {
     if (!C.connected && C.retryTimer) retryNow();
     const conv = S.convs.get(S.active);
     if (conv && conv.unread && threadOnScreen()) { conv.unread = 0; markDirty(conv.uid); renderConvList(); updateTitle(); }
+  });
+  // The network is gone: say so now (the heart-beats would take 20-30 s),
+  // and try again the moment it is back.
+  addEventListener('offline', () => {
+    if (!S.me) return;
+    if (C.client) connectionLost();
+    else setConn('offline');
   });
   addEventListener('online', () => { if (S.me && !C.connected) retryNow(); });
   addEventListener('pagehide', flush);
