@@ -89,6 +89,45 @@ function paintAvatar(node, name) {
 }
 
 /* ------------------------------------------------------------------ */
+/* message text: plain text, with http(s) links                        */
+/* ------------------------------------------------------------------ */
+
+// Candidates only start with http:// or https:// (so never javascript:,
+// data: or anything else), and each must parse as an http(s) URL with a
+// host. Everything else stays text nodes: no markup is ever parsed.
+const URL_RE = /\bhttps?:\/\/[^\s<>"'`\u00a0\u2028\u2029]+/gi;
+
+/** The link without the sentence's trailing punctuation; a closing
+ * bracket stays when the link opened it (Foo_(bar)). */
+function trimLink(s) {
+  for (;;) {
+    const last = s[s.length - 1];
+    if ('.,;:!?\'"»’”'.includes(last)) { s = s.slice(0, -1); continue; }
+    const open = { ')': '(', ']': '[', '}': '{' }[last];
+    if (open && s.split(open).length < s.split(last).length) { s = s.slice(0, -1); continue; }
+    return s;
+  }
+}
+
+function richText(text) {
+  const frag = document.createDocumentFragment();
+  let at = 0;
+  URL_RE.lastIndex = 0;
+  for (let m = URL_RE.exec(text); m; m = URL_RE.exec(text)) {
+    const raw = trimLink(m[0]);
+    let url = null;
+    try { url = new URL(raw); } catch { /* not a URL: stays text */ }
+    if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || !url.hostname) continue;
+    if (m.index > at) frag.append(text.slice(at, m.index));
+    frag.append(el('a', { href: url.href, target: '_blank', rel: 'noopener noreferrer', text: raw }));
+    at = m.index + raw.length;
+    URL_RE.lastIndex = at;
+  }
+  if (at < text.length) frag.append(text.slice(at));
+  return frag;
+}
+
+/* ------------------------------------------------------------------ */
 /* SHA-1 (msgIDs)                                                      */
 /* ------------------------------------------------------------------ */
 
@@ -777,9 +816,11 @@ function messageNode(m) {
   const conv = S.convs.get(m.peer ?? S.active);
   const who = m.mine ? 'You' : (conv ? conv.username : 'They');
   const li = el('li', { class: `msg ${m.mine ? 'out' : 'in'}` });
+  const bubble = el('div', { class: 'bubble' });
+  bubble.append(richText(m.content));
   li.append(
     el('span', { class: 'sr-only', text: `${who}: ` }),
-    el('div', { class: 'bubble', text: m.content }));
+    bubble);
   li.append(el('div', { class: 'meta' }));
   return li;
 }
@@ -1001,6 +1042,8 @@ function showChat() {
   document.body.classList.remove('show-thread');
   renderConvList();
   updateTitle();
+  // where a user starts: finding a conversation
+  $('find-input').focus({ preventScroll: true });
 }
 
 function startSession(me) {
