@@ -273,8 +273,11 @@ function loadUserData() {
   S.threads = new Map();
   S.mine = new Map();
   for (const c of local.get(userKey('convs'), [])) {
-    S.convs.set(c.uid, { ...c, online: undefined });
     const msgs = local.get(userKey('msgs', c.uid), []);
+    // conversations without a message are not kept (earlier versions kept
+    // every conversation Find opened)
+    if (!msgs.length) continue;
+    S.convs.set(c.uid, { ...c, online: undefined });
     for (const m of msgs) {
       if (m.mine) {
         S.mine.set(m.msgID, m);
@@ -321,7 +324,8 @@ function flush() {
     local.set(userKey('msgs', uid), msgs.map(({ peer, timer, renamed, ...m }) => m));
   }
   if (S.dirty.size) {
-    local.set(userKey('convs'), [...S.convs.values()].map(({ online, ...c }) => c));
+    local.set(userKey('convs'), [...S.convs.values()].filter((c) => !c.ephemeral)
+      .map(({ online, ephemeral, ...c }) => c));
   }
   S.dirty.clear();
   if (S.seenOrder.length > MAX_SEEN) {
@@ -572,6 +576,7 @@ function onChat(c) {
     S.seenOrder.push(key);
     const peer = c.senderId === S.me.uid ? c.reciverId : c.senderId;
     const conv = ensureConv(peer, c.senderId === S.me.uid ? c.reciver : c.sender);
+    conv.ephemeral = false;
     const msg = {
       key: `in:${key}`, mine: false, msgID: c.chatID, id: c.id,
       content: String(c.content ?? ''), time: Number(c.time) || Date.now(), state: 'received',
@@ -678,6 +683,14 @@ function ensureConv(uid, username) {
   return c;
 }
 
+/** A conversation opened by Find and left without a message goes away. */
+function dropIfEmpty(uid) {
+  const c = S.convs.get(uid);
+  if (!c || !c.ephemeral || (S.threads.get(uid) || []).length) return;
+  S.convs.delete(uid);
+  S.threads.delete(uid);
+}
+
 function touchConv(conv, msg) {
   if (msg.time >= (conv.lastTime || 0)) {
     conv.lastTime = msg.time;
@@ -713,6 +726,7 @@ async function sendText(text) {
   const peer = S.active;
   const conv = S.convs.get(peer);
   if (!conv) return;
+  conv.ephemeral = false;
   const msgID = await newMsgId(text);
   const m = {
     key: `out:${msgID}`, mine: true, msgID, id: undefined, content: text,
@@ -902,7 +916,9 @@ function dayLabel(t) {
 async function openConv(uid, { focusComposer = false } = {}) {
   const conv = S.convs.get(uid);
   if (!conv) return;
+  const prev = S.active;
   S.active = uid;
+  if (prev !== uid && prev != null) dropIfEmpty(prev);
   conv.unread = 0;
   markDirty(uid);
   $('thread-empty').hidden = true;
@@ -937,8 +953,13 @@ function closeThread() {
     $('thread-view').hidden = true;
     $('thread-empty').hidden = false;
     renderedPeer = undefined;
+    if (uid != null) dropIfEmpty(uid);
     renderConvList();
-    if (uid != null) document.querySelector(`#conv-list button[data-uid="${uid}"]`)?.focus();
+    if (uid != null) {
+      const btn = document.querySelector(`#conv-list button[data-uid="${uid}"]`);
+      if (btn) btn.focus();
+      else $('find-input').focus();
+    }
   }
 }
 
@@ -1128,7 +1149,10 @@ async function onFindSubmit(ev) {
     if (r.status === 404) { err.textContent = `Nobody is called "${q}".`; return; }
     if (r.status !== 200 || !r.json) { err.textContent = r.json?.error || `Search failed (HTTP ${r.status}).`; return; }
     const u = r.json;
+    const isNew = !S.convs.has(u.uid);
     const conv = ensureConv(u.uid, u.username);
+    // listed while open; stored, and kept, once it has a message
+    if (isNew) conv.ephemeral = true;
     conv.online = !!u.online;
     if (!conv.lastTime) conv.lastTime = Date.now();
     flush();
