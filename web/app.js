@@ -13,7 +13,10 @@
 //    browser's offline event, or no byte from the server for 16 s (it sends
 //    a heart-beat every 10 s), shows "Offline" at once;
 //  - plain WebSocket by default, SockJS when chosen or when WebSocket keeps
-//    failing while the server itself answers HTTP.
+//    failing while the server itself answers HTTP;
+//  - the presence of the open conversation's contact: a ✓ or a live message
+//    from them shows "online" at once; otherwise GET {base}/api/users/{uid}
+//    every 15 s while the conversation is open and the page visible.
 // Libraries (copied from node_modules at build time): StompJs, SockJS.
 // index.html loads this file as a classic script after them; everything
 // here lives in the one function scope below.
@@ -33,6 +36,7 @@ const BACKOFF_MIN_MS = 1000;
 const BACKOFF_MAX_MS = 30000;
 const WS_FAILS_BEFORE_SOCKJS = 2;
 const HEARTBEAT_MS = 10000;
+const PRESENCE_POLL_MS = 15000;    // presence of the open conversation's contact
 const SILENCE_MS = 16000;          // nothing at all from the server for this long: the connection is gone
 
 /** {base}: the directory this page was loaded from, without the slash. */
@@ -507,6 +511,7 @@ function onConnected(client) {
     renderThread();
     renderConvList();
   }
+  refreshPresence();
 }
 
 function onDisconnected(everConnected) {
@@ -567,7 +572,7 @@ function startSync() {
 /* incoming frames                                                     */
 /* ------------------------------------------------------------------ */
 
-function onChat(c) {
+function onChat(c, frame) {
   if (!c || typeof c.chatID !== 'string') return;
   const key = `${c.senderId}:${c.chatID}`;
   const selfEcho = c.senderId === S.me.uid && S.mine.has(c.chatID);
@@ -586,6 +591,8 @@ function onChat(c) {
     if (!visible) conv.unread = (conv.unread || 0) + 1;
     touchConv(conv, msg);
     if (!visible) announce(`New message from ${conv.username}`);
+    // a live push (not a pending message init or sync found): they just sent it
+    if (frame?.headers?.redelivered !== 'true' && !C.syncing && c.senderId !== S.me.uid) setOnline(conv, true);
     S.needRender = true;
   }
   // Confirm every copy (a redelivery needs its confirmation too), right
@@ -640,6 +647,9 @@ function onDelivered(d) {
   m.error = undefined;
   m.auto = undefined;
   changed(m);
+  // their page confirmed it just now: they are online
+  const conv = S.convs.get(m.peer);
+  if (conv) setOnline(conv, true);
 }
 
 function onInitStatus(st) {
@@ -761,6 +771,50 @@ function resend(msgID) {
   if (!m || m.state !== 'failed') return;
   transmit(m);
   changed(m);
+}
+
+/* ------------------------------------------------------------------ */
+/* presence of the open conversation's contact                         */
+/* ------------------------------------------------------------------ */
+
+const P = { timer: null, busy: false };
+
+function setOnline(conv, online) {
+  if (conv.online === online) return;
+  conv.online = online;
+  if (conv.uid === S.active) renderThreadSub();
+}
+
+/** Asks now, then every PRESENCE_POLL_MS while the conversation is open,
+ * the page visible and connected. A ✓ or a live message from the contact
+ * sets it in between (setOnline). */
+async function refreshPresence() {
+  clearTimeout(P.timer);
+  P.timer = null;
+  const uid = S.active;
+  if (uid == null || !S.me || !C.connected || document.visibilityState !== 'visible' || P.busy) return;
+  P.busy = true;
+  try {
+    const r = await api('GET', `/api/users/${uid}`, undefined, S.me.token);
+    const conv = S.convs.get(uid);
+    if (r.status === 200 && r.json && conv) {
+      setOnline(conv, !!r.json.online);
+      if (r.json.username && r.json.username !== conv.username) {
+        conv.username = r.json.username;
+        markDirty(uid);
+        renderConvList();
+        if (S.active === uid) {
+          $('thread-title').textContent = conv.username;
+          paintAvatar($('thread-avatar'), conv.username);
+        }
+      }
+    }
+  } catch { /* offline: the connection state says so */ }
+  P.busy = false;
+  if (S.active != null && S.me) {
+    clearTimeout(P.timer);
+    P.timer = setTimeout(refreshPresence, PRESENCE_POLL_MS);
+  }
 }
 
 /* ------------------------------------------------------------------ */
@@ -913,7 +967,7 @@ function dayLabel(t) {
   return new Intl.DateTimeFormat(undefined, { weekday: 'short', month: 'short', day: 'numeric' }).format(t);
 }
 
-async function openConv(uid, { focusComposer = false } = {}) {
+function openConv(uid, { focusComposer = false } = {}) {
   const conv = S.convs.get(uid);
   if (!conv) return;
   const prev = S.active;
@@ -931,18 +985,7 @@ async function openConv(uid, { focusComposer = false } = {}) {
   renderThreadSub();
   updateTitle();
   if (focusComposer) $('composer-input').focus({ preventScroll: true });
-  // Presence and the current name, best effort.
-  try {
-    const r = await api('GET', `/api/users/${uid}`, undefined, S.me?.token);
-    if (r.status === 200 && r.json && S.convs.get(uid) === conv) {
-      conv.online = !!r.json.online;
-      if (r.json.username && r.json.username !== conv.username) {
-        conv.username = r.json.username;
-        $('thread-title').textContent = conv.username;
-      }
-      renderThreadSub();
-    }
-  } catch { /* offline */ }
+  refreshPresence();
 }
 
 function closeThread() {
@@ -950,6 +993,7 @@ function closeThread() {
   const uid = S.active;
   if (document.body.classList.contains('narrow')) {
     S.active = null;
+    clearTimeout(P.timer);
     $('thread-view').hidden = true;
     $('thread-empty').hidden = false;
     renderedPeer = undefined;
@@ -1084,6 +1128,7 @@ async function logout(message = '', { remote = true } = {}) {
   S.me = null;
   clearTimeout(C.retryTimer);
   clearInterval(C.tick);
+  clearTimeout(P.timer);
   C.gen++;
   dropClient();
   session.clear();
@@ -1246,6 +1291,7 @@ function init() {
     if (!C.connected && C.retryTimer) retryNow();
     const conv = S.convs.get(S.active);
     if (conv && conv.unread && threadOnScreen()) { conv.unread = 0; markDirty(conv.uid); renderConvList(); updateTitle(); }
+    refreshPresence();
   });
   // The network is gone: say so now (the heart-beats would take 20-30 s),
   // and try again the moment it is back.
