@@ -49,7 +49,7 @@ try {
   const talk = [
     ['A', 'Hi Bob! Are we still on for the design review at 3?'],
     ['B', 'Yes! I’ll bring the new mock-ups.'],
-    ['A', 'Great. Could you send them over beforehand?'],
+    ['A', 'Great. Could you add them to https://wiki.example.com/design-review beforehand?'],
     ['B', 'Sure, give me ten minutes.\nStill polishing the phone layout.'],
     ['A', 'No rush. See you at 3!'],
   ];

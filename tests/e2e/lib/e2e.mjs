@@ -254,3 +254,112 @@ export async function threadTexts(page) {
   return page.locator('#messages li.msg').evaluateAll((lis) => lis.map((li) =>
     `${li.classList.contains('out') ? '>' : '<'} ${li.querySelector('.bubble').textContent}`));
 }
+
+/* ------------------------------------------------------------------ */
+/* more of what a user does, and what a test watches                   */
+/* ------------------------------------------------------------------ */
+
+/**
+ * Sends each text with the page's own composer (value + Enter's
+ * requestSubmit), all in one task: as fast as a user can paste and press
+ * Enter, faster than any round trip. `perTask` splits a long list into
+ * tasks of that many sends, yielding to the page in between.
+ */
+export async function sendBurst(page, texts, { perTask = texts.length } = {}) {
+  await page.evaluate(async ([list, n]) => {
+    const ta = document.getElementById('composer-input');
+    const form = document.getElementById('composer');
+    for (let i = 0; i < list.length; i++) {
+      ta.value = list[i];
+      form.requestSubmit();
+      if ((i + 1) % n === 0) await new Promise((r) => setTimeout(r, 0));
+    }
+  }, [texts, perTask]);
+}
+
+/** The conversations in the list, top to bottom, by name. */
+export async function conversationNames(page) {
+  return page.locator('#conv-list .conv-name').allTextContents();
+}
+
+/** Scrolls the open thread to its top until `text` is rendered (older
+ * messages load on scroll); returns how many scroll steps it took. */
+export async function scrollUpUntil(page, text, { timeout = 30000 } = {}) {
+  const target = page.locator('#messages li.msg .bubble').getByText(text, { exact: true });
+  let steps = 0;
+  await until(async () => {
+    if (await target.count()) return true;
+    steps++;
+    await page.locator('#message-log').evaluate((box) => { box.scrollTop = 0; });
+    return false;
+  }, { timeout, interval: 100, what: `"${text}" rendered after scrolling up` });
+  return steps;
+}
+
+/**
+ * Records the page's main-thread tasks from now until stop(): the Long
+ * Tasks API (wall time of every task over 50 ms) and, through the DevTools
+ * protocol, a trace of every task with its wall time (dur) and the
+ * renderer main thread's CPU time in it (tdur). CPU time is what the page's
+ * own code costs; wall time also counts the time the OS gave the CPU to
+ * someone else (a busy 2-core machine). stop() resolves
+ *   {longTasks: [ms...], tasks: [{dur, tdur}...] (ms), worstWall, worstCpu,
+ *    worstBreakdown: "what the worst task spent its time on (ms, nested)"}.
+ */
+export async function watchMainThread(page) {
+  await page.evaluate(() => {
+    window.__e2eLongTasks = [];
+    window.__e2eLongTaskObserver?.disconnect();
+    window.__e2eLongTaskObserver = new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) window.__e2eLongTasks.push(e.duration);
+    });
+    window.__e2eLongTaskObserver.observe({ type: 'longtask' });
+  });
+  const cdp = await page.context().newCDPSession(page);
+  const events = [];
+  cdp.on('Tracing.dataCollected', (d) => { for (const e of d.value) events.push(e); });
+  await cdp.send('Tracing.start', {
+    traceConfig: {
+      recordMode: 'recordAsMuchAsPossible',
+      includedCategories: ['disabled-by-default-devtools.timeline', 'devtools.timeline', 'toplevel'],
+      enableSampling: false,
+    },
+    transferMode: 'ReportEvents',
+  });
+  return {
+    async stop() {
+      const longTasks = await page.evaluate(() => {
+        window.__e2eLongTaskObserver?.disconnect();
+        return window.__e2eLongTasks;
+      });
+      const done = new Promise((r) => cdp.once('Tracing.tracingComplete', r));
+      await cdp.send('Tracing.end');
+      await done;
+      await cdp.detach().catch(() => {});
+      // the renderer main threads ("CrRendererMain"): this page's renderer
+      // and possibly an idle spare one; counting both is only stricter
+      const mains = new Set(events
+        .filter((e) => e.ph === 'M' && e.name === 'thread_name' && e.args?.name === 'CrRendererMain')
+        .map((e) => `${e.pid}:${e.tid}`));
+      const onMain = events.filter((e) => e.ph === 'X' && mains.has(`${e.pid}:${e.tid}`));
+      const runs = onMain.filter((e) => e.name === 'RunTask' || e.name === 'ThreadControllerImpl::RunTask');
+      const tasks = runs.map((e) => ({ dur: e.dur / 1000, tdur: (e.tdur ?? e.dur) / 1000 }));
+      const worstWall = Math.max(0, ...longTasks, ...tasks.map((t) => t.dur));
+      const worstCpu = Math.max(0, ...tasks.map((t) => t.tdur));
+      // what the worst task (by CPU) spent its time on, by event name
+      let worstBreakdown = '';
+      const worst = runs.reduce((a, e) => ((e.tdur ?? e.dur) > ((a?.tdur ?? a?.dur) ?? -1) ? e : a), null);
+      if (worst) {
+        const by = new Map();
+        for (const e of onMain) {
+          if (e === worst || e.pid !== worst.pid || e.tid !== worst.tid) continue;
+          if (e.ts < worst.ts || e.ts + e.dur > worst.ts + worst.dur) continue;
+          by.set(e.name, (by.get(e.name) || 0) + e.dur / 1000);
+        }
+        worstBreakdown = [...by].sort((a, b) => b[1] - a[1]).slice(0, 8)
+          .map(([n, d]) => `${n} ${d.toFixed(1)}`).join(', ');
+      }
+      return { longTasks, tasks, worstWall, worstCpu, worstBreakdown };
+    },
+  };
+}
