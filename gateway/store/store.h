@@ -207,6 +207,30 @@ int cg_store_subscribe(cg_store *st, uint64_t uid, cg_store_reply_cb cb, void *d
  * with CG_E_CLOSED on the next loop turn. */
 void cg_store_unsubscribe(cg_store *st, uint64_t uid);
 
+/* ---- deferred completions --------------------------------------------
+ * The store's callbacks follow libuv's rule (STYLE.md 3): a callback never
+ * runs inside the call that asked for it. A caller above the store that
+ * has its answer at once (a request refused before it reached Redis) keeps
+ * the same rule by deferring that answer to the next turn of the store's
+ * loop. The node is the caller's, embedded in its request, so deferring
+ * allocates nothing; it must stay where it is until its callback ran. */
+struct cg_store_defer;
+
+/* err is 0 on the next loop turn, or CG_E_CLOSED when cg_store_close() came
+ * first (the callback then runs from inside cg_store_close(), as every
+ * other outstanding callback does). */
+typedef void (*cg_store_defer_cb)(struct cg_store_defer *d, int err);
+
+struct cg_store_defer {
+    struct cg_store_defer *next;     /* the store's */
+    cg_store_defer_cb      cb;
+};
+
+/* Call cb(d, 0) on the next loop turn, after what was deferred before it.
+ * Returns 0, or CG_E_CLOSED once cg_store_close() was called (cb will not
+ * run). */
+int cg_store_defer(cg_store *st, struct cg_store_defer *d, cg_store_defer_cb cb);
+
 /* The Lua source of a script (for tests that run it elsewhere, e.g. on a
  * Redis Cluster). */
 const char *cg_store_script_source(enum cg_script script);

@@ -1060,13 +1060,18 @@ Test(store, killed_redis_fails_outstanding_commands_then_reconnects)
     cr_assert(eq(int, cg_store_ready(E.st), 0));
     cr_assert(eq(sz, cg_store_inflight(E.st), 0));
 
-    /* While down: commands fail at once, sends answer 503 synchronously. */
+    /* While down: commands fail at once (no callback), sends are refused
+     * 503 at once and answered on the next loop turn, not inside the call. */
+    w.called = 0;
     cr_assert(eq(int, cg_store_command(E.st, 3, blpop, NULL, on_cmd, &w), CG_E_STORE));
     cr_assert(eq(int, cg_store_subscribe(E.st, 5, NULL, NULL), CG_E_STORE));
     cg_chat_conn_init(&conn, &E.cfg);
     cr_assert(eq(int, cg_chat_send(E.chat, &conn, &who, body, sizeof body - 1, on_done, &a,
                                    NULL), 0));
-    cr_assert(eq(int, a.called, 1), "answered before cg_chat_send returned");
+    cr_assert(eq(int, a.called, 0), "not answered inside cg_chat_send");
+    uv_run(&E.loop, UV_RUN_NOWAIT);
+    cr_assert(eq(int, a.called, 1), "answered on the next loop turn");
+    cr_assert(eq(int, w.called, 0), "a command refused at once never calls back");
     cr_assert(eq(str, a.body, "{\"msgID\":\"down-0001\",\"code\":503,\"status\":\"失败\","
                               "\"content\":\"store unavailable, retry\"}"));
     free(a.body);
@@ -1677,6 +1682,66 @@ Test(store_down, host_name_is_resolved_off_the_loop_and_close_waits_for_it)
 {
     unreachable("redis://localhost:1/0", 700, 3);
     unreachable("redis://localhost:1/0", 0, 0);    /* close while resolving */
+}
+
+/* cg_store_defer(): never inside the call, once on the next turn, in order;
+ * what is still due hears CG_E_CLOSED from cg_store_close(); once closing,
+ * refused with no callback. No Redis needed. */
+struct later {
+    struct cg_store_defer d;          /* first: on_later converts back */
+    int                   called, err, seq;
+};
+
+static int later_seq, later_in_call;
+
+static void
+on_later(struct cg_store_defer *d, int err)
+{
+    struct later *l = (struct later *)d;
+
+    cr_assert(eq(int, later_in_call, 0), "deferred callback ran inside the call");
+    l->called++;
+    l->err = err;
+    l->seq = ++later_seq;
+}
+
+Test(store_down, deferred_completions_run_on_the_next_turn_and_hear_close)
+{
+    uv_loop_t loop;
+    struct cg_config cfg;
+    struct cg_metrics m;
+    cg_store *st;
+    struct later a = { 0 }, b = { 0 }, c = { 0 }, d = { 0 };
+
+    cg_log_set_level(CG_LOG_ERROR);
+    memset(&cfg, 0, sizeof cfg);
+    memset(&m, 0, sizeof m);
+    cfg.redis_url = "unix:///nonexistent/chatgate.sock";
+    cr_assert(eq(int, uv_loop_init(&loop), 0));
+    cr_assert(eq(int, cg_store_create(&loop, &cfg, &m, &st), 0));
+    later_seq = 0;
+    later_in_call = 1;
+    cr_assert(eq(int, cg_store_defer(st, &a.d, on_later), 0));
+    cr_assert(eq(int, cg_store_defer(st, &b.d, on_later), 0));
+    later_in_call = 0;
+    cr_assert(eq(int, a.called + b.called, 0));
+    uv_run(&loop, UV_RUN_NOWAIT);
+    cr_assert(eq(int, a.called, 1));
+    cr_assert(eq(int, b.called, 1));
+    cr_assert(eq(int, a.err, 0));
+    cr_assert(eq(int, b.err, 0));
+    cr_assert(lt(int, a.seq, b.seq), "in the order deferred");
+
+    cr_assert(eq(int, cg_store_defer(st, &c.d, on_later), 0));
+    cg_store_close(st, NULL, NULL);
+    cr_assert(eq(int, c.called, 1), "still due: answered by the close");
+    cr_assert(eq(int, c.err, CG_E_CLOSED));
+    cr_assert(eq(int, cg_store_defer(st, &d.d, on_later), CG_E_CLOSED));
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert(eq(int, c.called, 1));
+    cr_assert(eq(int, d.called, 0), "refused: never called");
+    cr_assert(eq(int, a.called + b.called, 2));
+    cr_assert(eq(int, uv_loop_close(&loop), 0));
 }
 
 /* ---- redis_url parsing -------------------------------------------------- */
