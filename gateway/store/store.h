@@ -48,10 +48,12 @@
  * new message M, a delivered notice D, a logout L), which also decodes and
  * encodes them.
  *
- * Callback rule (STYLE.md 3): a function that returns an error never calls
- * its callback; one that returned 0 calls it exactly once, with reply NULL
- * and err < 0 (CG_E_STORE, CG_E_CLOSED) when there is no reply. A reply is
- * borrowed until the callback returns (struct cg_store_reply below). */
+ * Callback rule (STYLE.md 3, libuv's): a function that returns an error
+ * never calls its callback; one that returned 0 calls it exactly once, and
+ * never before it returned (from the loop, or from cg_store_close() for
+ * what is still outstanding), with reply NULL and err < 0 (CG_E_STORE,
+ * CG_E_CLOSED) when there is no reply. A reply is borrowed until the
+ * callback returns (struct cg_store_reply below). */
 #ifndef CHATGATE_STORE_H
 #define CHATGATE_STORE_H
 
