@@ -9,16 +9,19 @@
  *   cg_chat_recive  decode -> EVALSHA recive                 -> recive/status
  *   cg_chat_fetch   EVALSHA fetch (init: pending, sync: history) -> items
  *
- * A request that fails before Redis (400, 413, 429, 503 "store not ready")
- * is answered synchronously, from inside the request function; otherwise
- * the answer comes from the store's reply callback. Either way the done
- * callback fires exactly once (STYLE.md 3).
+ * The done callback fires exactly once, and never inside the request
+ * function (libuv's rule, STYLE.md 3): a request refused before Redis (400,
+ * 413, 429, 503 "store not ready") has its answer rendered at once and
+ * handed to the store's loop (cg_store_defer()), which delivers it on the
+ * next turn; otherwise the answer comes from the store's reply callback.
+ * The deferral rides in the request's own struct creq, so it costs a
+ * refused request one allocation and an accepted one nothing.
  *
- * Lifetime. Every request waiting for Redis is a struct creq on the chat's
- * list. cg_chat_destroy() answers each with CG_E_CLOSED at once and marks it
- * orphaned (creq->chat = NULL); when the store later calls back (at the
- * latest from cg_store_close) the orphan is only freed. So chat and store
- * may be torn down in either order.
+ * Lifetime. Every request waiting for Redis or for its deferred answer is a
+ * struct creq on the chat's list. cg_chat_destroy() answers each with
+ * CG_E_CLOSED at once and marks it orphaned (creq->chat = NULL); when the
+ * store later calls back (at the latest from cg_store_close) the orphan is
+ * only freed. So chat and store may be torn down in either order.
  *
  * Key schema (store.h): every key of a request is the target user's
  * "{u:<uid>}:<suffix>" built with cg_store_key(); the push channel is
@@ -109,6 +112,10 @@ struct cg_chat {
 };
 
 struct creq {
+    struct cg_store_defer later;       /* first member: on_later() converts
+                                          it back */
+    struct cg_buf     *answer;         /* a refused request's answer, due */
+    enum cg_chat_topic topic;          /* ... on this topic */
     struct creq       *prev, *next;
     cg_chat           *chat;           /* NULL once orphaned */
     enum cg_chat_op    op;
@@ -643,6 +650,41 @@ answer(cg_chat_done_cb done, uint64_t sid, void *ticket, void *data,
     done(sid, ticket, body ? 0 : CG_E_NOMEM, topic, body, data);
 }
 
+/* The next loop turn (or cg_store_close()) for an answer_later() request. */
+static void
+on_later(struct cg_store_defer *d, int err)
+{
+    struct creq *q = (struct creq *)d;     /* later is its first member */
+    cg_chat *chat = creq_unlink(q);
+    struct cg_buf *body = q->answer;
+
+    q->answer = NULL;
+    if (chat == NULL || err < 0) {
+        cg_buf_unref(body);
+        if (chat != NULL)              /* else answered by cg_chat_destroy */
+            q->done(q->sid, q->ticket, err, q->topic, NULL, q->data);
+    } else {
+        q->done(q->sid, q->ticket, 0, q->topic, body, q->data);   /* takes body */
+    }
+    cg_free(q);
+}
+
+/* Answer q with body (taken on success) on topic on the next loop turn:
+ * never from inside the request function that refused it. Returns 0, or
+ * CG_E_CLOSED once the store is closing (q and body stay the caller's). */
+static int
+answer_later(struct creq *q, enum cg_chat_topic topic, struct cg_buf *body)
+{
+    q->topic = topic;
+    q->answer = body;
+    if (cg_store_defer(q->chat->store, &q->later, on_later) < 0) {
+        q->answer = NULL;
+        return CG_E_CLOSED;
+    }
+    creq_link(q);
+    return 0;
+}
+
 static int
 build_keys(uint64_t uid, const char *const *suffix, size_t n,
            char keys[][CG_STORE_KEY_MAX], const char **argv, size_t *lens)
@@ -773,8 +815,6 @@ send_submit(cg_chat *chat, const struct cg_chat_caller *who,
     size_t k = NSEND_KEYS, p1, p2;
     int rc, chan_len;
 
-    if (chat->store == NULL)
-        return 503;
     if (build_keys(in->reciver, SEND_KEYS, NSEND_KEYS, keys, argv, lens) < 0 ||
         (chan_len = cg_store_channel(chan, sizeof chan, in->reciver)) < 0)
         return 503;
@@ -830,7 +870,7 @@ cg_chat_send(cg_chat *chat, struct cg_chat_conn *conn, const struct cg_chat_call
     struct cg_buf *out;
     const char *reason;
     char rbuf[96];
-    int code;
+    int code, rc;
 
     code = cg_chat_decode_send(body, len, chat->cfg, &in);
     reason = in.reason;
@@ -843,36 +883,43 @@ cg_chat_send(cg_chat *chat, struct cg_chat_conn *conn, const struct cg_chat_call
         if (chat->m)
             chat->m->rate_limited++;
     }
+    if ((q = creq_new(chat, CG_CHAT_SEND, who->sid, ticket, data)) == NULL) {
+        cg_chat_send_req_cleanup(&in);
+        return CG_E_NOMEM;
+    }
+    q->done = done;
+    memcpy(q->msgid, in.msgid, in.msgid_len + 1);
+    q->msgid_len = in.msgid_len;
     if (code == 200) {
-        if ((q = creq_new(chat, CG_CHAT_SEND, who->sid, ticket, data)) == NULL) {
-            cg_chat_send_req_cleanup(&in);
-            return CG_E_NOMEM;
-        }
-        q->done = done;
-        memcpy(q->msgid, in.msgid, in.msgid_len + 1);
-        q->msgid_len = in.msgid_len;
         code = send_submit(chat, who, &in, q);
         if (code == 0) {
             creq_link(q);
             cg_chat_send_req_cleanup(&in);
             return 0;
         }
-        cg_free(q);
         if (code < 0) {
+            cg_free(q);
             cg_chat_send_req_cleanup(&in);
             return code;
         }
         reason = REASON_STORE;
     }
+    /* Refused before Redis: answered on the next loop turn. */
     out = cg_chat_render_status(code, in.msgid_len ? in.msgid : NULL, in.msgid_len, reason);
     cg_chat_send_req_cleanup(&in);
-    if (out == NULL)
+    if (out == NULL) {
+        cg_free(q);
         return CG_E_NOMEM;
+    }
+    if ((rc = answer_later(q, CG_TOPIC_SEND_STATUS, out)) < 0) {
+        cg_buf_unref(out);
+        cg_free(q);
+        return rc;
+    }
     if (chat->m)
         chat->m->sends[send_result(code)]++;
     cg_log(CG_LOG_DEBUG, "chat: send from uid %llu answered %d: %s",
            (unsigned long long)who->uid, code, reason);
-    done(who->sid, ticket, 0, CG_TOPIC_SEND_STATUS, out, data);
     return 0;
 }
 
@@ -935,8 +982,7 @@ recive_submit(cg_chat *chat, const struct cg_chat_caller *who, uint64_t by_id,
     size_t k = NRECIVE_KEYS;
     int rc;
 
-    if (chat->store == NULL ||
-        build_keys(who->uid, RECIVE_KEYS, NRECIVE_KEYS, keys, argv, lens) < 0)
+    if (build_keys(who->uid, RECIVE_KEYS, NRECIVE_KEYS, keys, argv, lens) < 0)
         return 503;
     argv[k] = "recive";
     lens[k++] = 6;
@@ -968,31 +1014,39 @@ cg_chat_recive(cg_chat *chat, const struct cg_chat_caller *who,
     struct cg_chat_recive_req in;
     struct creq *q;
     struct cg_buf *out;
-    int code = 200;
+    int code = 200, rc;
 
     memset(&in, 0, sizeof in);
     if (!by_id)
         code = cg_chat_decode_recive(body, len, &in);
+    if ((q = creq_new(chat, CG_CHAT_RECIVE, who->sid, ticket, data)) == NULL)
+        return CG_E_NOMEM;
+    q->done = done;
+    memcpy(q->msgid, in.msgid, in.msgid_len + 1);
+    q->msgid_len = in.msgid_len;
     if (code == 200) {
-        if ((q = creq_new(chat, CG_CHAT_RECIVE, who->sid, ticket, data)) == NULL)
-            return CG_E_NOMEM;
-        q->done = done;
-        memcpy(q->msgid, in.msgid, in.msgid_len + 1);
-        q->msgid_len = in.msgid_len;
         code = recive_submit(chat, who, by_id, q);
         if (code == 0) {
             creq_link(q);
             return 0;
         }
-        cg_free(q);
-        if (code < 0)
+        if (code < 0) {
+            cg_free(q);
             return code;
+        }
         in.reason = REASON_STORE;
     }
+    /* Refused before Redis: answered on the next loop turn. */
     if ((out = cg_chat_render_status(code, in.msgid_len ? in.msgid : NULL, in.msgid_len,
-                                     in.reason)) == NULL)
+                                     in.reason)) == NULL) {
+        cg_free(q);
         return CG_E_NOMEM;
-    done(who->sid, ticket, 0, CG_TOPIC_RECIVE_STATUS, out, data);
+    }
+    if ((rc = answer_later(q, CG_TOPIC_RECIVE_STATUS, out)) < 0) {
+        cg_buf_unref(out);
+        cg_free(q);
+        return rc;
+    }
     return 0;
 }
 
@@ -1079,8 +1133,6 @@ cg_chat_fetch(cg_chat *chat, const struct cg_chat_caller *who, int sync,
 
     if (limit == 0)
         return CG_E_INVAL;
-    if (chat->store == NULL)
-        return CG_E_STORE;
     if (limit > FETCH_LIMIT_MAX)
         limit = FETCH_LIMIT_MAX;
     if ((rc = build_keys(who->uid, FETCH_KEYS, NFETCH_KEYS, keys, argv, lens)) < 0)
@@ -1112,10 +1164,12 @@ int
 cg_chat_create(const struct cg_config *cfg, struct cg_store *store,
                struct cg_metrics *metrics, cg_chat **out)
 {
-    cg_chat *chat = cg_calloc(1, sizeof *chat);
+    cg_chat *chat;
 
     *out = NULL;
-    if (chat == NULL)
+    if (store == NULL)
+        return CG_E_INVAL;             /* answers need its loop (answer_later) */
+    if ((chat = cg_calloc(1, sizeof *chat)) == NULL)
         return CG_E_NOMEM;
     chat->cfg = cfg;
     chat->store = store;

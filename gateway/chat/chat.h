@@ -63,9 +63,10 @@ void cg_chat_conn_init(struct cg_chat_conn *c, const struct cg_config *cfg);
  * reference the callee must unref. ticket is the caller's, passed through.
  * err is 0 normally, CG_E_CLOSED when the chat module is shutting down (then
  * body is NULL; cg_chat_destroy() and cg_store_close() both do this), or
- * CG_E_NOMEM when the answer could not be rendered (body NULL). Called exactly once per accepted request; it may be called
- * before the request function returns (synchronous failures such as 400 or
- * 429). */
+ * CG_E_NOMEM when the answer could not be rendered (body NULL). Called
+ * exactly once per accepted request, and never before the request function
+ * returned (libuv's rule, STYLE.md 3): a request refused at once (400, 413,
+ * 429, 503) is answered on the next loop turn. */
 typedef void (*cg_chat_done_cb)(uint64_t sid, void *ticket, int err,
                                 enum cg_chat_topic topic, struct cg_buf *body,
                                 void *data);
@@ -85,6 +86,8 @@ typedef void (*cg_chat_fetch_cb)(uint64_t sid, void *ticket, int err,
                                  const struct cg_chat_item *items, size_t n,
                                  int more, void *data);
 
+/* store is required (CG_E_INVAL without one): refused requests are
+ * answered on its loop. */
 int  cg_chat_create(const struct cg_config *cfg, struct cg_store *store,
                     struct cg_metrics *metrics, cg_chat **out);
 void cg_chat_destroy(cg_chat *chat);
@@ -94,14 +97,16 @@ enum cg_chat_op cg_chat_route(const char *dest, size_t len);
 
 /* /socket/chat/send: validate body (JSON), take a token from conn's bucket,
  * run the send script, answer on CG_TOPIC_SEND_STATUS. Returns 0 (done will
- * be called) or CG_E_NOMEM (it will not). */
+ * be called) or, without calling done, CG_E_NOMEM or CG_E_CLOSED (the store
+ * is closing). */
 int cg_chat_send(cg_chat *chat, struct cg_chat_conn *conn,
                  const struct cg_chat_caller *who, const char *body, size_t len,
                  cg_chat_done_cb done, void *ticket, void *data);
 
 /* /socket/chat/recive: confirm one message; answers on
  * CG_TOPIC_RECIVE_STATUS. by_id != 0 confirms by message id instead of
- * msgID (STOMP ACK of a MESSAGE), body is then ignored. */
+ * msgID (STOMP ACK of a MESSAGE), body is then ignored. Returns as
+ * cg_chat_send(). */
 int cg_chat_recive(cg_chat *chat, const struct cg_chat_caller *who,
                    const char *body, size_t len, uint64_t by_id,
                    cg_chat_done_cb done, void *ticket, void *data);

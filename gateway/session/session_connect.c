@@ -200,7 +200,7 @@ cg_session__on_connect(cg_session *s, struct frame_ctx *c)
         return fail(c, rc == CG_E_NOMEM ? rc : CG_E_STORE, "token check failed: %s",
                     cg_strerror(rc));
     }
-    return 0;                      /* on_auth() may already have run */
+    return 0;
 }
 
 /* ------------------------------------------------------------------------ */

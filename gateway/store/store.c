@@ -1,7 +1,9 @@
 /* store.c - asynchronous Redis on the gateway's libuv loop (hiredis 0.14.1
  * async API + its libuv adapter): the Lua scripts, plain commands, and the
  * per-user pub/sub channels. This file is the store object itself: create,
- * close, readiness, the callbacks the store reports to, and the key schema
+ * close, readiness, the callbacks the store reports to, the deferred
+ * completions (one queue, run by one timer on the next loop turn, for the
+ * store's own callbacks and its callers' alike) and the key schema
  * helpers. The other jobs each have a file (store_internal.h lists them);
  * store.h is the contract.
  *
@@ -71,6 +73,57 @@ cg_store_set_state_cb(cg_store *st, cg_store_state_cb cb, void *data)
 {
     st->state_cb = cb;
     st->state_data = data;
+}
+
+/* ---- deferred completions ------------------------------------------- */
+
+static void
+on_defer(uv_timer_t *t)
+{
+    cg_store *st = t->data;
+    struct cg_store_defer *d = st->defer_head, *next;
+
+    /* Detached first: what a callback defers runs on the turn after. */
+    st->defer_head = NULL;
+    st->defer_tail = &st->defer_head;
+    for (; d; d = next) {
+        next = d->next;
+        d->cb(d, st->closing ? CG_E_CLOSED : 0);
+    }
+}
+
+void
+cg_store__defer_push(cg_store *st, struct cg_store_defer *d, cg_store_defer_cb cb)
+{
+    d->next = NULL;
+    d->cb = cb;
+    *st->defer_tail = d;
+    st->defer_tail = &d->next;
+    if (!st->closing && !uv_is_active((uv_handle_t *)&st->defer))
+        uv_timer_start(&st->defer, on_defer, 0, 0);
+}
+
+int
+cg_store_defer(cg_store *st, struct cg_store_defer *d, cg_store_defer_cb cb)
+{
+    if (st->closing)
+        return CG_E_CLOSED;
+    cg_store__defer_push(st, d, cb);
+    return 0;
+}
+
+/* cg_store_close(): what was deferred hears CG_E_CLOSED now. */
+static void
+defer_close(cg_store *st)
+{
+    struct cg_store_defer *d = st->defer_head, *next;
+
+    st->defer_head = NULL;
+    st->defer_tail = &st->defer_head;
+    for (; d; d = next) {
+        next = d->next;
+        d->cb(d, CG_E_CLOSED);
+    }
 }
 
 int
@@ -211,7 +264,9 @@ cg_store_close(cg_store *st, void (*close_cb)(void *data), void *data)
         cg_store__batch_fail(c, CG_E_CLOSED);
     }
 
+    /* Subscription waiters, then everything deferred to the next turn. */
     cg_store__subs_close(st);
+    defer_close(st);
 
     uv_timer_stop(&st->defer);
     st->defer.data = st;

@@ -48,10 +48,12 @@
  * new message M, a delivered notice D, a logout L), which also decodes and
  * encodes them.
  *
- * Callback rule (STYLE.md 3): a function that returns an error never calls
- * its callback; one that returned 0 calls it exactly once, with reply NULL
- * and err < 0 (CG_E_STORE, CG_E_CLOSED) when there is no reply. A reply is
- * borrowed until the callback returns (struct cg_store_reply below). */
+ * Callback rule (STYLE.md 3, libuv's): a function that returns an error
+ * never calls its callback; one that returned 0 calls it exactly once, and
+ * never before it returned (from the loop, or from cg_store_close() for
+ * what is still outstanding), with reply NULL and err < 0 (CG_E_STORE,
+ * CG_E_CLOSED) when there is no reply. A reply is borrowed until the
+ * callback returns (struct cg_store_reply below). */
 #ifndef CHATGATE_STORE_H
 #define CHATGATE_STORE_H
 
@@ -206,6 +208,30 @@ int cg_store_subscribe(cg_store *st, uint64_t uid, cg_store_reply_cb cb, void *d
  * Unsubscribing a uid whose confirmation is still due fires its callbacks
  * with CG_E_CLOSED on the next loop turn. */
 void cg_store_unsubscribe(cg_store *st, uint64_t uid);
+
+/* ---- deferred completions --------------------------------------------
+ * The store's callbacks follow libuv's rule (STYLE.md 3): a callback never
+ * runs inside the call that asked for it. A caller above the store that
+ * has its answer at once (a request refused before it reached Redis) keeps
+ * the same rule by deferring that answer to the next turn of the store's
+ * loop. The node is the caller's, embedded in its request, so deferring
+ * allocates nothing; it must stay where it is until its callback ran. */
+struct cg_store_defer;
+
+/* err is 0 on the next loop turn, or CG_E_CLOSED when cg_store_close() came
+ * first (the callback then runs from inside cg_store_close(), as every
+ * other outstanding callback does). */
+typedef void (*cg_store_defer_cb)(struct cg_store_defer *d, int err);
+
+struct cg_store_defer {
+    struct cg_store_defer *next;     /* the store's */
+    cg_store_defer_cb      cb;
+};
+
+/* Call cb(d, 0) on the next loop turn, after what was deferred before it.
+ * Returns 0, or CG_E_CLOSED once cg_store_close() was called (cb will not
+ * run). */
+int cg_store_defer(cg_store *st, struct cg_store_defer *d, cg_store_defer_cb cb);
 
 /* The Lua source of a script (for tests that run it elsewhere, e.g. on a
  * Redis Cluster). */

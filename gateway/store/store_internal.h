@@ -2,7 +2,8 @@
  * outside gateway/store/ may include: the store object, its connections,
  * requests and subscriptions, and the calls between the files.
  *
- *   store.c            the object: create, close, readiness, key helpers
+ *   store.c            the object: create, close, readiness, deferred
+ *                      completions, key helpers
  *   store_url.c        redis_url parsing (store_url.h)
  *   store_conn.c       the connection state machine: connect, reconnect with
  *                      backoff, watchdog, readiness, the libuv adapter hooks
@@ -12,7 +13,7 @@
  *                      exactly-once completion
  *   store_batch.c      chat operations batched into one EVALSHA per turn
  *   store_pubsub.c     the subscription set, the subscriber connection's
- *                      replies and pushes, deferred completions
+ *                      replies and pushes
  *   store_scripts.c    the Lua scripts: sources, EVALSHA, NOSCRIPT reload
  *   store_reply.c      struct cg_store_reply, the view callbacks get
  *
@@ -91,9 +92,11 @@ struct conn {
     struct batch       batch;         /* CMD: chat operations not sent yet */
 };
 
-/* A subscription callback waiting for its confirmation, or queued on the
- * defer list with err set. */
+/* A subscription callback waiting for its confirmation, or deferred with
+ * err set (later is its first member: the deferred callback converts the
+ * node back). */
 struct waiter {
+    struct cg_store_defer later;
     struct waiter     *next;
     cg_store_reply_cb  cb;
     void              *data;
@@ -146,8 +149,8 @@ struct cg_store {
     size_t                   nbuckets;     /* power of two */
     size_t                   nsubs;
 
-    struct waiter           *defer_head;
-    struct waiter          **defer_tail;
+    struct cg_store_defer   *defer_head;   /* run on the next loop turn */
+    struct cg_store_defer  **defer_tail;
     uv_timer_t               defer;
 
     cg_store_push_cb         push_cb;
@@ -197,6 +200,8 @@ count_error(cg_store *st)
 
 /* Free the store once every handle is closed and no DNS request is out. */
 void cg_store__maybe_finish(cg_store *st);
+/* cg_store_defer() for the store's own completions (never while closing). */
+void cg_store__defer_push(cg_store *st, struct cg_store_defer *d, cg_store_defer_cb cb);
 
 /* ---- store_conn.c ---------------------------------------------------- */
 
@@ -252,8 +257,7 @@ int  cg_store__sub_resubscribe(struct conn *c);
 /* The subscriber connection is gone: tell the waiters, forget the uids
  * nobody was ever told about. */
 void cg_store__subs_conn_lost(cg_store *st);
-/* cg_store_close(): fire every waiter and deferred completion with
- * CG_E_CLOSED and empty the set. */
+/* cg_store_close(): fire every waiter with CG_E_CLOSED and empty the set. */
 void cg_store__subs_close(cg_store *st);
 
 /* ---- store_scripts.c ------------------------------------------------- */

@@ -6,7 +6,7 @@
  *
  * Subscription confirmations are struct waiter lists on the subscription
  * entries; completions that must not run before the caller's function
- * returns go through the "defer" timer (on the next loop turn).
+ * returns are deferred to the next loop turn (cg_store__defer_push()).
  *
  * Pub/sub payloads on cg:u:<uid> are passed to the push callback only for
  * uids still in the set (a message can race an UNSUBSCRIBE). */
@@ -129,18 +129,12 @@ waiter_append(struct sub_entry *e, struct waiter *w)
 /* ---- deferred completions ------------------------------------------- */
 
 static void
-on_defer(uv_timer_t *t)
+on_waiter_deferred(struct cg_store_defer *d, int err)
 {
-    cg_store *st = t->data;
-    struct waiter *w = st->defer_head, *next;
+    struct waiter *w = (struct waiter *)d;    /* its first member */
 
-    st->defer_head = NULL;
-    st->defer_tail = &st->defer_head;
-    for (; w; w = next) {
-        next = w->next;
-        w->cb(NULL, st->closing ? CG_E_CLOSED : w->err, w->data);
-        cg_free(w);
-    }
+    w->cb(NULL, err < 0 ? err : w->err, w->data);
+    cg_free(w);
 }
 
 /* Queue the waiters of list (a NULL-terminated chain) to fire with err on
@@ -154,11 +148,8 @@ defer_chain(cg_store *st, struct waiter *list, int err)
         next = list->next;
         list->next = NULL;
         list->err = err;
-        *st->defer_tail = list;
-        st->defer_tail = &list->next;
+        cg_store__defer_push(st, &list->later, on_waiter_deferred);
     }
-    if (st->defer_head && !st->closing && !uv_is_active((uv_handle_t *)&st->defer))
-        uv_timer_start(&st->defer, on_defer, 0, 0);
 }
 
 /* Fire every waiter of a chain now. */
@@ -204,7 +195,7 @@ cg_store__subs_conn_lost(cg_store *st)
     }
 }
 
-/* Subscription waiters, then everything queued for the next turn. */
+/* Every subscription waiter (what was deferred is store.c's). */
 void
 cg_store__subs_close(cg_store *st)
 {
@@ -223,9 +214,7 @@ cg_store__subs_close(cg_store *st)
         st->buckets[i] = NULL;
     }
     st->nsubs = 0;
-    *ftail = st->defer_head;
-    st->defer_head = NULL;
-    st->defer_tail = &st->defer_head;
+    *ftail = NULL;
     fire_chain(st, fail, CG_E_CLOSED);
 }
 

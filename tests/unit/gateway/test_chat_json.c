@@ -1,12 +1,12 @@
 /* test_chat_json.c - chat.c without Redis: the exact bytes of every
  * rendered body, and the validation of send / recive / sync bodies.
  *
- * The store is real but never connected (its loop is not run until the
- * teardown), so every valid request is answered 503 "store unavailable,
- * retry" synchronously, and every invalid one with its own code: the
- * validation table below is one row per rule, at N and N+1 where the rule
- * is a limit. Answers arrive before cg_chat_send() returns, which the
- * tests also check. */
+ * The store is real but never connected (its socket does not exist), so
+ * every valid request is refused 503 "store unavailable, retry" at once,
+ * and every invalid one with its own code: the validation table below is
+ * one row per rule, at N and N+1 where the rule is a limit. A refused
+ * request is answered on the next loop turn, never inside cg_chat_send()
+ * or cg_chat_recive() (chat.h), which every test checks (next_turn()). */
 #include "fmacros.h"
 
 #include <stdint.h>
@@ -114,12 +114,22 @@ on_done(uint64_t sid, void *ticket, int err, enum cg_chat_topic topic,
 
 static const struct cg_chat_caller ALICE = { .sid = 42, .uid = 1, .name = "alice" };
 
+/* Right after a request returned 0: no answer yet (a callback never runs
+ * inside the call that asked for it), then exactly one on the next turn. */
+static void
+next_turn(const struct ans *a)
+{
+    cr_assert(eq(int, a->called, 0), "answered inside the call");
+    uv_run(&E.loop, UV_RUN_NOWAIT);
+    cr_assert(eq(int, a->called, 1), "answered on the next loop turn, exactly once");
+}
+
 static void
 send_body(struct cg_chat_conn *conn, const char *body, size_t len, struct ans *a)
 {
     memset(a, 0, sizeof *a);
     cr_assert(eq(int, cg_chat_send(E.chat, conn, &ALICE, body, len, on_done, a, &E), 0));
-    cr_assert(eq(int, a->called, 1), "answered synchronously, exactly once");
+    next_turn(a);
     cr_assert(eq(int, a->err, 0));
     cr_assert(eq(u64, a->sid, 42));
     cr_assert(eq(int, a->topic, CG_TOPIC_SEND_STATUS));
@@ -462,6 +472,116 @@ Test(chat_send, rate_limit_answers_429_past_the_burst, .init = setup, .fini = te
     finish();
 }
 
+/* ---- the callback rule (STYLE.md 3) ------------------------------------ */
+
+/* 1 while a cg_chat_* call runs: its callback must never see it. */
+static int in_call;
+
+static void
+on_done_outside(uint64_t sid, void *ticket, int err, enum cg_chat_topic topic,
+                struct cg_buf *body, void *data)
+{
+    cr_assert(eq(int, in_call, 0), "a callback ran inside the call that asked for it");
+    on_done(sid, ticket, err, topic, body, data);
+}
+
+/* Every way chat.c refuses a request before Redis: 400, 413 and 429 sends,
+ * 503 sends (store not ready), 400 and 503 confirmations. */
+Test(chat_rule, refused_requests_are_answered_after_the_call_returned, .init = setup,
+     .fini = teardown)
+{
+    static const char *const sends[] = {
+        "nope",                                                         /* 400 */
+        "{\"msgID\":\"" ID8 "\",\"reciverId\":2,\"content\":\"\\ud800\"}",  /* 413 */
+        "{\"msgID\":\"" ID8 "\",\"reciverId\":2,\"content\":\"x\"}",       /* 503 */
+        "{\"msgID\":\"" ID8 "\",\"reciverId\":2,\"content\":\"x\"}",       /* 429 */
+    };
+    static const int codes[] = { 400, 413, 503, 429 };
+    struct cg_chat_conn conn;
+    struct ans a[6];
+    char msgid[80];
+    int rc;
+
+    E.cfg.send_rate = 1;
+    E.cfg.send_burst = 1;
+    cg_chat_conn_init(&conn, &E.cfg);
+    memset(a, 0, sizeof a);
+    for (size_t i = 0; i < 4; i++) {
+        in_call = 1;
+        rc = cg_chat_send(E.chat, &conn, &ALICE, sends[i], strlen(sends[i]), on_done_outside,
+                          &a[i], &E);
+        in_call = 0;
+        cr_assert(eq(int, rc, 0));
+    }
+    in_call = 1;
+    rc = cg_chat_recive(E.chat, &ALICE, "nope", 4, 0, on_done_outside, &a[4], &E);
+    in_call = 0;
+    cr_assert(eq(int, rc, 0));
+    in_call = 1;
+    rc = cg_chat_recive(E.chat, &ALICE, NULL, 0, 12, on_done_outside, &a[5], &E);
+    in_call = 0;
+    cr_assert(eq(int, rc, 0));
+    for (size_t i = 0; i < 6; i++)
+        cr_assert(eq(int, a[i].called, 0), "request %zu answered inside its call", i);
+
+    uv_run(&E.loop, UV_RUN_NOWAIT);
+    for (size_t i = 0; i < 6; i++) {
+        cr_assert(eq(int, a[i].called, 1), "request %zu answered once, next turn", i);
+        cr_assert(eq(int, a[i].err, 0));
+        cr_assert(eq(int, status_of(a[i].body, msgid, sizeof msgid),
+                     i < 4 ? codes[i] : i == 4 ? 400 : 503), "%s", a[i].body);
+        cr_assert(eq(int, a[i].topic, i < 4 ? CG_TOPIC_SEND_STATUS : CG_TOPIC_RECIVE_STATUS));
+        free(a[i].body);
+    }
+    finish();
+}
+
+/* A request whose answer is still due when chat goes away is answered
+ * CG_E_CLOSED by cg_chat_destroy(), once: the turn after only frees it. */
+Test(chat_rule, destroy_answers_a_refused_request_still_due, .init = setup, .fini = teardown)
+{
+    struct cg_chat_conn conn;
+    struct ans a = { 0 };
+
+    cg_chat_conn_init(&conn, &E.cfg);
+    cr_assert(eq(int, cg_chat_send(E.chat, &conn, &ALICE, "nope", 4, on_done, &a, &E), 0));
+    cr_assert(eq(int, a.called, 0));
+    cg_chat_destroy(E.chat);
+    E.chat = NULL;
+    cr_assert(eq(int, a.called, 1));
+    cr_assert(eq(int, a.err, CG_E_CLOSED));
+    cr_assert(a.body == NULL);
+    uv_run(&E.loop, UV_RUN_NOWAIT);
+    cr_assert(eq(int, a.called, 1));
+    finish();
+}
+
+/* The same when the store closes first; and once it is closing, a request
+ * is refused with CG_E_CLOSED and no callback at all. */
+Test(chat_rule, store_close_answers_a_refused_request_still_due, .init = setup,
+     .fini = teardown)
+{
+    struct cg_chat_conn conn;
+    struct ans a = { 0 }, b = { 0 };
+
+    cg_chat_conn_init(&conn, &E.cfg);
+    cr_assert(eq(int, cg_chat_recive(E.chat, &ALICE, "nope", 4, 0, on_done, &a, &E), 0));
+    cr_assert(eq(int, a.called, 0));
+    cg_store_close(E.st, NULL, NULL);
+    cr_assert(eq(int, a.called, 1));
+    cr_assert(eq(int, a.err, CG_E_CLOSED));
+    cr_assert(eq(int, a.topic, CG_TOPIC_RECIVE_STATUS));
+    cr_assert(eq(int, cg_chat_send(E.chat, &conn, &ALICE, "nope", 4, on_done, &b, &E),
+                 CG_E_CLOSED));
+    cr_assert(eq(int, cg_chat_recive(E.chat, &ALICE, "nope", 4, 0, on_done, &b, &E),
+                 CG_E_CLOSED));
+    E.st = NULL;
+    uv_run(&E.loop, UV_RUN_NOWAIT);
+    cr_assert(eq(int, a.called, 1));
+    cr_assert(eq(int, b.called, 0), "an error return never calls back");
+    finish();
+}
+
 /* ---- recive ------------------------------------------------------------ */
 
 struct recive_case {
@@ -496,7 +616,7 @@ ParameterizedTest(struct recive_case *c, chat_recive, validation, .init = setup,
 
     cr_assert(eq(int, cg_chat_recive(E.chat, &ALICE, c->body, strlen(c->body), 0, on_done, &a,
                                      &E), 0));
-    cr_assert(eq(int, a.called, 1));
+    next_turn(&a);
     cr_assert(eq(int, a.topic, CG_TOPIC_RECIVE_STATUS));
     cr_assert(eq(int, status_of(a.body, msgid, sizeof msgid), c->code), "%s", a.body);
     cr_assert(eq(str, msgid, (char *)c->msgid), "%s", a.body);
@@ -509,7 +629,7 @@ Test(chat_recive, by_id_ignores_the_body, .init = setup, .fini = teardown)
     struct ans a = { 0 };
 
     cr_assert(eq(int, cg_chat_recive(E.chat, &ALICE, "garbage", 7, 12, on_done, &a, &E), 0));
-    cr_assert(eq(int, a.called, 1));
+    next_turn(&a);
     cr_assert(eq(str, a.body, "{\"code\":503,\"status\":\"失败\",\"content\":\"store "
                               "unavailable, retry\"}"));
     free(a.body);
@@ -600,11 +720,17 @@ Test(chat_alloc, every_failed_allocation_is_clean)
             memset(&a, 0, sizeof a);
             rc = cg_chat_send(E.chat, &conn, &ALICE, body, strlen(body), on_done, &a, &E);
             cr_assert(rc == 0 || rc == CG_E_NOMEM);
+            if (rc == 0)
+                next_turn(&a);
+            uv_run(&E.loop, UV_RUN_NOWAIT);
             cr_assert(eq(int, a.called, rc == 0 ? 1 : 0));
             free(a.body);
             memset(&a, 0, sizeof a);
             rc = cg_chat_recive(E.chat, &ALICE, body, strlen(body), 0, on_done, &a, &E);
             cr_assert(rc == 0 || rc == CG_E_NOMEM);
+            if (rc == 0)
+                next_turn(&a);
+            uv_run(&E.loop, UV_RUN_NOWAIT);
             cr_assert(eq(int, a.called, rc == 0 ? 1 : 0));
             free(a.body);
         }

@@ -4,7 +4,8 @@
  *
  * The server is built by hand: the config defaults (cg_config_init), a
  * registry with no store (attach completes at once), and the real chat
- * module with no store (sends answer 503). The asynchronous calls a
+ * module on a store that never connects (sends are refused 503, answered
+ * on the next loop turn). The asynchronous calls a
  * session makes - the token check, chat send/recive and fetch - are
  * wrapped by the linker (-Wl,--wrap=...; see CMakeLists.txt): in HOLD mode
  * the wrapper records the request and the test answers it later through
@@ -45,6 +46,11 @@ static uv_loop_t loop;
 static struct cg_config cfg;
 static struct cg_server srv;
 static int dummy_auth;           /* srv.auth points here; the wrap never reads it */
+/* The real chat module's store: it never connects (srv.store stays NULL, so
+ * the registry attaches at once); chat answers what it refuses on its loop. */
+static struct cg_config store_cfg;
+static struct cg_metrics store_metrics;
+static cg_store *chat_store;
 
 static const struct cg_principal alice = { .uid = 7, .name = "alice", .token_hash = HASH_A };
 
@@ -595,7 +601,11 @@ setup(void)
     srv.loop = &loop;
     srv.cfg = &cfg;
     cr_assert(eq(int, cg_registry_create(&srv, &srv.registry), 0));
-    cr_assert(eq(int, cg_chat_create(&cfg, NULL, &srv.metrics, &srv.chat), 0));
+    memset(&store_cfg, 0, sizeof store_cfg);
+    memset(&store_metrics, 0, sizeof store_metrics);
+    store_cfg.redis_url = "unix:///nonexistent/chatgate-test.sock";
+    cr_assert(eq(int, cg_store_create(&loop, &store_cfg, &store_metrics, &chat_store), 0));
+    cr_assert(eq(int, cg_chat_create(&cfg, chat_store, &srv.metrics, &srv.chat), 0));
     srv.auth = (cg_auth *)&dummy_auth;
     memset(&chat_w, 0, sizeof chat_w);
     memset(&auth_w, 0, sizeof auth_w);
@@ -616,6 +626,8 @@ teardown(void)
         free(fakes[i]);
     }
     nfakes = 0;
+    cg_store_close(chat_store, NULL, NULL);
+    chat_store = NULL;
     uv_run(&loop, UV_RUN_DEFAULT);          /* session timers close */
     cg_chat_destroy(srv.chat);
     cg_registry_destroy(srv.registry);
@@ -1278,6 +1290,10 @@ Test(session, send_answers_503_while_the_store_is_down)
     subscribe(f, "ss", "/user/queue/send/status", "auto");
     FEED(f, "SEND\ndestination:/socket/chat/send\nreceipt:r\n\n"
             "{\"msgID\":\"0123456789abcdef\",\"reciverId\":2,\"content\":\"hi\"}\0");
+    pump(f);
+    /* Refused at once, answered on the next loop turn; the RECEIPT waits. */
+    cr_assert(eq(sz, f->nframes, 0));
+    uv_run(&loop, UV_RUN_NOWAIT);
     pump(f);
     cr_assert(eq(sz, f->nframes, 2));
     cr_assert(eq(str, (char *)th(&f->frames[0], "destination"), "/user/queue/send/status"));
@@ -2359,6 +2375,7 @@ scenario(void)
             "SUBSCRIBE\nid:d\ndestination:/user/queue/delivered\n\n\0"
             "SEND\ndestination:/socket/chat/send\nreceipt:x\n\n"
             "{\"msgID\":\"0123456789abcdef\",\"reciverId\":2,\"content\":\"hi\"}\0");
+    uv_run(&loop, UV_RUN_NOWAIT);                  /* the 503, on the next turn */
     push(7, "M1:1:{\"id\":1}");
     push(7, "D{}");
     while ((n = cg_session_pop_frame(f->s, &f->out)) != 0 && rounds++ < 100)
@@ -2379,7 +2396,7 @@ Test(session, allocation_failures_are_clean)
     unsigned long n;
     int full = 0;
 
-    chat_w.mode = MODE_REAL;                       /* sends answer 503 at once */
+    chat_w.mode = MODE_REAL;                       /* sends are refused 503 */
     for (n = 1; n < 1000 && !full; n++) {
         memset(&auth_w, 0, sizeof auth_w);
         cg_alloc_fail_after(n);

@@ -60,6 +60,7 @@ static struct {
     int                     states[MAX_STATES];
     int                     nstates;
     int                     full;          /* last state_cb value */
+    int                     down_seq;      /* seq of the first state_cb(0) */
     struct push             pushes[MAX_PUSHES];
     size_t                  npushes;
     int                     closed;
@@ -81,6 +82,8 @@ on_state(int ready, void *data)
     (void)data;
     if (E.nstates < MAX_STATES)
         E.states[E.nstates++] = ready;
+    if (!ready && E.down_seq == 0)
+        E.down_seq = ++E.seq;
     E.full = ready;
 }
 
@@ -1060,13 +1063,18 @@ Test(store, killed_redis_fails_outstanding_commands_then_reconnects)
     cr_assert(eq(int, cg_store_ready(E.st), 0));
     cr_assert(eq(sz, cg_store_inflight(E.st), 0));
 
-    /* While down: commands fail at once, sends answer 503 synchronously. */
+    /* While down: commands fail at once (no callback), sends are refused
+     * 503 at once and answered on the next loop turn, not inside the call. */
+    w.called = 0;
     cr_assert(eq(int, cg_store_command(E.st, 3, blpop, NULL, on_cmd, &w), CG_E_STORE));
     cr_assert(eq(int, cg_store_subscribe(E.st, 5, NULL, NULL), CG_E_STORE));
     cg_chat_conn_init(&conn, &E.cfg);
     cr_assert(eq(int, cg_chat_send(E.chat, &conn, &who, body, sizeof body - 1, on_done, &a,
                                    NULL), 0));
-    cr_assert(eq(int, a.called, 1), "answered before cg_chat_send returned");
+    cr_assert(eq(int, a.called, 0), "not answered inside cg_chat_send");
+    uv_run(&E.loop, UV_RUN_NOWAIT);
+    cr_assert(eq(int, a.called, 1), "answered on the next loop turn");
+    cr_assert(eq(int, w.called, 0), "a command refused at once never calls back");
     cr_assert(eq(str, a.body, "{\"msgID\":\"down-0001\",\"code\":503,\"status\":\"失败\","
                               "\"content\":\"store unavailable, retry\"}"));
     free(a.body);
@@ -1092,19 +1100,38 @@ Test(store, killed_redis_fails_outstanding_commands_then_reconnects)
     finish();
 }
 
+/* Redis stopped (SIGSTOP), its socket still open: no reply and no EOF, so
+ * only the command deadline (redis_timeout_ms, 300 ms here) can end the
+ * wait, by dropping the connection. The test asserts that order of events:
+ * the store goes down (the drop), then the send is answered 503 (its reply
+ * NULL from that drop), with no state change before. How long it takes is
+ * not asserted: on an idle machine the 503 comes about 300-400 ms after the
+ * send (the deadline plus up to one watchdog re-arm), well under the 5 s
+ * that RUN_UNTIL waits. */
 Test(store, hung_redis_answers_503_after_the_command_deadline)
 {
+    static struct ans a;
+    struct cg_chat_conn conn;
+    struct cg_chat_caller who = { .sid = 7, .uid = 1, .name = "alice" };
+    static const char body[] = "{\"msgID\":\"hung-0001\",\"reciverId\":2,\"content\":\"x\"}";
     struct result r;
 
     start(fast_timeout);
     add_users();
     cg_redis_fixture_pause(&E.redis, 1);
-    uint64_t t0 = uv_hrtime();
-    r = send_msg(1, "alice", 2, "hung-0001", "x");
+    cg_chat_conn_init(&conn, &E.cfg);
+    cr_assert(eq(int, cg_chat_send(E.chat, &conn, &who, body, sizeof body - 1, on_done, &a,
+                                   NULL), 0));
+    cr_assert(eq(int, E.down_seq, 0));
+    RUN_UNTIL(a.called, 5000);
+    r = parse_status(&a);
     cr_assert(eq(int, r.code, 503), "%s", r.body);
-    uint64_t took_ms = (uv_hrtime() - t0) / 1000000u;
-    cr_assert(took_ms < 3000, "503 comes from the deadline (%llu ms)",
-              (unsigned long long)took_ms);
+    cr_assert(gt(int, E.down_seq, 0), "the deadline dropped the connection");
+    cr_assert(lt(int, E.down_seq, a.seq), "the 503 came from that drop, after it");
+    cr_assert(eq(int, E.nstates, 2), "up, then down once: %d state changes", E.nstates);
+    cr_assert(ge(u64, E.m.redis_errors, 1));
+    free(a.body);
+    a.body = NULL;
     cr_assert(eq(int, cg_store_ready(E.st), 0));
     cg_redis_fixture_pause(&E.redis, 0);
     RUN_UNTIL(E.full == 1 && cg_store_ready(E.st), 10000);
@@ -1629,16 +1656,24 @@ Test(store, history_is_trimmed_in_chunks_and_keeps_pending)
 }
 
 /* No server at all: the store keeps retrying with backoff, counts every
- * failed attempt, and still closes cleanly at any moment. */
+ * failed attempt, is never ready meanwhile, and still closes cleanly at any
+ * moment. The test runs until `attempts` failed attempts were counted (an
+ * event) rather than for a fixed time. Their pace is not asserted: with
+ * these settings (first delay 100 ms, doubling up to
+ * redis_reconnect_max_ms = 200, jittered to [d/2, d]) they come at 0, then
+ * 50-100 and 100-200 ms apart, so four take at most ~500 ms on an idle
+ * machine; the 10 s below only bounds a test that would otherwise hang.
+ * attempts == 0 closes before the loop ever ran: the first attempt waits
+ * for the next loop iteration (store.h), so none was made. */
 static void
-unreachable(const char *url, unsigned run_ms, uint64_t min_errors)
+unreachable(const char *url, uint64_t attempts)
 {
     uv_loop_t loop;
     uv_timer_t t;
     struct cg_config cfg;
     struct cg_metrics m;
     cg_store *st;
-    uint64_t dl = uv_hrtime() + (uint64_t)run_ms * 1000000u;
+    uint64_t dl = uv_hrtime() + 10000 * 1000000ull;
 
     cg_log_set_level(CG_LOG_ERROR);
     memset(&cfg, 0, sizeof cfg);
@@ -1650,11 +1685,15 @@ unreachable(const char *url, unsigned run_ms, uint64_t min_errors)
     uv_timer_init(&loop, &t);
     uv_timer_start(&t, on_tick, 5, 5);
     cr_assert(eq(int, cg_store_create(&loop, &cfg, &m, &st), 0));
-    while (uv_hrtime() < dl)
+    while (m.redis_errors < attempts && uv_hrtime() < dl) {
         uv_run(&loop, UV_RUN_ONCE);
-    cr_assert(eq(int, cg_store_ready(st), 0));
-    cr_assert(m.redis_errors >= min_errors, "%llu failed attempts",
-              (unsigned long long)m.redis_errors);
+        cr_assert(eq(int, cg_store_ready(st), 0), "ready with no server");
+    }
+    if (attempts > 0)
+        cr_assert(m.redis_errors >= attempts, "%llu failed attempts, %llu wanted",
+                  (unsigned long long)m.redis_errors, (unsigned long long)attempts);
+    else
+        cr_assert(eq(u64, m.redis_errors, 0), "no attempt before the loop ran");
     cr_assert(eq(u64, m.redis_reconnects, 0), "never up, so never a reconnect");
     cg_store_close(st, NULL, NULL);
     uv_close((uv_handle_t *)&t, NULL);
@@ -1664,19 +1703,78 @@ unreachable(const char *url, unsigned run_ms, uint64_t min_errors)
 
 Test(store_down, refused_tcp_is_retried_with_backoff)
 {
-    /* 0, then 50-100, 100-200, 100-200 ms ... : at least 4 in 700 ms */
-    unreachable("redis://127.0.0.1:1/0", 700, 4);
+    unreachable("redis://127.0.0.1:1/0", 4);
 }
 
 Test(store_down, missing_unix_socket_is_retried_with_backoff)
 {
-    unreachable("unix:///nonexistent/chatgate.sock", 700, 4);
+    unreachable("unix:///nonexistent/chatgate.sock", 4);
 }
 
 Test(store_down, host_name_is_resolved_off_the_loop_and_close_waits_for_it)
 {
-    unreachable("redis://localhost:1/0", 700, 3);
-    unreachable("redis://localhost:1/0", 0, 0);    /* close while resolving */
+    unreachable("redis://localhost:1/0", 3);
+    unreachable("redis://localhost:1/0", 0);       /* closed before the first attempt */
+}
+
+/* cg_store_defer(): never inside the call, once on the next turn, in order;
+ * what is still due hears CG_E_CLOSED from cg_store_close(); once closing,
+ * refused with no callback. No Redis needed. */
+struct later {
+    struct cg_store_defer d;          /* first: on_later converts back */
+    int                   called, err, seq;
+};
+
+static int later_seq, later_in_call;
+
+static void
+on_later(struct cg_store_defer *d, int err)
+{
+    struct later *l = (struct later *)d;
+
+    cr_assert(eq(int, later_in_call, 0), "deferred callback ran inside the call");
+    l->called++;
+    l->err = err;
+    l->seq = ++later_seq;
+}
+
+Test(store_down, deferred_completions_run_on_the_next_turn_and_hear_close)
+{
+    uv_loop_t loop;
+    struct cg_config cfg;
+    struct cg_metrics m;
+    cg_store *st;
+    struct later a = { 0 }, b = { 0 }, c = { 0 }, d = { 0 };
+
+    cg_log_set_level(CG_LOG_ERROR);
+    memset(&cfg, 0, sizeof cfg);
+    memset(&m, 0, sizeof m);
+    cfg.redis_url = "unix:///nonexistent/chatgate.sock";
+    cr_assert(eq(int, uv_loop_init(&loop), 0));
+    cr_assert(eq(int, cg_store_create(&loop, &cfg, &m, &st), 0));
+    later_seq = 0;
+    later_in_call = 1;
+    cr_assert(eq(int, cg_store_defer(st, &a.d, on_later), 0));
+    cr_assert(eq(int, cg_store_defer(st, &b.d, on_later), 0));
+    later_in_call = 0;
+    cr_assert(eq(int, a.called + b.called, 0));
+    uv_run(&loop, UV_RUN_NOWAIT);
+    cr_assert(eq(int, a.called, 1));
+    cr_assert(eq(int, b.called, 1));
+    cr_assert(eq(int, a.err, 0));
+    cr_assert(eq(int, b.err, 0));
+    cr_assert(lt(int, a.seq, b.seq), "in the order deferred");
+
+    cr_assert(eq(int, cg_store_defer(st, &c.d, on_later), 0));
+    cg_store_close(st, NULL, NULL);
+    cr_assert(eq(int, c.called, 1), "still due: answered by the close");
+    cr_assert(eq(int, c.err, CG_E_CLOSED));
+    cr_assert(eq(int, cg_store_defer(st, &d.d, on_later), CG_E_CLOSED));
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert(eq(int, c.called, 1));
+    cr_assert(eq(int, d.called, 0), "refused: never called");
+    cr_assert(eq(int, a.called + b.called, 2));
+    cr_assert(eq(int, uv_loop_close(&loop), 0));
 }
 
 /* ---- redis_url parsing -------------------------------------------------- */
