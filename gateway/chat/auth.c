@@ -70,6 +70,7 @@
 #include <uv.h>
 
 #include "chat/auth.h"
+#include "chat/auth_internal.h"
 #include "core/common.h"
 #include "core/config.h"
 #include "core/log.h"
@@ -77,209 +78,6 @@
 #include "core/proxies.h"
 #include "store/push_record.h"
 #include "store/store.h"
-
-#define SALT_BYTES   16
-#define HASH_BYTES   32
-#define PW_MIN       8
-#define PW_MAX       128
-/* Known-invalid tokens remembered per node: 1024 x ~72 bytes. */
-#define BAD_SLOTS    1024
-#define BAD_KEEP_MS  (10 * 60 * 1000)
-/* "cg:login:ua:" + a 32-byte name + ':' + a 64-byte address key. */
-#define LIMIT_KEY_MAX 128
-/* Registration hashes on the thread pool at once (libuv's pool has 4
- * threads unless UV_THREADPOOL_SIZE says otherwise: logins keep the
- * rest), and how many may wait for one. */
-#define REGISTER_HASHING   2
-#define REGISTER_QUEUE_MAX 256
-
-struct bad_token {
-    char     hash[CG_TOKEN_HASH_LEN + 1];
-    uint64_t until_ms;
-};
-
-/* The login limit's buckets, narrowest first (the order they are taken). */
-enum limit_bucket { LB_ACCOUNT_ADDR, LB_ADDR, LB_ACCOUNT, LB_N };
-
-struct limit_rule {
-    const char *option;      /* the config option of max, for logs */
-    int64_t     max;         /* failures allowed per window */
-    int64_t     window_s;
-};
-
-struct cg_auth {
-    uv_loop_t              *loop;
-    const struct cg_config *cfg;
-    cg_store               *store;
-    struct cg_metrics      *metrics;
-    unsigned                ops;       /* in flight */
-    int                     closing;
-    struct bad_token        bad[BAD_SLOTS];
-    struct limit_rule       rules[LB_N];
-    /* registrations: hashing on the pool, and waiting to (a FIFO) */
-    unsigned                reg_hashing;
-    size_t                  reg_waiting;
-    struct auth_op         *reg_head, *reg_tail;
-};
-
-enum op_kind { OP_REGISTER, OP_LOGIN, OP_CHECK, OP_LOGOUT, OP_LOOKUP };
-
-struct auth_op {
-    cg_auth            *a;
-    enum op_kind        kind;
-    cg_auth_cb          cb;
-    void               *data;
-    uv_work_t           work;
-    int                 step;
-    int                 err;           /* result of the pool work */
-    struct cg_principal who;
-    char                lname[CG_NAME_MAX + 1];  /* lower-cased name */
-    char                pw[PW_MAX + 1];
-    size_t              pw_len;
-    char                record[160];   /* "pbkdf2-sha256$it$salt$hash" */
-    char                token[CG_TOKEN_LEN + 1];
-    /* login only */
-    char                addr[64];      /* cg_proxies_limit_key() of the client */
-    struct auth_op     *reg_next;      /* register: the queue to the pool */
-    int                 decoy;         /* login: verifying the decoy record */
-    int                 reserved;      /* limit buckets holding a count of this
-                                          attempt (given back unless it fails
-                                          on the password) */
-    long long           count;         /* the last bucket's count after INCR */
-};
-
-/* Login op steps: 0 .. LB_N-1 take a count from that bucket. */
-enum {
-    LOGIN_PTTL = LB_N,     /* a bucket refused: its PTTL -> Retry-After */
-    LOGIN_NAME,            /* GET name -> uid */
-    LOGIN_RECORD,          /* HMGET name pw */
-    LOGIN_VERIFIED,        /* the pool checked the password */
-    LOGIN_TOKEN,           /* SET token */
-};
-
-/* Register op steps (op->step++ moves to the next one). */
-enum {
-    REG_LIMIT_ADDR = 30,   /* INCR cg:reg:a:<addr> */
-    REG_LIMIT_ALL,         /* INCR cg:reg:all */
-    REG_PTTL,              /* a window refused: its PTTL -> Retry-After */
-};
-
-/* ---- small pure helpers ------------------------------------------------- */
-
-int
-cg_auth_valid_name(const char *s, size_t len)
-{
-    if (len < 1 || len > CG_NAME_MAX)
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-              (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
-            return 0;
-    }
-    return 1;
-}
-
-const char *
-cg_auth_name_refused(const char *s, size_t len)
-{
-    size_t digits = 0, dots = 0;
-
-    if (!cg_auth_valid_name(s, len))
-        return "a username is 1-32 characters of A-Z a-z 0-9 _ . -";
-    for (size_t i = 0; i < len; i++) {
-        digits += s[i] >= '0' && s[i] <= '9';
-        dots += s[i] == '.';
-    }
-    if (digits == len)
-        return "a username must not be all digits (those name a uid)";
-    if (dots == len)
-        return "a username must not be only dots";
-    return NULL;
-}
-
-static int
-is_b64url(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           (c >= '0' && c <= '9') || c == '-' || c == '_';
-}
-
-int
-cg_auth_token_wellformed(const char *tok, size_t len)
-{
-    if (len != CG_TOKEN_LEN)
-        return 0;
-    for (size_t i = 0; i < len; i++)
-        if (!is_b64url(tok[i]))
-            return 0;
-    return 1;
-}
-
-static void
-hex(const unsigned char *in, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
-void
-cg_auth_token_hash(const char *tok, size_t len, char out[CG_TOKEN_HASH_LEN + 1])
-{
-    unsigned char md[32];
-    unsigned int mdlen = 0;
-
-    EVP_Digest(tok, len, md, &mdlen, EVP_sha256(), NULL);
-    hex(md, sizeof md, out);
-}
-
-static void
-b64url(const unsigned char *in, size_t n, char *out)
-{
-    static const char tab[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t o = 0, i = 0;
-
-    for (; i + 2 < n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-        out[o++] = tab[v >> 18];
-        out[o++] = tab[(v >> 12) & 63];
-        out[o++] = tab[(v >> 6) & 63];
-        out[o++] = tab[v & 63];
-    }
-    if (n - i == 1) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        out[o++] = tab[v >> 18];
-        out[o++] = tab[(v >> 12) & 63];
-    } else if (n - i == 2) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-        out[o++] = tab[v >> 18];
-        out[o++] = tab[(v >> 12) & 63];
-        out[o++] = tab[(v >> 6) & 63];
-    }
-    out[o] = '\0';
-}
-
-static uint64_t
-fnv1a(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
-    return h ? h : 1;
-}
-
-static void
-lower_name(const char *name, size_t len, char *out)
-{
-    for (size_t i = 0; i < len; i++)
-        out[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] | 0x20 : name[i]);
-    out[len] = '\0';
-}
 
 /* ---- the known-invalid token cache --------------------------------------- */
 
@@ -319,89 +117,6 @@ cg_auth_token_peek(cg_auth *a, const char *tok, size_t len)
     return 0;
 }
 
-/* ---- password hashing (runs on the thread pool) --------------------------- */
-
-static int
-pbkdf2(const char *pw, size_t pw_len, const unsigned char *salt, size_t salt_len,
-       int iterations, unsigned char *out)
-{
-    return PKCS5_PBKDF2_HMAC(pw, (int)pw_len, salt, (int)salt_len, iterations,
-                             EVP_sha256(), HASH_BYTES, out) == 1 ? 0 : -1;
-}
-
-static int
-b64url_decode(const char *in, size_t n, unsigned char *out, size_t cap)
-{
-    uint32_t v = 0;
-    int bits = 0;
-    size_t o = 0;
-
-    for (size_t i = 0; i < n; i++) {
-        char c = in[i];
-        int d = c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ? c - 'a' + 26 :
-                c >= '0' && c <= '9' ? c - '0' + 52 : c == '-' ? 62 : c == '_' ? 63 : -1;
-        if (d < 0)
-            return -1;
-        v = v << 6 | (uint32_t)d;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (o == cap)
-                return -1;
-            out[o++] = (unsigned char)(v >> bits);
-        }
-    }
-    return (int)o;
-}
-
-static void
-work_hash(uv_work_t *w)
-{
-    struct auth_op *op = w->data;
-    unsigned char salt[SALT_BYTES], hash[HASH_BYTES];
-    char s64[32], h64[48];
-    int it = (int)op->a->cfg->password_iterations;
-
-    op->err = CG_E_STORE;
-    if (RAND_bytes(salt, sizeof salt) != 1 ||
-        pbkdf2(op->pw, op->pw_len, salt, sizeof salt, it, hash) < 0)
-        return;
-    b64url(salt, sizeof salt, s64);
-    b64url(hash, sizeof hash, h64);
-    snprintf(op->record, sizeof op->record, "pbkdf2-sha256$%d$%s$%s", it, s64, h64);
-    op->err = 0;
-}
-
-static void
-work_verify(uv_work_t *w)
-{
-    struct auth_op *op = w->data;
-    unsigned char salt[64], want[HASH_BYTES], got[HASH_BYTES];
-    char *it_s, *salt_s, *hash_s, *end;
-    long it;
-    int sl;
-
-    op->err = CG_E_AUTH;
-    /* pbkdf2-sha256$<it>$<salt>$<hash> */
-    if (strncmp(op->record, "pbkdf2-sha256$", 14) != 0)
-        return;
-    it_s = op->record + 14;
-    salt_s = strchr(it_s, '$');
-    hash_s = salt_s ? strchr(salt_s + 1, '$') : NULL;
-    if (hash_s == NULL)
-        return;
-    it = strtol(it_s, &end, 10);
-    if (end != salt_s || it < 1 || it > 100000000)
-        return;
-    sl = b64url_decode(salt_s + 1, (size_t)(hash_s - salt_s - 1), salt, sizeof salt);
-    if (sl <= 0 ||
-        b64url_decode(hash_s + 1, strlen(hash_s + 1), want, sizeof want) != HASH_BYTES ||
-        pbkdf2(op->pw, op->pw_len, salt, (size_t)sl, (int)it, got) < 0)
-        return;
-    if (CRYPTO_memcmp(want, got, HASH_BYTES) == 0)
-        op->err = 0;
-}
-
 /* ---- op plumbing ----------------------------------------------------------- */
 
 static struct auth_op *
@@ -420,12 +135,11 @@ op_create(cg_auth *a, enum op_kind kind, cg_auth_cb cb, void *data)
     return op;
 }
 
-static void limit_give_back(struct auth_op *op);
 
 /* Finish op: call its callback exactly once, then free it (and the auth
  * object, if it was destroyed meanwhile and this was its last op). A login
  * that did not fail on the password gives its limit counts back first. */
-static void
+void
 op_finish(struct auth_op *op, int err)
 {
     cg_auth *a = op->a;
@@ -442,7 +156,6 @@ op_finish(struct auth_op *op, int err)
         cg_free(a);
 }
 
-static void step(struct auth_op *op, const struct cg_store_reply *r, int err);
 
 static void
 on_reply(const struct cg_store_reply *r, int err, void *data)
@@ -452,7 +165,7 @@ on_reply(const struct cg_store_reply *r, int err, void *data)
 
 /* Send a command for op. On a synchronous failure finish the op (it is
  * gone then) and return -1. */
-static int
+int
 cmd_sent(struct auth_op *op, int argc, const char **argv)
 {
     size_t lens[8];
@@ -470,7 +183,7 @@ cmd_sent(struct auth_op *op, int argc, const char **argv)
     return 0;
 }
 
-static void
+void
 cmd(struct auth_op *op, int argc, const char **argv)
 {
     (void)cmd_sent(op, argc, argv);
@@ -496,7 +209,7 @@ on_work_done(uv_work_t *w, int status)
         cg_free(a);
 }
 
-static void
+void
 pool(struct auth_op *op, uv_work_cb fn)
 {
     if (op->kind == OP_REGISTER)
@@ -567,7 +280,7 @@ op_start(struct auth_op *op, int argc, const char **argv)
     return CG_E_STORE;
 }
 
-static void
+void
 key_name(char *buf, size_t cap, const char *lname)
 {
     snprintf(buf, cap, "cg:name:%s", lname);
@@ -630,234 +343,13 @@ parse_token_record(const struct cg_store_reply *r, struct cg_principal *who)
 }
 
 /* The store failed or Redis answered with an error: no usable reply. */
-static int
+int
 no_reply(const struct cg_store_reply *r, int err)
 {
     return err < 0 || r == NULL || cg_store_reply_type(r) == CG_STORE_REPLY_ERROR;
 }
 
-/* ---- login limit (see the top) ------------------------------------------------ */
-
-static void
-limit_key(const struct auth_op *op, enum limit_bucket b, char *buf, size_t cap)
-{
-    switch (b) {
-    case LB_ACCOUNT_ADDR: snprintf(buf, cap, "cg:login:ua:%s:%s", op->lname, op->addr); break;
-    case LB_ADDR:         snprintf(buf, cap, "cg:login:a:%s", op->addr); break;
-    default:              snprintf(buf, cap, "cg:login:u:%s", op->lname); break;
-    }
-}
-
-/* PEXPIRE .. NX needs Redis 7.0; on an older one the keys would never
- * expire, so say so loudly. */
-static void
-on_expire_reply(const struct cg_store_reply *r, int err, void *data)
-{
-    (void)data;
-    if (err == 0 && cg_store_reply_type(r) == CG_STORE_REPLY_ERROR)
-        cg_log(CG_LOG_ERROR, "login limit: PEXPIRE NX failed (%s): its keys will not "
-               "expire; chatgate needs Redis 7.0 or newer", cg_store_reply_str(r, NULL));
-}
-
-/* Send a command whose reply only matters when it is an error. */
-static void
-send_quiet(cg_auth *a, int argc, const char **argv, cg_store_reply_cb cb)
-{
-    size_t lens[4];
-
-    for (int i = 0; i < argc; i++)
-        lens[i] = strlen(argv[i]);
-    if (cg_store_command(a->store, argc, argv, lens, cb, NULL) < 0)
-        cg_log(CG_LOG_DEBUG, "login limit: %s %s not sent (store down)", argv[0], argv[1]);
-}
-
-/* Start bucket b's window if key k has none yet (the INCR just made it). */
-static void
-limit_expire(struct auth_op *op, enum limit_bucket b, const char *k)
-{
-    char ms[24];
-
-    snprintf(ms, sizeof ms, "%lld", (long long)op->a->rules[b].window_s * 1000);
-    send_quiet(op->a, 4, (const char *[]){ "PEXPIRE", k, ms, "NX" }, on_expire_reply);
-}
-
-/* Take one count of this attempt from bucket b; its INCR reply comes to
- * step b. */
-static void
-limit_take(struct auth_op *op, enum limit_bucket b)
-{
-    char k[LIMIT_KEY_MAX];
-
-    limit_key(op, b, k, sizeof k);
-    op->step = (int)b;
-    if (cmd_sent(op, 2, (const char *[]){ "INCR", k }) == 0)
-        limit_expire(op, b, k);
-}
-
-/* Give back the counts op took: the attempt did not fail on the password
- * (it succeeded, was refused by a later bucket, or Redis failed). A DECR
- * that finds the window ended makes a key of -1, which the PEXPIRE .. NX
- * after it lets expire like any other: one extra attempt in that window. */
-static void
-limit_give_back(struct auth_op *op)
-{
-    char k[LIMIT_KEY_MAX];
-
-    if (op->a->closing) {             /* the store may be gone */
-        op->reserved = 0;
-        return;
-    }
-    for (int b = 0; b < op->reserved; b++) {
-        limit_key(op, (enum limit_bucket)b, k, sizeof k);
-        send_quiet(op->a, 2, (const char *[]){ "DECR", k }, NULL);
-        limit_expire(op, (enum limit_bucket)b, k);
-    }
-    op->reserved = 0;
-}
-
-/* Bucket b refused the attempt: log the first refusal of a window (the
- * rest at debug: a flood must not flood the log), then ask when the
- * window ends. */
-static void
-limit_refuse(struct auth_op *op, enum limit_bucket b)
-{
-    const struct limit_rule *rule = &op->a->rules[b];
-    enum cg_log_level lvl = op->count == rule->max + 1 ? CG_LOG_WARN : CG_LOG_DEBUG;
-    char k[LIMIT_KEY_MAX];
-
-    op->a->metrics->login_limited++;
-    cg_log(lvl, "login for %s from %s refused: more than %lld failed logins in %lld s "
-           "(%s); it answers 429 until the window ends", op->lname, op->addr,
-           (long long)rule->max, (long long)rule->window_s, rule->option);
-    limit_key(op, b, k, sizeof k);
-    op->step = LOGIN_PTTL;
-    op->who.retry_after_s = rule->window_s;   /* unless PTTL says better */
-    cmd(op, 2, (const char *[]){ "PTTL", k });
-}
-
-/* Steps 0 .. LB_N-1 (the INCR of that bucket) and LOGIN_PTTL. */
-static void
-step_limit(struct auth_op *op, const struct cg_store_reply *r, int err)
-{
-    enum limit_bucket b = (enum limit_bucket)op->step;
-    char k[96];
-
-    if (op->step == LOGIN_PTTL) {
-        /* -2: the window ended meanwhile; -1 cannot happen (NX ran first) */
-        long long pttl = cg_store_reply_integer(r);
-
-        if (!no_reply(r, err) && cg_store_reply_type(r) == CG_STORE_REPLY_INTEGER &&
-            pttl != -1)
-            op->who.retry_after_s = pttl > 0 ? (pttl + 999) / 1000 : 1;
-        return op_finish(op, CG_E_LIMIT);
-    }
-    if (no_reply(r, err) || cg_store_reply_type(r) != CG_STORE_REPLY_INTEGER)
-        return op_finish(op, err < 0 ? err : CG_E_STORE);
-    op->count = cg_store_reply_integer(r);
-    if (op->count > op->a->rules[b].max)
-        return limit_refuse(op, b);
-    op->reserved = (int)b + 1;
-    if (b + 1 < LB_N)
-        return limit_take(op, (enum limit_bucket)(b + 1));
-    op->step = LOGIN_NAME;
-    key_name(k, sizeof k, op->lname);
-    cmd(op, 2, (const char *[]){ "GET", k });
-}
-
-/* How many failed logins of one account one address can reach within one
- * login_account_window_s: every window of a narrower bucket that overlaps
- * it (one more than fit in it) lets its max through. */
-static int64_t
-one_address_reach(const struct limit_rule *rules)
-{
-    int64_t wa = rules[LB_ACCOUNT].window_s, reach = INT64_MAX;
-
-    for (int b = LB_ACCOUNT_ADDR; b <= LB_ADDR; b++) {
-        int64_t windows = (wa + rules[b].window_s - 1) / rules[b].window_s + 1;
-
-        if (rules[b].max * windows < reach)
-            reach = rules[b].max * windows;
-    }
-    return reach;
-}
-
-static void
-limit_rules_init(cg_auth *a, const struct cg_config *cfg)
-{
-    int64_t reach;
-
-    a->rules[LB_ACCOUNT_ADDR] = (struct limit_rule){
-        "login_account_addr_max", cfg->login_account_addr_max,
-        cfg->login_account_addr_window_s };
-    a->rules[LB_ADDR] = (struct limit_rule){
-        "login_addr_max", cfg->login_addr_max, cfg->login_addr_window_s };
-    a->rules[LB_ACCOUNT] = (struct limit_rule){
-        "login_account_max", cfg->login_account_max, cfg->login_account_window_s };
-    reach = one_address_reach(a->rules);
-    if (reach >= cfg->login_account_max)
-        cg_log(CG_LOG_WARN, "login limit: one client address can fail up to %lld logins "
-               "of an account per login_account_window_s (%lld s), and "
-               "login_account_max=%lld: an attacker at one address can lock the "
-               "account's owner out everywhere; raise login_account_max above %lld or "
-               "lower login_account_addr_max", (long long)reach,
-               (long long)cfg->login_account_window_s,
-               (long long)cfg->login_account_max, (long long)reach);
-}
-
 /* ---- the steps of each operation -------------------------------------------- */
-
-/* ---- registration limit (see the top) ----------------------------------------- */
-
-static void
-reg_limit_key(const struct auth_op *op, int by_addr, char *buf, size_t cap)
-{
-    if (by_addr)
-        snprintf(buf, cap, "cg:reg:a:%s", op->addr);
-    else
-        snprintf(buf, cap, "cg:reg:all");
-}
-
-/* Count this registration in the address's window (by_addr) or in the
- * window of all addresses; the INCR's reply comes to the step after. */
-static void
-reg_limit_take(struct auth_op *op, int by_addr)
-{
-    const struct cg_config *cfg = op->a->cfg;
-    char k[LIMIT_KEY_MAX], ms[24];
-
-    reg_limit_key(op, by_addr, k, sizeof k);
-    snprintf(ms, sizeof ms, "%lld", (long long)(by_addr ? cfg->register_addr_window_s :
-                                                          cfg->register_window_s) * 1000);
-    op->step = by_addr ? REG_LIMIT_ADDR : REG_LIMIT_ALL;
-    if (cmd_sent(op, 2, (const char *[]){ "INCR", k }) == 0)
-        send_quiet(op->a, 4, (const char *[]){ "PEXPIRE", k, ms, "NX" }, on_expire_reply);
-}
-
-/* Over its window's max: refuse (asking when the window ends) and return
- * 1; else 0. */
-static int
-reg_over_limit(struct auth_op *op, int by_addr, long long count)
-{
-    const struct cg_config *cfg = op->a->cfg;
-    int64_t max = by_addr ? cfg->register_addr_max : cfg->register_max;
-    int64_t window = by_addr ? cfg->register_addr_window_s : cfg->register_window_s;
-    char k[LIMIT_KEY_MAX];
-
-    if (count <= max)
-        return 0;
-    op->a->metrics->register_limited++;
-    cg_log(count == max + 1 ? CG_LOG_WARN : CG_LOG_DEBUG,
-           "registration of %s from %s refused: more than %lld registrations %s in "
-           "%lld s (%s); it answers 429 until the window ends", op->lname, op->addr,
-           (long long)max, by_addr ? "from this address" : "in all", (long long)window,
-           by_addr ? "register_addr_max" : "register_max");
-    reg_limit_key(op, by_addr, k, sizeof k);
-    op->who.retry_after_s = window;
-    op->step = REG_PTTL;
-    cmd(op, 2, (const char *[]){ "PTTL", k });
-    return 1;
-}
-
 static void
 step_register(struct auth_op *op, const struct cg_store_reply *r, int err)
 {
@@ -1095,7 +587,7 @@ fail_store:
     op_finish(op, err < 0 ? err : CG_E_STORE);
 }
 
-static void
+void
 step(struct auth_op *op, const struct cg_store_reply *r, int err)
 {
     switch (op->kind) {
