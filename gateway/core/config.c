@@ -208,6 +208,10 @@ const struct opt cg_config_options[] = {
         "largest frame before CONNECT succeeds, bytes (<= max_frame_bytes)"),
     INT(max_tx_frames, 128, 1, 65536,
         "most SENDs buffered in one transaction"),
+    /* 1 MiB: 16 SENDs of a full default frame; stomp.js transactions hold
+     * a few small ones. Bounds what open transactions pin per session. */
+    INT(max_tx_bytes, 1048576, 4096, 1073741824,
+        "bytes of SEND frames buffered in all open transactions of a session"),
     INT(max_inflight, 256, 1, 65536,
         "most requests awaiting Redis per session"),
     INT(connect_timeout_ms, 10000, 100, 600000,

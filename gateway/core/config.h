@@ -67,6 +67,7 @@ struct cg_config {
     int64_t  max_subscriptions;      /* 64 per connection */
     int64_t  unauth_max_frame_bytes; /* tighter cap before CONNECT succeeds: 8192 */
     int64_t  max_tx_frames;          /* SENDs buffered in one transaction: 128 */
+    int64_t  max_tx_bytes;           /* bytes buffered in all of a session's: 1 MiB */
     int64_t  max_inflight;           /* requests awaiting Redis per session: 256 */
     int64_t  connect_timeout_ms;     /* time to send CONNECT after the handshake: 10000 */
     int64_t  frame_timeout_ms;       /* a started frame must complete within: 30000 */

@@ -60,6 +60,7 @@ static const struct int_opt int_opts[] = {
     { "max_subscriptions",       64,      6,    4096 },
     { "unauth_max_frame_bytes",  8192,    1024, 16777216 },
     { "max_tx_frames",           128,     1,    65536 },
+    { "max_tx_bytes",            1048576, 4096, 1073741824 },
     { "max_inflight",            256,     1,    65536 },
     { "connect_timeout_ms",      10000,   100,  600000 },
     { "frame_timeout_ms",        30000,   100,  3600000 },

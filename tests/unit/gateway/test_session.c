@@ -1589,6 +1589,35 @@ Test(session, transaction_frame_limit_at_and_past_it)
     expect_error(f, "transaction exceeds 3 frames (max_tx_frames)", 1008);
 }
 
+/* The copies of all open transactions share max_tx_bytes; COMMIT and
+ * ABORT give their share back. Each copy counts its body, its destination
+ * and a small fixed header (under 64 bytes). */
+Test(session, transaction_byte_budget_is_shared_and_given_back)
+{
+    static char body[2001];
+    struct fake *f;
+    int i;
+
+    memset(body, 'b', 2000);
+    cfg.max_tx_bytes = 4096;
+    f = connect12();
+    FEED(f, "BEGIN\ntransaction:t\n\n\0BEGIN\ntransaction:u\n\n\0");
+    for (i = 0; i < 3; i++) {          /* three rounds: the budget comes back */
+        sendf(f, "SEND\ndestination:/x\ntransaction:t\n\n%s", body);
+        sendf(f, "SEND\ndestination:/x\ntransaction:u\n\n%s", body);
+        pump(f);
+        cr_assert(eq(int, wants_close(f, NULL), 0), "round %d", i);
+        FEED(f, "ABORT\ntransaction:t\n\n\0ABORT\ntransaction:u\n\n\0"
+                "BEGIN\ntransaction:t\n\n\0BEGIN\ntransaction:u\n\n\0");
+    }
+    sendf(f, "SEND\ndestination:/x\ntransaction:t\n\n%s", body);
+    sendf(f, "SEND\ndestination:/x\ntransaction:u\n\n%s", body);
+    pump(f);
+    cr_assert(eq(int, wants_close(f, NULL), 0));
+    sendf(f, "SEND\ndestination:/x\ntransaction:t\n\nb");
+    expect_error(f, "transactions exceed 4096 bytes (max_tx_bytes)", 1008);
+}
+
 Test(session, disconnect_aborts_open_transactions)
 {
     struct fake *f = connect12();
