@@ -214,6 +214,14 @@ const struct opt cg_config_options[] = {
         "bytes of SEND frames buffered in all open transactions of a session"),
     INT(max_inflight, 256, 1, 65536,
         "most requests awaiting Redis per session"),
+    /* 64: a user's phone, browsers and tabs, with room to spare; one
+     * account cannot fill a node with sessions. */
+    INT(max_user_sessions, 64, 1, 1000000,
+        "most sessions of one user on this node; CONNECT past it gets ERROR"),
+    /* 256: generous for one household or office behind NAT; a proxy's
+     * clients count by their X-Forwarded-For (trusted_proxies). */
+    INT(max_addr_connections, 256, 1, 1000000,
+        "most sessions (WebSocket or SockJS) from one client address; more are refused with 429"),
     INT(connect_timeout_ms, 10000, 100, 600000,
         "time allowed between the handshake and CONNECT, ms"),
     INT(frame_timeout_ms, 30000, 100, 3600000,

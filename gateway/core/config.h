@@ -69,6 +69,8 @@ struct cg_config {
     int64_t  max_tx_frames;          /* SENDs buffered in one transaction: 128 */
     int64_t  max_tx_bytes;           /* bytes buffered in all of a session's: 1 MiB */
     int64_t  max_inflight;           /* requests awaiting Redis per session: 256 */
+    int64_t  max_user_sessions;      /* sessions of one user on this node: 64 */
+    int64_t  max_addr_connections;   /* sessions from one client address: 256 */
     int64_t  connect_timeout_ms;     /* time to send CONNECT after the handshake: 10000 */
     int64_t  frame_timeout_ms;       /* a started frame must complete within: 30000 */
     int64_t  heartbeat_ms;           /* server's desired heart-beat: 10000 */

@@ -411,6 +411,19 @@ on_timer_closed(uv_handle_t *h)
 /* Public API                                                                */
 /* ------------------------------------------------------------------------ */
 
+int
+cg_session_admit(struct cg_server *srv, const char *addr, const char **why)
+{
+    const struct cg_config *cfg = srv->cfg;
+
+    if (srv->registry != NULL &&
+        cg_registry_addr_count(srv->registry, addr) >= cfg_size(cfg->max_addr_connections)) {
+        *why = "too many connections from this address (max_addr_connections)";
+        return 429;
+    }
+    return 0;
+}
+
 cg_session *
 cg_session_create(struct cg_server *srv, const struct cg_transport_ops *ops,
                   void *t, const struct cg_session_open *open)
@@ -445,6 +458,10 @@ cg_session_create(struct cg_server *srv, const struct cg_transport_ops *ops,
     snprintf(s->peer, sizeof s->peer, "%s", peer ? peer : "-");
     if ((s->id = cg_registry_add(srv->registry, s)) == 0)
         goto fail;
+    if (cg_registry_addr_take(srv->registry, s->peer) < 0) {
+        cg_registry_remove(srv->registry, s->id);
+        goto fail;
+    }
 
     stomp_parser_init(&s->parser, NULL);
     cg_session__apply_limits(s);
@@ -555,6 +572,7 @@ cg_session_on_closed(cg_session *s)
     s->flags |= F_GONE;
     if (reg != NULL) {
         cg_registry_remove(reg, s->id);       /* lookups fail from now on */
+        cg_registry_addr_give(reg, s->peer);
         if (s->flags & F_ATTACHED)
             cg_registry_detach(reg, s->id, s->uid);
     }

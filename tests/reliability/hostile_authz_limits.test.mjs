@@ -25,7 +25,7 @@
 //     U+0000 in content arrive JSON-escaped with an exact content-length and
 //     no extra header; a receipt or subscription id carrying an escaped
 //     newline or colon comes back escaped (STOMP 1.2), not as a new header.
-import { describe, it, before, afterEach } from 'node:test';
+import { describe, it, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 
@@ -294,6 +294,59 @@ describe('hostile: authorization, limits, lengths, injection', () => {
       const r2 = await small.api('POST', '/api/login', JSON.stringify({ username: name, password: 'password-123' }) + ' '.repeat(1025 - json.length));
       assert.equal(r2.status, 413, r2.text);
       secrets.add('token', r1.json?.token);
+    });
+  });
+
+  describe('sessions per user and per address (issue 13, finding 2)', () => {
+    let lim;
+    before(async () => {
+      lim = await h.env.startGateway(['--max-user-sessions', '2', '--max-addr-connections', '4'], { name: 'conn_limits' });
+    });
+    after(async () => { await h.env.stopGateway(lim); });
+
+    /** Opens a WebSocket on g, retrying while it is refused (a closed session is counted out asynchronously). */
+    async function openWhenAdmitted(g, opts, what) {
+      for (let i = 0; ; i++) {
+        try { return await RawClient.open(g, opts); } catch (e) {
+          if (i >= 50 || !e.status) throw new Error(`${what}: ${e.message}`);
+          await sleep(100);
+        }
+      }
+    }
+
+    it('max_user_sessions 2: the 3rd CONNECT of one user gets ERROR naming the limit; a close makes room', T, async () => {
+      const a1 = await rawFor(lim, alice);
+      const a2 = await rawFor(lim, alice);
+      const frames = [];
+      const a3 = await RawClient.open(lim, { token: alice.token, onFrame: (f) => frames.push(f) });
+      a3.got = frames;
+      a3.frame('CONNECT', { 'accept-version': '1.2', host: 'x' });
+      const e = await expectErrorClose(a3, /max_user_sessions/, 'a 3rd session of alice');
+      assert.equal(e.headers.message, 'user has 2 sessions here (max_user_sessions)');
+      const b = await rawFor(lim, bob);            // another user is not affected
+      await b.terminate();
+      await a1.terminate();
+      let a4;
+      for (let i = 0; !a4; i++) {
+        a4 = await rawFor(lim, alice).catch((err) => { if (i >= 50) throw err; return null; });
+        if (!a4) await sleep(100);
+      }
+      await a4.terminate();
+      await a2.terminate();
+    });
+
+    it('max_addr_connections 4: a 5th WebSocket or SockJS session from one address is refused with 429', T, async () => {
+      const open = [];
+      for (let i = 0; i < 4; i++) open.push(await openWhenAdmitted(lim, { token: bob.token }, `connection ${i + 1}`));
+      await assert.rejects(RawClient.open(lim, { token: bob.token }), (e) => e.status === 429, '5th WebSocket');
+      await assert.rejects(RawClient.open(lim, { token: bob.token, path: `/socketServer${sessionPath()}/websocket` }),
+        (e) => e.status === 429, '5th as a SockJS websocket');
+      const x = await post(`${lim.url('/socketServer')}${sessionPath()}/xhr?srect=${bob.token}`, '');
+      assert.equal(x.status, 429, `5th as SockJS xhr: ${x.text}`);
+      assert.match(x.text, /max_addr_connections/);
+      await open.shift().terminate();
+      open.push(await openWhenAdmitted(lim, { token: bob.token }, 'after a close'));
+      for (const c of open) await c.terminate();
     });
   });
 

@@ -62,6 +62,8 @@ static const struct int_opt int_opts[] = {
     { "max_tx_frames",           128,     1,    65536 },
     { "max_tx_bytes",            1048576, 4096, 1073741824 },
     { "max_inflight",            256,     1,    65536 },
+    { "max_user_sessions",       64,      1,    1000000 },
+    { "max_addr_connections",    256,     1,    1000000 },
     { "connect_timeout_ms",      10000,   100,  600000 },
     { "frame_timeout_ms",        30000,   100,  3600000 },
     { "heartbeat_ms",            10000,   0,    3600000 },

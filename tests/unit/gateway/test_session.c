@@ -2425,6 +2425,44 @@ Test(session, allocation_failures_are_clean)
 /* Registry                                                                  */
 /* ------------------------------------------------------------------------ */
 
+/* max_user_sessions: the attach of one session too many is refused at
+ * CONNECT with an ERROR naming the limit; a closed session makes room. */
+Test(registry, sessions_of_a_user_past_max_user_sessions_are_refused)
+{
+    struct fake *f1, *f2, *f3;
+
+    cfg.max_user_sessions = 2;
+    f1 = connect12();
+    f2 = connect12();
+    f3 = new_fake();
+    sendf(f3, "CONNECT\naccept-version:1.2\nhost:x\nheart-beat:0,0\npasscode:" TOKEN "\n\n");
+    auth_answer(0, &alice);
+    expect_error(f3, "user has 2 sessions here (max_user_sessions)", 1008);
+    cr_assert(eq(int, wants_close(f2, NULL), 0));
+    transport_closed(f1);
+    (void)connect12();
+}
+
+/* cg_session_admit(): 429 once an address has max_addr_connections
+ * sessions (every fake comes from 127.0.0.1:5555); a closed session makes
+ * room. */
+Test(registry, admit_counts_sessions_by_address)
+{
+    const char *why = NULL;
+    struct fake *f1;
+
+    cfg.max_addr_connections = 2;
+    cr_assert(eq(int, cg_session_admit(&srv, "127.0.0.1:5555", &why), 0));
+    f1 = new_fake();
+    (void)new_fake();
+    cr_assert(eq(int, cg_session_admit(&srv, "127.0.0.1:5555", &why), 429));
+    cr_assert(eq(str, (char *)why,
+                 "too many connections from this address (max_addr_connections)"));
+    cr_assert(eq(int, cg_session_admit(&srv, "10.0.0.1", &why), 0));
+    transport_closed(f1);
+    cr_assert(eq(int, cg_session_admit(&srv, "127.0.0.1:5555", &why), 0));
+}
+
 Test(registry, ids_are_never_reused)
 {
     struct fake *f = new_fake(), *g;
