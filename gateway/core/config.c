@@ -287,6 +287,12 @@ const struct opt cg_config_options[] = {
      * per connected user (256 at most), see inbox_stats.c. */
     INT(metrics_sample_ms, 10000, 0, 3600000,
         "how often the pending-inbox gauges of /metrics are sampled, ms; 0 never"),
+    /* 1 GiB of the gateway's own heap (chatgate_heap_bytes): far above what
+     * a busy node holds (a session needs a few KiB), reached only when
+     * queues and buffers pile up; 0 turns the check off. */
+    INT(memory_budget_bytes, 1073741824, 0, 1099511627776,
+        "gateway heap (chatgate_heap_bytes) above which new sessions get 503 and new "
+        "sends answer 503; 0 never"),
 };
 
 #define CG_CONFIG_NOPTS (sizeof cg_config_options / sizeof cg_config_options[0])

@@ -107,6 +107,7 @@ struct cg_config {
     char    *tls_cert;               /* PEM path; with tls_key serves https/wss */
     char    *tls_key;
     int64_t  metrics_sample_ms;      /* pending-inbox gauges sampled every: 10000; 0 off */
+    int64_t  memory_budget_bytes;    /* own heap above which new work is refused: 1 GiB; 0 off */
 };
 
 /* Fill cfg with the built-in defaults. Strings are heap-owned by cfg. */

@@ -416,6 +416,10 @@ cg_session_admit(struct cg_server *srv, const char *addr, const char **why)
 {
     const struct cg_config *cfg = srv->cfg;
 
+    if (cfg->memory_budget_bytes > 0 && cg_heap_bytes() > cfg->memory_budget_bytes) {
+        *why = "server busy: memory budget exceeded (memory_budget_bytes)";
+        return 503;
+    }
     if (srv->registry != NULL &&
         cg_registry_addr_count(srv->registry, addr) >= cfg_size(cfg->max_addr_connections)) {
         *why = "too many connections from this address (max_addr_connections)";

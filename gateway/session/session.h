@@ -56,8 +56,9 @@ struct cg_session_open {
 
 /* Whether a transport may open a new session for client address addr
  * (cg_request_client_addr's form): 0, or the HTTP status to refuse it with
- * and a one-line reason in *why: 429 when addr already has
- * max_addr_connections sessions. PROTOCOL.md section 2 and 7. */
+ * and a one-line reason in *why: 503 while the gateway's heap is over
+ * memory_budget_bytes, 429 when addr already has max_addr_connections
+ * sessions. PROTOCOL.md section 2 and 7. */
 int cg_session_admit(struct cg_server *srv, const char *addr, const char **why);
 
 /* Create a session for a new connection. Returns NULL on allocation

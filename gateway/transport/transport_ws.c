@@ -212,7 +212,7 @@ cg_ws_filter(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss, int soc
                                 host, hlen > 0 ? (size_t)hlen : 0))
             return cg_ws_refuse(wsi, HTTP_STATUS_FORBIDDEN, "origin not allowed");
     }
-    /* Too many sessions from this address. */
+    /* Too many sessions from this address, or the memory budget spent. */
     cg_request_client_addr(srv, wsi, addr, sizeof addr);
     if ((status = cg_session_admit(srv, addr, &why)) != 0)
         return cg_ws_refuse(wsi, (unsigned)status, why);

@@ -350,6 +350,69 @@ describe('hostile: authorization, limits, lengths, injection', () => {
     });
   });
 
+  describe('the memory budget (issue 13, finding 2)', () => {
+    const BUDGET = 16 << 20;
+    let mem;
+    before(async () => {
+      mem = await h.env.startGateway(['--memory-budget-bytes', String(BUDGET), '--max-tx-bytes', String(64 << 20),
+        '--max-tx-frames', '4096'], { name: 'memory_budget' });
+    });
+    after(async () => { await h.env.stopGateway(mem); });
+
+    async function heap() {
+      const r = await request(mem.url('/metrics'));
+      const m = /^chatgate_heap_bytes (\d+)$/m.exec(r.text);
+      assert.ok(m, 'chatgate_heap_bytes in /metrics');
+      return Number(m[1]);
+    }
+
+    it('over the budget: new sessions get 503, sends 503; open sessions and confirmations go on', T, async () => {
+      const b = await rawFor(mem, bob, [[`/user/${bob.username}/recive`, 'r']]);
+      const a = await rawFor(mem, alice);
+      const first = msgId('before');
+      a.send(sendFrame(first, bob.uid, 'before the budget'));
+      assert.equal((await answerOf(a, first)).code, 200);
+      const delivered = await b.next((f) => f.command === 'MESSAGE' && f.headers.subscription === 'r', 10000, 'delivery');
+      const base = await heap();
+      assert.ok(base < BUDGET, `heap ${base} starts below the budget ${BUDGET}`);
+
+      // a third session holds transaction frames until the heap is over the budget
+      const filler = await rawFor(mem, alice);
+      filler.frame('BEGIN', { transaction: 'fill' });
+      const chunk = 'f'.repeat(60000);
+      const n = Math.ceil((BUDGET - base) / 60000) + 16;
+      for (let i = 0; i < n; i++) filler.frame('SEND', { destination: '/x', transaction: 'fill' }, chunk);
+      filler.frame('SEND', { destination: '/x', receipt: 'filled' });
+      await filler.next((f) => f.command === 'RECEIPT' || f.command === 'ERROR', 30000, 'the filler read');
+      assert.ok((await heap()) > BUDGET, 'heap over the budget');
+
+      await assert.rejects(RawClient.open(mem, { token: bob.token }), (e) => e.status === 503, 'new WebSocket');
+      const x = await post(`${mem.url('/socketServer')}${sessionPath()}/xhr?srect=${bob.token}`, '');
+      assert.equal(x.status, 503, `new SockJS session: ${x.text}`);
+      assert.match(x.text, /memory_budget_bytes/);
+
+      const refused = msgId('over');
+      a.send(sendFrame(refused, bob.uid, 'over the budget'));
+      const ans = await answerOf(a, refused);
+      assert.equal(ans.code, 503, JSON.stringify(ans));
+      assert.match(ans.content, /memory_budget_bytes/);
+      // the receiver's confirmation still works (it frees memory)
+      b.frame('SEND', { destination: '/socket/chat/recive' }, JSON.stringify({ msgID: delivered.json.chatID }));
+      const conf = await b.next((f) => f.command === 'MESSAGE' && f.json?.msgID === delivered.json.chatID, 10000, 'recive/status');
+      assert.equal(conf.json.code, 200, JSON.stringify(conf.json));
+
+      // ABORT gives the memory back: new work is taken again
+      filler.frame('ABORT', { transaction: 'fill', receipt: 'aborted' });
+      await filler.next((f) => f.command === 'RECEIPT' && f.headers['receipt-id'] === 'aborted', 10000, 'ABORT receipt');
+      assert.ok((await heap()) < BUDGET, 'heap below the budget after ABORT');
+      const again = msgId('after');
+      a.send(sendFrame(again, bob.uid, 'after the budget'));
+      assert.equal((await answerOf(a, again)).code, 200);
+      const c = await RawClient.open(mem, { token: bob.token });
+      for (const k of [c, filler, a, b]) await k.terminate();
+    });
+  });
+
   describe('limits at their defaults that the integration tests do not reach', () => {
     it('unauth_max_frame_bytes 8192: a CONNECT of 8192 bytes is read, 8193 refused', T, async () => {
       const connect = (n) => {

@@ -85,6 +85,7 @@ static const struct int_opt int_opts[] = {
     { "sockjs_max_queue_bytes",  4194304, 65536, 1073741824 },
     { "drain_ms",                10000,   0,    600000 },
     { "metrics_sample_ms",       10000,   0,    3600000 },
+    { "memory_budget_bytes",     1073741824, 0, 1099511627776 },
 };
 
 #define N_INT (sizeof int_opts / sizeof int_opts[0])

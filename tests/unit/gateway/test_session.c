@@ -2444,9 +2444,9 @@ Test(registry, sessions_of_a_user_past_max_user_sessions_are_refused)
 }
 
 /* cg_session_admit(): 429 once an address has max_addr_connections
- * sessions (every fake comes from 127.0.0.1:5555); a closed session makes
- * room. */
-Test(registry, admit_counts_sessions_by_address)
+ * sessions (every fake comes from 127.0.0.1:5555), 503 while the heap is
+ * over memory_budget_bytes; a closed session makes room. */
+Test(registry, admit_counts_sessions_by_address_and_checks_the_memory_budget)
 {
     const char *why = NULL;
     struct fake *f1;
@@ -2461,6 +2461,12 @@ Test(registry, admit_counts_sessions_by_address)
     cr_assert(eq(int, cg_session_admit(&srv, "10.0.0.1", &why), 0));
     transport_closed(f1);
     cr_assert(eq(int, cg_session_admit(&srv, "127.0.0.1:5555", &why), 0));
+
+    cfg.memory_budget_bytes = 1;
+    cr_assert(eq(int, cg_session_admit(&srv, "10.0.0.1", &why), 503));
+    cr_assert(eq(str, (char *)why, "server busy: memory budget exceeded (memory_budget_bytes)"));
+    cfg.memory_budget_bytes = 0;
+    cr_assert(eq(int, cg_session_admit(&srv, "10.0.0.1", &why), 0));
 }
 
 Test(registry, ids_are_never_reused)
