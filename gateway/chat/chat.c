@@ -400,7 +400,13 @@ cg_chat_send(cg_chat *chat, struct cg_chat_conn *conn, const struct cg_chat_call
 
     code = cg_chat_decode_send(body, len, chat->cfg, &in);
     reason = in.reason;
-    if (code == 200 && !bucket_take(chat->cfg, conn)) {
+    /* Over the memory budget no new message is taken in; confirmations
+     * still are (they free memory), and so is everything already queued. */
+    if (code == 200 && chat->cfg->memory_budget_bytes > 0 &&
+        cg_heap_bytes() > chat->cfg->memory_budget_bytes) {
+        code = 503;
+        reason = "server busy: memory budget exceeded (memory_budget_bytes); try again later";
+    } else if (code == 200 && !bucket_take(chat->cfg, conn)) {
         code = 429;
         snprintf(rbuf, sizeof rbuf, "rate limit: over %lld sends per second "
                  "(send_rate, burst send_burst %lld)", (long long)chat->cfg->send_rate,

@@ -23,11 +23,19 @@
  * unit tests; in production they stay zero and are only ever read, so the
  * thread pool may allocate through these wrappers too.
  *
+ * Heap gauge. The wrappers also count the bytes of the blocks they hand out
+ * (malloc_usable_size: the block's real size, under ASan too) in one atomic
+ * counter, cg_heap_bytes(): /metrics shows it (chatgate_heap_bytes) and
+ * memory_budget_bytes compares against it. Only the gateway's own
+ * allocations count, not those of libwebsockets, hiredis or jansson. The
+ * counter is updated with relaxed atomics: the thread pool allocates too.
+ *
  * Clocks. cg_now_ms() is wall-clock time for timestamps that leave the
  * process (message times, token expiry); cg_mono_ms() is for measuring
  * intervals, and never jumps when the system clock is set. */
 #include "fmacros.h"
 
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -103,27 +111,61 @@ cg_alloc_fail_after(unsigned long n)
     calls = 0;
 }
 
+static int64_t heap_bytes;       /* bytes of the blocks handed out (atomic) */
+
+static void
+heap_add(int64_t n)
+{
+    __atomic_fetch_add(&heap_bytes, n, __ATOMIC_RELAXED);
+}
+
+static void *
+counted(void *p)
+{
+    if (p != NULL)
+        heap_add((int64_t)malloc_usable_size(p));
+    return p;
+}
+
+int64_t
+cg_heap_bytes(void)
+{
+    return __atomic_load_n(&heap_bytes, __ATOMIC_RELAXED);
+}
+
 void *
 cg_malloc(size_t n)
 {
-    return inject_failure() ? NULL : malloc(n);
+    return inject_failure() ? NULL : counted(malloc(n));
 }
 
 void *
 cg_calloc(size_t nmemb, size_t size)
 {
-    return inject_failure() ? NULL : calloc(nmemb, size);
+    return inject_failure() ? NULL : counted(calloc(nmemb, size));
 }
 
 void *
 cg_realloc(void *p, size_t n)
 {
-    return inject_failure() ? NULL : realloc(p, n);
+    size_t old;
+    void *q;
+
+    if (inject_failure())
+        return NULL;
+    old = p != NULL ? malloc_usable_size(p) : 0;
+    /* Never realloc(p, 0): glibc frees p then, other allocators do not. */
+    if ((q = realloc(p, n ? n : 1)) == NULL)
+        return NULL;                    /* p is untouched */
+    heap_add((int64_t)malloc_usable_size(q) - (int64_t)old);
+    return q;
 }
 
 void
 cg_free(void *p)
 {
+    if (p != NULL)
+        heap_add(-(int64_t)malloc_usable_size(p));
     free(p);
 }
 

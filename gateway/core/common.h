@@ -41,6 +41,11 @@ void *cg_realloc(void *p, size_t n);
 void  cg_free(void *p);
 char *cg_strndup(const char *s, size_t n);
 
+/* Bytes of the blocks the functions above have handed out and not yet
+ * freed (their usable sizes): the gauge memory_budget_bytes is compared
+ * with. Any thread. */
+int64_t cg_heap_bytes(void);
+
 /* Test hook: make the n-th allocation from now (1-based) and every later one
  * fail until reset; n == 0 disables failure injection. Not thread-safe; used
  * only by single-threaded unit tests. */

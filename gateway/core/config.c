@@ -208,8 +208,20 @@ const struct opt cg_config_options[] = {
         "largest frame before CONNECT succeeds, bytes (<= max_frame_bytes)"),
     INT(max_tx_frames, 128, 1, 65536,
         "most SENDs buffered in one transaction"),
+    /* 1 MiB: 16 SENDs of a full default frame; stomp.js transactions hold
+     * a few small ones. Bounds what open transactions pin per session. */
+    INT(max_tx_bytes, 1048576, 4096, 1073741824,
+        "bytes of SEND frames buffered in all open transactions of a session"),
     INT(max_inflight, 256, 1, 65536,
         "most requests awaiting Redis per session"),
+    /* 64: a user's phone, browsers and tabs, with room to spare; one
+     * account cannot fill a node with sessions. */
+    INT(max_user_sessions, 64, 1, 1000000,
+        "most sessions of one user on this node; CONNECT past it gets ERROR"),
+    /* 256: generous for one household or office behind NAT; a proxy's
+     * clients count by their X-Forwarded-For (trusted_proxies). */
+    INT(max_addr_connections, 256, 1, 1000000,
+        "most sessions (WebSocket or SockJS) from one client address; more are refused with 429"),
     INT(connect_timeout_ms, 10000, 100, 600000,
         "time allowed between the handshake and CONNECT, ms"),
     INT(frame_timeout_ms, 30000, 100, 3600000,
@@ -275,6 +287,12 @@ const struct opt cg_config_options[] = {
      * per connected user (256 at most), see inbox_stats.c. */
     INT(metrics_sample_ms, 10000, 0, 3600000,
         "how often the pending-inbox gauges of /metrics are sampled, ms; 0 never"),
+    /* 1 GiB of the gateway's own heap (chatgate_heap_bytes): far above what
+     * a busy node holds (a session needs a few KiB), reached only when
+     * queues and buffers pile up; 0 turns the check off. */
+    INT(memory_budget_bytes, 1073741824, 0, 1099511627776,
+        "gateway heap (chatgate_heap_bytes) above which new sessions get 503 and new "
+        "sends answer 503; 0 never"),
 };
 
 #define CG_CONFIG_NOPTS (sizeof cg_config_options / sizeof cg_config_options[0])

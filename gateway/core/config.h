@@ -67,7 +67,10 @@ struct cg_config {
     int64_t  max_subscriptions;      /* 64 per connection */
     int64_t  unauth_max_frame_bytes; /* tighter cap before CONNECT succeeds: 8192 */
     int64_t  max_tx_frames;          /* SENDs buffered in one transaction: 128 */
+    int64_t  max_tx_bytes;           /* bytes buffered in all of a session's: 1 MiB */
     int64_t  max_inflight;           /* requests awaiting Redis per session: 256 */
+    int64_t  max_user_sessions;      /* sessions of one user on this node: 64 */
+    int64_t  max_addr_connections;   /* sessions from one client address: 256 */
     int64_t  connect_timeout_ms;     /* time to send CONNECT after the handshake: 10000 */
     int64_t  frame_timeout_ms;       /* a started frame must complete within: 30000 */
     int64_t  heartbeat_ms;           /* server's desired heart-beat: 10000 */
@@ -104,6 +107,7 @@ struct cg_config {
     char    *tls_cert;               /* PEM path; with tls_key serves https/wss */
     char    *tls_key;
     int64_t  metrics_sample_ms;      /* pending-inbox gauges sampled every: 10000; 0 off */
+    int64_t  memory_budget_bytes;    /* own heap above which new work is refused: 1 GiB; 0 off */
 };
 
 /* Fill cfg with the built-in defaults. Strings are heap-owned by cfg. */

@@ -326,6 +326,15 @@ cg_metrics_render(const struct cg_metrics *m, const char *extra,
 
     for (size_t i = 0; i < COUNT(families); i++)
         render_family(&o, m, &families[i]);
+    /* Process-wide, not per server: common.c's allocation gauge. */
+    {
+        int64_t heap = cg_heap_bytes();
+
+        put(&o, "# HELP chatgate_heap_bytes Bytes the gateway allocated and holds "
+            "(its own allocations; not those of its libraries).\n"
+            "# TYPE chatgate_heap_bytes gauge\nchatgate_heap_bytes %lld\n",
+            (long long)(heap > 0 ? heap : 0));
+    }
     for (size_t i = 0; i < COUNT(histograms); i++)
         render_histogram(&o, m, &histograms[i]);
     if (extra != NULL)

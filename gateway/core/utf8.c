@@ -1,6 +1,8 @@
 /* utf8.c - see utf8.h. libc only: the fuzz targets compile it in. */
 #include "core/utf8.h"
 
+#include <string.h>
+
 size_t
 cg_utf8_next(const unsigned char *p, size_t n, uint32_t *cp)
 {
@@ -39,4 +41,47 @@ cg_utf8_next(const unsigned char *p, size_t n, uint32_t *cp)
         *cp = (*cp << 6) | (p[i] & 0x3Fu);
     }
     return need;
+}
+
+int
+cg_utf8_valid(const void *p, size_t n)
+{
+    const unsigned char *u = p;
+    uint32_t cp;
+    size_t k;
+
+    while (n > 0) {
+        if ((k = cg_utf8_next(u, n, &cp)) == 0)
+            return 0;
+        u += k;
+        n -= k;
+    }
+    return 1;
+}
+
+size_t
+cg_utf8_sanitize(char *dst, size_t cap, const void *src, size_t n)
+{
+    static const char fffd[3] = { (char)0xEF, (char)0xBF, (char)0xBD };
+    const unsigned char *u = src;
+    size_t o = 0;
+    uint32_t cp;
+
+    if (cap == 0)
+        return 0;
+    while (n > 0) {
+        size_t k = cg_utf8_next(u, n, &cp);
+        const char *from = k ? (const char *)u : fffd;
+        size_t w = k ? k : 3;
+
+        if (o + w > cap - 1)
+            break;
+        memcpy(dst + o, from, w);
+        o += w;
+        k = k ? k : 1;
+        u += k;
+        n -= k;
+    }
+    dst[o] = '\0';
+    return o;
 }

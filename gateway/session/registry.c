@@ -36,6 +36,13 @@
  * a logout (L) closes the sessions logged in with that token (1008 "logged
  * out") and makes auth forget the token.
  *
+ * Limits. A user has at most max_user_sessions sessions attached here: a
+ * further attach is CG_E_LIMIT (session_connect.c answers CONNECT with
+ * ERROR). Sessions by client address: a chained hash map address ->
+ * count, taken and given back by session.c for each session's life
+ * (cg_registry_addr_take/_give), read by the transports before they open a
+ * session (max_addr_connections, via cg_session_admit()).
+ *
  * Invariants: every session in the id map was created by session.c and
  * leaves it in cg_session_on_closed(); a user exists while it has sessions
  * or a subscribe request in flight. */
@@ -47,6 +54,7 @@
 #include "chat/auth.h"
 #include "core/buf.h"
 #include "core/common.h"
+#include "core/config.h"
 #include "core/context.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -59,6 +67,8 @@
 
 #define MAP_MIN_CAP   64u       /* slots; grows by doubling, never shrinks */
 #define USERS_MIN_CAP 64u       /* buckets */
+#define ADDR_BUCKETS  1024u     /* address buckets; chains stay short: an
+                                   address needs a session to be here */
 
 enum user_state { U_NONE = 0, U_SUBSCRIBING, U_SUBSCRIBED };
 
@@ -79,8 +89,16 @@ struct sub_req {
     uint64_t     uid;
 };
 
+/* Sessions from one client address (exists while n > 0). */
+struct addr_count {
+    struct addr_count *next;
+    uint32_t           n;
+    char               addr[];
+};
+
 struct cg_registry {
     struct cg_server *srv;
+    struct addr_count **addrs;  /* ADDR_BUCKETS chains */
     uint64_t          next_id;
     struct slot      *slots;
     size_t            cap, n;
@@ -114,7 +132,9 @@ cg_registry_create(struct cg_server *srv, cg_registry **out)
     r->srv = srv;
     r->slots = cg_calloc(MAP_MIN_CAP, sizeof *r->slots);
     r->buckets = cg_calloc(USERS_MIN_CAP, sizeof *r->buckets);
-    if (r->slots == NULL || r->buckets == NULL) {
+    r->addrs = cg_calloc(ADDR_BUCKETS, sizeof *r->addrs);
+    if (r->slots == NULL || r->buckets == NULL || r->addrs == NULL) {
+        cg_free(r->addrs);
         cg_free(r->slots);
         cg_free(r->buckets);
         cg_free(r);
@@ -172,6 +192,17 @@ cg_registry_destroy(cg_registry *r)
             u = next;
         }
     }
+    for (i = 0; i < ADDR_BUCKETS; i++) {
+        struct addr_count *a = r->addrs[i];
+
+        while (a != NULL) {
+            struct addr_count *next = a->next;
+
+            cg_free(a);
+            a = next;
+        }
+    }
+    cg_free(r->addrs);
     cg_free(r->buckets);
     cg_free(r->slots);
     cg_free(r);
@@ -262,6 +293,65 @@ cg_registry_remove(cg_registry *r, uint64_t sid)
         i = j;
     }
     r->n--;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Sessions by client address                                                */
+/* ------------------------------------------------------------------------ */
+
+static struct addr_count **
+addr_slot(const cg_registry *r, const char *addr)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;           /* FNV-1a */
+    struct addr_count **pp;
+
+    for (const unsigned char *p = (const unsigned char *)addr; *p; p++)
+        h = (h ^ *p) * 0x100000001b3ULL;
+    pp = &r->addrs[hash64(h) & (ADDR_BUCKETS - 1)];
+    while (*pp != NULL && strcmp((*pp)->addr, addr) != 0)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+size_t
+cg_registry_addr_count(const cg_registry *r, const char *addr)
+{
+    const struct addr_count *a;
+
+    if (r == NULL || addr == NULL)
+        return 0;
+    a = *addr_slot(r, addr);
+    return a != NULL ? a->n : 0;
+}
+
+int
+cg_registry_addr_take(cg_registry *r, const char *addr)
+{
+    struct addr_count **pp = addr_slot(r, addr), *a = *pp;
+    size_t len;
+
+    if (a == NULL) {
+        len = strlen(addr);
+        if ((a = cg_calloc(1, sizeof *a + len + 1)) == NULL)
+            return CG_E_NOMEM;
+        memcpy(a->addr, addr, len + 1);
+        *pp = a;
+    }
+    a->n++;
+    return 0;
+}
+
+void
+cg_registry_addr_give(cg_registry *r, const char *addr)
+{
+    struct addr_count **pp = addr_slot(r, addr), *a = *pp;
+
+    if (a == NULL)
+        return;
+    if (--a->n == 0) {
+        *pp = a->next;
+        cg_free(a);
+    }
 }
 
 size_t
@@ -472,6 +562,8 @@ cg_registry_attach(cg_registry *r, uint64_t sid, uint64_t uid,
 
     if (u == NULL)
         return CG_E_NOMEM;
+    if ((int64_t)u->n >= r->srv->cfg->max_user_sessions)
+        return CG_E_LIMIT;         /* u has sessions: nothing to unlink */
     if ((rc = user_add_sid(u, sid)) < 0)
         goto fail;
     if (u->state == U_SUBSCRIBED || (u->state == U_NONE && r->srv->store == NULL)) {

@@ -26,6 +26,14 @@ void cg_registry_remove(cg_registry *r, uint64_t sid);
 cg_session *cg_registry_get(const cg_registry *r, uint64_t sid);
 size_t cg_registry_count(const cg_registry *r);
 
+/* Sessions from one client address (as ops->peer names it): session.c
+ * takes a count when it creates a session and gives it back when the
+ * session leaves the registry; cg_session_admit() reads it. take returns 0
+ * or CG_E_NOMEM. */
+int    cg_registry_addr_take(cg_registry *r, const char *addr);
+void   cg_registry_addr_give(cg_registry *r, const char *addr);
+size_t cg_registry_addr_count(const cg_registry *r, const char *addr);
+
 /* Called once the user's channel is subscribed (err 0) or could not be
  * (err < 0). The session may have gone: look it up by sid. */
 typedef void (*cg_registry_attach_cb)(uint64_t sid, int err, void *data);
@@ -34,8 +42,9 @@ typedef void (*cg_registry_attach_cb)(uint64_t sid, int err, void *data);
  * its first session here. cb fires exactly once if 0 is returned: before
  * cg_registry_attach() returns when the channel is already subscribed (or
  * srv->store is NULL, as in unit tests), otherwise once the store answers.
- * Returns CG_E_NOMEM, or the store's error when subscribing cannot start
- * (then sid is not attached). */
+ * Returns CG_E_LIMIT when uid already has max_user_sessions sessions
+ * attached here, CG_E_NOMEM, or the store's error when subscribing cannot
+ * start (then sid is not attached). */
 int cg_registry_attach(cg_registry *r, uint64_t sid, uint64_t uid,
                        cg_registry_attach_cb cb, void *data);
 void cg_registry_detach(cg_registry *r, uint64_t sid, uint64_t uid);

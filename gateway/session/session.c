@@ -82,6 +82,7 @@
 
 #include <assert.h>
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -94,6 +95,7 @@
 #include "core/context.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/utf8.h"
 #include "session/outq.h"
 #include "session/registry.h"
 #include "session/session.h"
@@ -172,14 +174,39 @@ cg_session__render_raw(enum stomp_version v, enum stomp_command cmd,
     return 0;
 }
 
+/* Peer bytes to echo in a frame: v itself when it is UTF-8, else a copy in
+ * *heap (the caller frees it) with U+FFFD for each byte that is not. Every
+ * frame leaves in a text WebSocket message or a SockJS JSON string, and a
+ * browser closes a text message that is not UTF-8 with 1007. Returns 0 or
+ * CG_E_NOMEM. */
+static int
+utf8_view(const struct stomp_str *v, struct stomp_str *out, char **heap)
+{
+    size_t cap;
+
+    *heap = NULL;
+    *out = *v;
+    if (cg_utf8_valid(v->ptr, v->len))
+        return 0;
+    if (v->len > (SIZE_MAX - 1) / 3 || (*heap = cg_malloc(cap = 3 * v->len + 1)) == NULL)
+        return CG_E_NOMEM;
+    out->ptr = *heap;
+    out->len = cg_utf8_sanitize(*heap, cap, v->ptr, v->len);
+    return 0;
+}
+
 int
 cg_session__queue_receipt(cg_session *s, const struct stomp_str *id)
 {
-    struct kv h[] = { { "receipt-id", *id } };
+    struct kv h[] = { { "receipt-id", { NULL, 0 } } };
     struct cg_buf *b = NULL;
+    char *heap;
     int rc;
 
+    if (utf8_view(id, &h[0].value, &heap) < 0)
+        return CG_E_NOMEM;
     rc = cg_session__render_raw(out_version(s), STOMP_CMD_RECEIPT, h, 1, NULL, &b);
+    cg_free(heap);
     if (rc < 0)
         return rc == CG_E_NOMEM ? rc : CG_E_PROTO;
     if ((rc = cg_outq_push_raw(&s->outq, b)) < 0)
@@ -268,13 +295,18 @@ cg_session__fail(cg_session *s, int err, const char *detail)
 {
     const char *msg;
     struct kv h[4];
-    struct stomp_str body = { detail, strlen(detail) };
+    char clean[3 * DETAIL_MAX], *heap = NULL;
+    struct stomp_str body;
     struct cg_buf *b = NULL;
     size_t nh = 0;
-    int code;
+    int code, rc;
 
     if (s->state == ST_CLOSING || (s->flags & F_GONE))
         return;                    /* one ERROR at most */
+    /* A detail may quote the peer: echo it as UTF-8 (utf8_view). */
+    body.ptr = clean;
+    body.len = cg_utf8_sanitize(clean, sizeof clean, detail, strlen(detail));
+    detail = clean;
     switch (err) {
     case CG_E_AUTH:      msg = "401 unauthorized";          code = CG_CLOSE_POLICY;   break;
     case CG_E_EXPIRED:   msg = "401 token expired: log in again"; code = CG_CLOSE_POLICY; break;
@@ -291,10 +323,14 @@ cg_session__fail(cg_session *s, int err, const char *detail)
         h[nh++] = (struct kv){ "version", STOMP_STR("1.0,1.1,1.2") };
     h[nh++] = (struct kv){ "message", { msg, strlen(msg) } };
     h[nh++] = (struct kv){ "content-type", STOMP_STR("text/plain") };
-    if (s->cur_receipt != NULL)
-        h[nh++] = (struct kv){ "receipt-id", *s->cur_receipt };
-    if (cg_session__render_raw(out_version(s), STOMP_CMD_ERROR, h, nh, &body,
-                               &b) == CG_E_INVAL) {
+    if (s->cur_receipt != NULL) {
+        h[nh].name = "receipt-id";
+        if (utf8_view(s->cur_receipt, &h[nh].value, &heap) == 0)
+            nh++;                  /* out of memory: the ERROR goes without it */
+    }
+    rc = cg_session__render_raw(out_version(s), STOMP_CMD_ERROR, h, nh, &body, &b);
+    cg_free(heap);
+    if (rc == CG_E_INVAL) {
         /* Our own words always fit; a detail or receipt quoting the peer
          * may not (a CR in 1.1, say): send the bare error. */
         nh = s->version == 0;
@@ -375,6 +411,23 @@ on_timer_closed(uv_handle_t *h)
 /* Public API                                                                */
 /* ------------------------------------------------------------------------ */
 
+int
+cg_session_admit(struct cg_server *srv, const char *addr, const char **why)
+{
+    const struct cg_config *cfg = srv->cfg;
+
+    if (cfg->memory_budget_bytes > 0 && cg_heap_bytes() > cfg->memory_budget_bytes) {
+        *why = "server busy: memory budget exceeded (memory_budget_bytes)";
+        return 503;
+    }
+    if (srv->registry != NULL &&
+        cg_registry_addr_count(srv->registry, addr) >= cfg_size(cfg->max_addr_connections)) {
+        *why = "too many connections from this address (max_addr_connections)";
+        return 429;
+    }
+    return 0;
+}
+
 cg_session *
 cg_session_create(struct cg_server *srv, const struct cg_transport_ops *ops,
                   void *t, const struct cg_session_open *open)
@@ -409,6 +462,10 @@ cg_session_create(struct cg_server *srv, const struct cg_transport_ops *ops,
     snprintf(s->peer, sizeof s->peer, "%s", peer ? peer : "-");
     if ((s->id = cg_registry_add(srv->registry, s)) == 0)
         goto fail;
+    if (cg_registry_addr_take(srv->registry, s->peer) < 0) {
+        cg_registry_remove(srv->registry, s->id);
+        goto fail;
+    }
 
     stomp_parser_init(&s->parser, NULL);
     cg_session__apply_limits(s);
@@ -519,6 +576,7 @@ cg_session_on_closed(cg_session *s)
     s->flags |= F_GONE;
     if (reg != NULL) {
         cg_registry_remove(reg, s->id);       /* lookups fail from now on */
+        cg_registry_addr_give(reg, s->peer);
         if (s->flags & F_ATTACHED)
             cg_registry_detach(reg, s->id, s->uid);
     }

@@ -54,6 +54,13 @@ struct cg_session_open {
                                  subprotocol: 10, 11, 12; 0 = none offered */
 };
 
+/* Whether a transport may open a new session for client address addr
+ * (cg_request_client_addr's form): 0, or the HTTP status to refuse it with
+ * and a one-line reason in *why: 503 while the gateway's heap is over
+ * memory_budget_bytes, 429 when addr already has max_addr_connections
+ * sessions. PROTOCOL.md section 2 and 7. */
+int cg_session_admit(struct cg_server *srv, const char *addr, const char **why);
+
 /* Create a session for a new connection. Returns NULL on allocation
  * failure (the transport then refuses the connection). Logs at info. */
 cg_session *cg_session_create(struct cg_server *srv,

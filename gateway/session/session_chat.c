@@ -75,6 +75,7 @@
 #include "core/context.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/utf8.h"
 #include "session/outq.h"
 #include "session/session.h"
 #include "session/session_internal.h"
@@ -94,19 +95,21 @@
  * JSON punctuation), used to size init batches under the output cap. */
 #define SESSION_ITEM_OVERHEAD 512
 
-/* Peer bytes for a status body (JSON-escaped later by chat.c): control
- * bytes become '?', at most cap - 1 bytes. */
+/* Peer bytes for a status body (JSON-escaped later by chat.c): bytes that
+ * are not UTF-8 become U+FFFD (the answer goes out in a text frame, which
+ * a browser closes with 1007 otherwise), control bytes become '?'; at most
+ * cap - 1 bytes, cut between characters. */
 static const char *
 printable(struct stomp_str v, char *out, size_t cap)
 {
-    size_t i, n = v.len < cap - 1 ? v.len : cap - 1;
+    size_t i, n = cg_utf8_sanitize(out, cap, v.ptr, v.len);
 
     for (i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)v.ptr[i];
+        unsigned char ch = (unsigned char)out[i];
 
-        out[i] = (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
+        if (ch < 0x20 || ch == 0x7f)
+            out[i] = '?';
     }
-    out[n] = '\0';
     return out;
 }
 

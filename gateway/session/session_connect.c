@@ -318,7 +318,14 @@ on_auth(int err, const struct cg_principal *who, const char *token, void *data)
     rc = s->srv->registry ? cg_registry_attach(s->srv->registry, s->id, s->uid,
                                                 on_attached, s->srv)
                           : CG_E_CLOSED;
-    if (rc < 0) {
+    if (rc == CG_E_LIMIT) {
+        char d[DETAIL_MAX];
+
+        s->flags &= (uint16_t)~F_ATTACHED;
+        snprintf(d, sizeof d, "user has %lld sessions here (max_user_sessions)",
+                 (long long)cfg_of(s)->max_user_sessions);
+        cg_session__fail(s, CG_E_LIMIT, d);
+    } else if (rc < 0) {
         s->flags &= (uint16_t)~F_ATTACHED;
         cg_session__fail(s, rc == CG_E_NOMEM ? rc : CG_E_STORE,
                      "could not subscribe to the user's channel");

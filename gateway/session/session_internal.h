@@ -19,7 +19,7 @@
  * All work on the whole struct cg_session; each keeps the fields it owns
  * consistent (session_connect.c: version, hb_*, uid, name, token_hash,
  * expire_dl; session_chat.c: inflight, status_seq, init, chat;
- * session_tx.c: txs, ntx; session_input.c: in*, parser, paused;
+ * session_tx.c: txs, ntx, tx_bytes; session_input.c: in*, parser, paused;
  * session_timer.c: timer_due). The functions below are the only calls
  * between the files; all of them must be called on the loop thread, from
  * within one turn (they never keep s beyond the call). */
@@ -104,6 +104,7 @@ struct cg_session {
     struct cg_outq                 outq;
     struct cg_subs                 subs;
     struct tx                     *txs;
+    size_t                         tx_bytes;    /* held by txs (max_tx_bytes) */
     uint64_t                       status_seq;  /* message-id of status answers */
     const struct stomp_str        *cur_receipt; /* receipt of the frame being
                                                    dispatched (a view), for ERROR */

@@ -17,10 +17,14 @@
  *                   +-- ABORT, DISCONNECT, ERROR, close: dropped
  *
  * Limits: SESSION_MAX_TX open transactions, max_tx_frames frames each;
- * each copy is bounded by max_frame_bytes (it came from one frame).
+ * each copy is bounded by max_frame_bytes (it came from one frame), and
+ * all the copies of a session's open transactions together by
+ * max_tx_bytes (without it, 16 transactions of 128 frames of 64 KiB could
+ * pin 128 MiB per connection until it closed).
  * Crossing a limit is an error for session.c's cg_session__fail().
  *
- * Owns the open transactions (s->txs, s->ntx) and the copies they hold;
+ * Owns the open transactions (s->txs, s->ntx, s->tx_bytes) and the copies
+ * they hold;
  * cg_session__tx_abort_all() frees them all (DISCONNECT, close, destroy). */
 #include "fmacros.h"
 
@@ -51,6 +55,7 @@ struct tx {
     struct tx    *next;
     struct tx_op *head, *tail;
     uint32_t      nops;
+    size_t        bytes;        /* what its copies count in s->tx_bytes */
     uint16_t      name_len;
     char          name[];
 };
@@ -94,6 +99,7 @@ cg_session__tx_abort_all(cg_session *s)
         tx_free(tx);
     }
     s->ntx = 0;
+    s->tx_bytes = 0;
 }
 
 /* Buffer a SEND (or ACK) of transaction c->h[H_TRANSACTION] until COMMIT. */
@@ -107,12 +113,17 @@ cg_session__tx_add(cg_session *s, struct frame_ctx *c, int kind, uint64_t ack_id
     struct tx_op *op;
     char r[80];
     size_t dl = kind == TX_SEND ? dest->len : 0, bl = kind == TX_SEND ? body.len : 0;
+    size_t cost = sizeof *op + dl + bl;
 
     if (pp == NULL)
         return fail(c, CG_E_PROTO, "unknown transaction %s", repr(name, r, sizeof r));
     if ((*pp)->nops >= cfg_size(cfg_of(s)->max_tx_frames))
         return fail(c, CG_E_LIMIT, "transaction exceeds %lld frames (max_tx_frames)",
                     (long long)cfg_of(s)->max_tx_frames);
+    if (cost > cfg_size(cfg_of(s)->max_tx_bytes) ||
+        s->tx_bytes > cfg_size(cfg_of(s)->max_tx_bytes) - cost)
+        return fail(c, CG_E_LIMIT, "transactions exceed %lld bytes (max_tx_bytes)",
+                    (long long)cfg_of(s)->max_tx_bytes);
     /* Each copy is bounded by max_frame_bytes: it came from one frame. */
     if ((op = cg_malloc(sizeof *op + dl + bl)) == NULL)
         return fail(c, CG_E_NOMEM, "out of memory");
@@ -131,6 +142,8 @@ cg_session__tx_add(cg_session *s, struct frame_ctx *c, int kind, uint64_t ack_id
         (*pp)->head = op;
     (*pp)->tail = op;
     (*pp)->nops++;
+    (*pp)->bytes += cost;
+    s->tx_bytes += cost;
     return 0;
 }
 
@@ -170,6 +183,7 @@ tx_take(cg_session *s, const struct stomp_str *name)
     tx = *pp;
     *pp = tx->next;
     s->ntx--;
+    s->tx_bytes -= tx->bytes;
     return tx;
 }
 

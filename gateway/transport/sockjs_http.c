@@ -399,8 +399,14 @@ sj_route_receiver(struct cg_sockjs *sj, struct sj_req *r,
 
     ss = sj_table_find(sj, sp->session.ptr, sp->session.len);
     if (ss == NULL) {
+        const char *why;
+        int status;
+
         if (sj->srv->stopping) {
             r->oneshot = FRAME_GO_AWAY;       /* no new sessions now */
+        } else if ((status = cg_session_admit(sj->srv, r->peer, &why)) != 0) {
+            sj_respond_text(r, status, why);  /* too many, or no memory to spare */
+            return;
         } else if ((ss = sj_sess_create(sj, r, sp->session)) == NULL) {
             sj_respond_text(r, 500, "cannot open a session: out of memory");
             return;

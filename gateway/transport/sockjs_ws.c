@@ -120,8 +120,9 @@ int
 cg_sockjs_ws_filter(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss,
                     const struct cg_sockjs_path *sp)
 {
-    char origin[256], host[256];
-    int olen, hlen;
+    char origin[256], host[256], addr[64];
+    const char *why;
+    int olen, hlen, status;
 
     /* The route table gives the raw /websocket to transport_ws.c; any
      * other SockJS URL takes no upgrade. */
@@ -136,6 +137,10 @@ cg_sockjs_ws_filter(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss,
                                 host, hlen > 0 ? (size_t)hlen : 0))
             return refuse(wsi, HTTP_STATUS_FORBIDDEN, "origin not allowed");
     }
+    /* Too many sessions from this address, or the memory budget spent. */
+    cg_request_client_addr(srv, wsi, addr, sizeof addr);
+    if ((status = cg_session_admit(srv, addr, &why)) != 0)
+        return refuse(wsi, (unsigned)status, why);
     /* The token is checked at CONNECT: a SockJS client cannot read a 401
      * from a refused upgrade, it would only fall back to another
      * transport. CONNECT answers ERROR, then c[3000,"Go away!"]. */

@@ -199,8 +199,9 @@ cg_ws_prefer_highest(struct cg_server *srv, struct lws *wsi)
 int
 cg_ws_filter(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss, int sockjs_raw)
 {
-    char origin[256], host[256], token[128];
-    int olen, hlen, tlen;
+    char origin[256], host[256], token[128], addr[64];
+    const char *why;
+    int olen, hlen, tlen, status;
 
     olen = lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN);
     if (olen < 0)
@@ -211,6 +212,10 @@ cg_ws_filter(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss, int soc
                                 host, hlen > 0 ? (size_t)hlen : 0))
             return cg_ws_refuse(wsi, HTTP_STATUS_FORBIDDEN, "origin not allowed");
     }
+    /* Too many sessions from this address, or the memory budget spent. */
+    cg_request_client_addr(srv, wsi, addr, sizeof addr);
+    if ((status = cg_session_admit(srv, addr, &why)) != 0)
+        return cg_ws_refuse(wsi, (unsigned)status, why);
 
     /* The token may also come later, in CONNECT; but a token given here
      * that is known to be bad is refused now, as PROTOCOL.md asks. */

@@ -188,6 +188,56 @@ describe('malformed input, limits, tokens and origins', () => {
     });
   });
 
+  describe('bytes that are not UTF-8 are never echoed (issue 13, finding 10)', () => {
+    /** A frame from raw header bytes (Buffers or strings) and a body. */
+    const rawFrame = (command, headers, body = '') => Buffer.concat([
+      Buffer.from(`${command}\n`),
+      ...headers.flatMap(([k, v]) => [Buffer.from(`${k}:`), Buffer.from(v), Buffer.from('\n')]),
+      Buffer.from('\n'), Buffer.from(body), Buffer.from([0])]);
+    const FFFE = Buffer.from([0xff, 0xfe]);
+
+    /** Every text message r gets, checked as a browser does (1007 otherwise). */
+    function strictUtf8(r) {
+      const bad = [];
+      const dec = new TextDecoder('utf-8', { fatal: true });
+      r.ws.on('message', (data, isBinary) => {
+        if (isBinary) return;
+        try { dec.decode(data); } catch { bad.push(Buffer.from(data).toString('hex')); }
+      });
+      return bad;
+    }
+
+    it('a SEND to a destination and a receipt holding FF FE: the 404 and the RECEIPT are UTF-8', T, async () => {
+      const r = await connected();
+      const bad = strictUtf8(r);
+      await r.subscribe('/user/queue/status', 'st');
+      r.send(rawFrame('SEND', [['destination', Buffer.concat([Buffer.from('/socket/chat/x'), FFFE])],
+        ['receipt', Buffer.concat([Buffer.from('r'), FFFE])]], '{}'));
+      const m = await r.message('st');
+      assert.equal(m.json?.code, 404, m.body);
+      assert.equal(m.json.content, 'unknown destination /socket/chat/x\uFFFD\uFFFD');
+      const rc = await r.frames.waitFor((f) => f.command === 'RECEIPT' && !/^r-s[st]$/.test(f.headers['receipt-id']),
+        5000, { what: 'RECEIPT of the SEND' });
+      assert.equal(rc.headers['receipt-id'], 'r\uFFFD\uFFFD');
+      await sleep(100);
+      assert.deepEqual(bad, [], 'every text message is UTF-8');
+      assert.equal(r.closeInfo, null, 'the connection stays open');
+      await r.terminate();
+    });
+
+    it('an ERROR about a frame whose receipt holds FF FE names it in UTF-8', T, async () => {
+      const r = await connected();
+      const bad = strictUtf8(r);
+      r.send(rawFrame('COMMIT', [['transaction', Buffer.concat([Buffer.from('t'), FFFE])],
+        ['receipt', Buffer.concat([Buffer.from('e'), FFFE])]]));
+      const e = await r.waitError(5000);
+      assert.equal(e.headers['receipt-id'], 'e\uFFFD\uFFFD');
+      const c = await r.waitClose(5000);
+      assert.equal(c.code, 1002, `closed for the protocol error, not 1007: ${JSON.stringify(c)}`);
+      assert.deepEqual(bad, [], 'every text message is UTF-8');
+    });
+  });
+
   describe('framing is incremental', () => {
     it('takes CR LF line ends', T, async () => {
       const r = await connected();

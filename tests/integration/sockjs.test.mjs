@@ -143,8 +143,10 @@ describe('SockJS with real clients', () => {
     before(async () => {
       // Sessions live 10 s without a poll here, long enough to see all
       // 1000 open at once even on a busy machine (opening them took over
-      // 3 s beside other suites).
-      g = await h.env.startGateway(['--sockjs-disconnect-ms', '10000', '--sockjs-heartbeat-ms', '500'],
+      // 3 s beside other suites); all come from 127.0.0.1, so the
+      // per-address session limit (max_addr_connections, 256) is raised.
+      g = await h.env.startGateway(['--sockjs-disconnect-ms', '10000', '--sockjs-heartbeat-ms', '500',
+        '--max-addr-connections', '100000'],
         { name: 'leak' });
     });
 

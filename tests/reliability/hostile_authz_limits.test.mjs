@@ -25,7 +25,7 @@
 //     U+0000 in content arrive JSON-escaped with an exact content-length and
 //     no extra header; a receipt or subscription id carrying an escaped
 //     newline or colon comes back escaped (STOMP 1.2), not as a new header.
-import { describe, it, before, afterEach } from 'node:test';
+import { describe, it, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 
@@ -294,6 +294,122 @@ describe('hostile: authorization, limits, lengths, injection', () => {
       const r2 = await small.api('POST', '/api/login', JSON.stringify({ username: name, password: 'password-123' }) + ' '.repeat(1025 - json.length));
       assert.equal(r2.status, 413, r2.text);
       secrets.add('token', r1.json?.token);
+    });
+  });
+
+  describe('sessions per user and per address (issue 13, finding 2)', () => {
+    let lim;
+    before(async () => {
+      lim = await h.env.startGateway(['--max-user-sessions', '2', '--max-addr-connections', '4'], { name: 'conn_limits' });
+    });
+    after(async () => { await h.env.stopGateway(lim); });
+
+    /** Opens a WebSocket on g, retrying while it is refused (a closed session is counted out asynchronously). */
+    async function openWhenAdmitted(g, opts, what) {
+      for (let i = 0; ; i++) {
+        try { return await RawClient.open(g, opts); } catch (e) {
+          if (i >= 50 || !e.status) throw new Error(`${what}: ${e.message}`);
+          await sleep(100);
+        }
+      }
+    }
+
+    it('max_user_sessions 2: the 3rd CONNECT of one user gets ERROR naming the limit; a close makes room', T, async () => {
+      const a1 = await rawFor(lim, alice);
+      const a2 = await rawFor(lim, alice);
+      const frames = [];
+      const a3 = await RawClient.open(lim, { token: alice.token, onFrame: (f) => frames.push(f) });
+      a3.got = frames;
+      a3.frame('CONNECT', { 'accept-version': '1.2', host: 'x' });
+      const e = await expectErrorClose(a3, /max_user_sessions/, 'a 3rd session of alice');
+      assert.equal(e.headers.message, 'user has 2 sessions here (max_user_sessions)');
+      const b = await rawFor(lim, bob);            // another user is not affected
+      await b.terminate();
+      await a1.terminate();
+      let a4;
+      for (let i = 0; !a4; i++) {
+        a4 = await rawFor(lim, alice).catch((err) => { if (i >= 50) throw err; return null; });
+        if (!a4) await sleep(100);
+      }
+      await a4.terminate();
+      await a2.terminate();
+    });
+
+    it('max_addr_connections 4: a 5th WebSocket or SockJS session from one address is refused with 429', T, async () => {
+      const open = [];
+      for (let i = 0; i < 4; i++) open.push(await openWhenAdmitted(lim, { token: bob.token }, `connection ${i + 1}`));
+      await assert.rejects(RawClient.open(lim, { token: bob.token }), (e) => e.status === 429, '5th WebSocket');
+      await assert.rejects(RawClient.open(lim, { token: bob.token, path: `/socketServer${sessionPath()}/websocket` }),
+        (e) => e.status === 429, '5th as a SockJS websocket');
+      const x = await post(`${lim.url('/socketServer')}${sessionPath()}/xhr?srect=${bob.token}`, '');
+      assert.equal(x.status, 429, `5th as SockJS xhr: ${x.text}`);
+      assert.match(x.text, /max_addr_connections/);
+      await open.shift().terminate();
+      open.push(await openWhenAdmitted(lim, { token: bob.token }, 'after a close'));
+      for (const c of open) await c.terminate();
+    });
+  });
+
+  describe('the memory budget (issue 13, finding 2)', () => {
+    const BUDGET = 16 << 20;
+    let mem;
+    before(async () => {
+      mem = await h.env.startGateway(['--memory-budget-bytes', String(BUDGET), '--max-tx-bytes', String(64 << 20),
+        '--max-tx-frames', '4096'], { name: 'memory_budget' });
+    });
+    after(async () => { await h.env.stopGateway(mem); });
+
+    async function heap() {
+      const r = await request(mem.url('/metrics'));
+      const m = /^chatgate_heap_bytes (\d+)$/m.exec(r.text);
+      assert.ok(m, 'chatgate_heap_bytes in /metrics');
+      return Number(m[1]);
+    }
+
+    it('over the budget: new sessions get 503, sends 503; open sessions and confirmations go on', T, async () => {
+      const b = await rawFor(mem, bob, [[`/user/${bob.username}/recive`, 'r']]);
+      const a = await rawFor(mem, alice);
+      const first = msgId('before');
+      a.send(sendFrame(first, bob.uid, 'before the budget'));
+      assert.equal((await answerOf(a, first)).code, 200);
+      const delivered = await b.next((f) => f.command === 'MESSAGE' && f.headers.subscription === 'r', 10000, 'delivery');
+      const base = await heap();
+      assert.ok(base < BUDGET, `heap ${base} starts below the budget ${BUDGET}`);
+
+      // a third session holds transaction frames until the heap is over the budget
+      const filler = await rawFor(mem, alice);
+      filler.frame('BEGIN', { transaction: 'fill' });
+      const chunk = 'f'.repeat(60000);
+      const n = Math.ceil((BUDGET - base) / 60000) + 16;
+      for (let i = 0; i < n; i++) filler.frame('SEND', { destination: '/x', transaction: 'fill' }, chunk);
+      filler.frame('SEND', { destination: '/x', receipt: 'filled' });
+      await filler.next((f) => f.command === 'RECEIPT' || f.command === 'ERROR', 30000, 'the filler read');
+      assert.ok((await heap()) > BUDGET, 'heap over the budget');
+
+      await assert.rejects(RawClient.open(mem, { token: bob.token }), (e) => e.status === 503, 'new WebSocket');
+      const x = await post(`${mem.url('/socketServer')}${sessionPath()}/xhr?srect=${bob.token}`, '');
+      assert.equal(x.status, 503, `new SockJS session: ${x.text}`);
+      assert.match(x.text, /memory_budget_bytes/);
+
+      const refused = msgId('over');
+      a.send(sendFrame(refused, bob.uid, 'over the budget'));
+      const ans = await answerOf(a, refused);
+      assert.equal(ans.code, 503, JSON.stringify(ans));
+      assert.match(ans.content, /memory_budget_bytes/);
+      // the receiver's confirmation still works (it frees memory)
+      b.frame('SEND', { destination: '/socket/chat/recive' }, JSON.stringify({ msgID: delivered.json.chatID }));
+      const conf = await b.next((f) => f.command === 'MESSAGE' && f.json?.msgID === delivered.json.chatID, 10000, 'recive/status');
+      assert.equal(conf.json.code, 200, JSON.stringify(conf.json));
+
+      // ABORT gives the memory back: new work is taken again
+      filler.frame('ABORT', { transaction: 'fill', receipt: 'aborted' });
+      await filler.next((f) => f.command === 'RECEIPT' && f.headers['receipt-id'] === 'aborted', 10000, 'ABORT receipt');
+      assert.ok((await heap()) < BUDGET, 'heap below the budget after ABORT');
+      const again = msgId('after');
+      a.send(sendFrame(again, bob.uid, 'after the budget'));
+      assert.equal((await answerOf(a, again)).code, 200);
+      const c = await RawClient.open(mem, { token: bob.token });
+      for (const k of [c, filler, a, b]) await k.terminate();
     });
   });
 

@@ -189,6 +189,32 @@ expect_nomem(unsigned long n, int rc, const char *err)
     cr_assert(not(zero(ptr, strstr(err, "out of memory"))), "allocation %lu: %s", n, err);
 }
 
+/* cg_heap_bytes(): every block counts with at least its requested size
+ * while it is held, and nothing once freed, through realloc too. */
+Test(cg_alloc, heap_gauge_follows_every_wrapper)
+{
+    int64_t base = cg_heap_bytes();
+    char *a = cg_malloc(1000), *b = cg_calloc(10, 100), *c;
+
+    cr_assert(not(zero(ptr, a)));
+    cr_assert(not(zero(ptr, b)));
+    cr_assert(ge(i64, cg_heap_bytes() - base, 2000));
+    cr_assert(lt(i64, cg_heap_bytes() - base, 2200));
+    c = cg_realloc(a, 100000);
+    cr_assert(not(zero(ptr, c)));
+    cr_assert(ge(i64, cg_heap_bytes() - base, 101000));
+    c = cg_realloc(c, 10);
+    cr_assert(not(zero(ptr, c)));
+    cr_assert(lt(i64, cg_heap_bytes() - base, 100000));
+    cg_free(c);
+    cg_free(b);
+    cg_free(NULL);
+    cr_assert(eq(i64, cg_heap_bytes(), base));
+    cg_alloc_fail_after(1);
+    cr_assert(zero(ptr, cg_malloc(10)));
+    cr_assert(eq(i64, cg_heap_bytes(), base));
+}
+
 Test(cg_alloc, config_load_reports_nomem_at_every_allocation)
 {
     unsigned long n = torture(expect_nomem);

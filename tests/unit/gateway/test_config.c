@@ -60,7 +60,10 @@ static const struct int_opt int_opts[] = {
     { "max_subscriptions",       64,      6,    4096 },
     { "unauth_max_frame_bytes",  8192,    1024, 16777216 },
     { "max_tx_frames",           128,     1,    65536 },
+    { "max_tx_bytes",            1048576, 4096, 1073741824 },
     { "max_inflight",            256,     1,    65536 },
+    { "max_user_sessions",       64,      1,    1000000 },
+    { "max_addr_connections",    256,     1,    1000000 },
     { "connect_timeout_ms",      10000,   100,  600000 },
     { "frame_timeout_ms",        30000,   100,  3600000 },
     { "heartbeat_ms",            10000,   0,    3600000 },
@@ -82,6 +85,7 @@ static const struct int_opt int_opts[] = {
     { "sockjs_max_queue_bytes",  4194304, 65536, 1073741824 },
     { "drain_ms",                10000,   0,    600000 },
     { "metrics_sample_ms",       10000,   0,    3600000 },
+    { "memory_budget_bytes",     1073741824, 0, 1099511627776 },
 };
 
 #define N_INT (sizeof int_opts / sizeof int_opts[0])

@@ -1605,6 +1605,35 @@ Test(session, transaction_frame_limit_at_and_past_it)
     expect_error(f, "transaction exceeds 3 frames (max_tx_frames)", 1008);
 }
 
+/* The copies of all open transactions share max_tx_bytes; COMMIT and
+ * ABORT give their share back. Each copy counts its body, its destination
+ * and a small fixed header (under 64 bytes). */
+Test(session, transaction_byte_budget_is_shared_and_given_back)
+{
+    static char body[2001];
+    struct fake *f;
+    int i;
+
+    memset(body, 'b', 2000);
+    cfg.max_tx_bytes = 4096;
+    f = connect12();
+    FEED(f, "BEGIN\ntransaction:t\n\n\0BEGIN\ntransaction:u\n\n\0");
+    for (i = 0; i < 3; i++) {          /* three rounds: the budget comes back */
+        sendf(f, "SEND\ndestination:/x\ntransaction:t\n\n%s", body);
+        sendf(f, "SEND\ndestination:/x\ntransaction:u\n\n%s", body);
+        pump(f);
+        cr_assert(eq(int, wants_close(f, NULL), 0), "round %d", i);
+        FEED(f, "ABORT\ntransaction:t\n\n\0ABORT\ntransaction:u\n\n\0"
+                "BEGIN\ntransaction:t\n\n\0BEGIN\ntransaction:u\n\n\0");
+    }
+    sendf(f, "SEND\ndestination:/x\ntransaction:t\n\n%s", body);
+    sendf(f, "SEND\ndestination:/x\ntransaction:u\n\n%s", body);
+    pump(f);
+    cr_assert(eq(int, wants_close(f, NULL), 0));
+    sendf(f, "SEND\ndestination:/x\ntransaction:t\n\nb");
+    expect_error(f, "transactions exceed 4096 bytes (max_tx_bytes)", 1008);
+}
+
 Test(session, disconnect_aborts_open_transactions)
 {
     struct fake *f = connect12();
@@ -2412,6 +2441,50 @@ Test(session, allocation_failures_are_clean)
 /* ------------------------------------------------------------------------ */
 /* Registry                                                                  */
 /* ------------------------------------------------------------------------ */
+
+/* max_user_sessions: the attach of one session too many is refused at
+ * CONNECT with an ERROR naming the limit; a closed session makes room. */
+Test(registry, sessions_of_a_user_past_max_user_sessions_are_refused)
+{
+    struct fake *f1, *f2, *f3;
+
+    cfg.max_user_sessions = 2;
+    f1 = connect12();
+    f2 = connect12();
+    f3 = new_fake();
+    sendf(f3, "CONNECT\naccept-version:1.2\nhost:x\nheart-beat:0,0\npasscode:" TOKEN "\n\n");
+    auth_answer(0, &alice);
+    expect_error(f3, "user has 2 sessions here (max_user_sessions)", 1008);
+    cr_assert(eq(int, wants_close(f2, NULL), 0));
+    transport_closed(f1);
+    (void)connect12();
+}
+
+/* cg_session_admit(): 429 once an address has max_addr_connections
+ * sessions (every fake comes from 127.0.0.1:5555), 503 while the heap is
+ * over memory_budget_bytes; a closed session makes room. */
+Test(registry, admit_counts_sessions_by_address_and_checks_the_memory_budget)
+{
+    const char *why = NULL;
+    struct fake *f1;
+
+    cfg.max_addr_connections = 2;
+    cr_assert(eq(int, cg_session_admit(&srv, "127.0.0.1:5555", &why), 0));
+    f1 = new_fake();
+    (void)new_fake();
+    cr_assert(eq(int, cg_session_admit(&srv, "127.0.0.1:5555", &why), 429));
+    cr_assert(eq(str, (char *)why,
+                 "too many connections from this address (max_addr_connections)"));
+    cr_assert(eq(int, cg_session_admit(&srv, "10.0.0.1", &why), 0));
+    transport_closed(f1);
+    cr_assert(eq(int, cg_session_admit(&srv, "127.0.0.1:5555", &why), 0));
+
+    cfg.memory_budget_bytes = 1;
+    cr_assert(eq(int, cg_session_admit(&srv, "10.0.0.1", &why), 503));
+    cr_assert(eq(str, (char *)why, "server busy: memory budget exceeded (memory_budget_bytes)"));
+    cfg.memory_budget_bytes = 0;
+    cr_assert(eq(int, cg_session_admit(&srv, "10.0.0.1", &why), 0));
+}
 
 Test(registry, ids_are_never_reused)
 {
