@@ -87,6 +87,9 @@ struct cg_config {
 
     /* --- HTTP --------------------------------------------------------- */
     int64_t  http_max_body;          /* 65536; larger bodies get 413 */
+    int64_t  http_request_timeout_ms;/* body complete within: 30000 */
+    int64_t  http_body_grace_ms;     /* before the minimum rate applies: 5000 */
+    int64_t  http_body_min_rate;     /* bytes/s after the grace: 500 (0: off) */
 
     /* --- SockJS ------------------------------------------------------- */
     int64_t  sockjs_heartbeat_ms;    /* 25000 */

@@ -89,22 +89,25 @@ struct conn_handlers {
     int  (*writable)(struct cg_pss *pss);
     int  (*body_done)(struct cg_pss *pss);
     void (*closed)(struct cg_pss *pss);
+    int  (*timer)(struct cg_pss *pss);      /* LWS_CALLBACK_TIMER */
 };
 
-/* Only WebSocket rows open (ESTABLISHED); only HTTP rows have body_done. */
+/* Only WebSocket rows open (ESTABLISHED); only HTTP rows have body_done
+ * and timer (the body clock of request.h). */
 static const struct conn_handlers ws_handlers = {
-    cg_ws_on_open, cg_ws_on_data, cg_ws_on_writable, NULL, cg_ws_on_closed,
+    cg_ws_on_open, cg_ws_on_data, cg_ws_on_writable, NULL, cg_ws_on_closed, NULL,
 };
 static const struct conn_handlers sockjs_ws_handlers = {
     cg_sockjs_ws_on_open, cg_sockjs_ws_on_data, cg_sockjs_ws_on_writable, NULL,
-    cg_sockjs_ws_on_closed,
+    cg_sockjs_ws_on_closed, NULL,
 };
 static const struct conn_handlers http_handlers = {
     NULL, cg_http_on_body, cg_http_on_writable, cg_http_on_body_done, cg_http_on_closed,
+    cg_http_on_timer,
 };
 static const struct conn_handlers sockjs_http_handlers = {
     NULL, cg_sockjs_http_on_body, cg_sockjs_http_on_writable,
-    cg_sockjs_http_on_body_done, cg_sockjs_http_on_closed,
+    cg_sockjs_http_on_body_done, cg_sockjs_http_on_closed, cg_sockjs_http_on_timer,
 };
 
 /* The owner of a connection's WebSocket (ws = 1) or HTTP events: SockJS
@@ -200,6 +203,12 @@ on_lws_event(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     case LWS_CALLBACK_CLOSED_HTTP:
         owner_of(pss, 0)->closed(pss);
         return 0;
+    case LWS_CALLBACK_TIMER:
+        /* Only HTTP requests arm it (their body clock): a WebSocket's pss
+         * has a WebSocket kind and is left alone. */
+        if (pss == NULL || (pss->kind != CG_PSS_HTTP && pss->kind != CG_PSS_SOCKJS_HTTP))
+            return 0;
+        return owner_of(pss, 0)->timer(pss);
 
     default:
         return lws_callback_http_dummy(wsi, reason, user, in, len);
