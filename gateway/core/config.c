@@ -283,6 +283,11 @@ const struct opt cg_config_options[] = {
      * per connected user (256 at most), see inbox_stats.c. */
     INT(metrics_sample_ms, 10000, 0, 3600000,
         "how often the pending-inbox gauges of /metrics are sampled, ms; 0 never"),
+    /* 9464: the port Prometheus's registry lists for ad-hoc exporters. */
+    TYPED(metrics_listen, "127.0.0.1:9464", 0, 300, metrics_addr, struct cg_listen_addr,
+          cfg_parse_metrics_listen, NULL,
+          "address of the /metrics listener: host:port or [ipv6]:port; empty "
+          "serves {base}/metrics on the main port instead"),
 };
 
 #define CG_CONFIG_NOPTS (sizeof cg_config_options / sizeof cg_config_options[0])

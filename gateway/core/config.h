@@ -107,6 +107,8 @@ struct cg_config {
     char    *tls_cert;               /* PEM path; with tls_key serves https/wss */
     char    *tls_key;
     int64_t  metrics_sample_ms;      /* pending-inbox gauges sampled every: 10000; 0 off */
+    char    *metrics_listen;         /* "127.0.0.1:9464"; "" = on the main port */
+    struct cg_listen_addr metrics_addr; /* metrics_listen, parsed (port "": none) */
 };
 
 /* Fill cfg with the built-in defaults. Strings are heap-owned by cfg. */

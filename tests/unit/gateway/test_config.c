@@ -100,6 +100,7 @@ static const struct { const char *name, *def; } str_opts[] = {
     { "trusted_proxies", "" },
     { "tls_cert", "" },
     { "tls_key", "" },
+    { "metrics_listen", "127.0.0.1:9464" },
 };
 
 #define N_STR (sizeof str_opts / sizeof str_opts[0])
