@@ -258,6 +258,14 @@ const struct opt cg_config_options[] = {
     /* --- HTTP ----------------------------------------------------------- */
     INT(http_max_body, 65536, 1024, 16777216,
         "largest HTTP request body, bytes; larger ones get 413"),
+    INT(http_request_timeout_ms, 30000, 1000, 3600000,
+        "a request body must be complete this long after its head, ms; else 408"),
+    INT(http_body_grace_ms, 5000, 100, 3600000,
+        "time a request body gets before http_body_min_rate applies, ms"),
+    /* mod_reqtimeout's MinRate: each this many bytes buy one more second. */
+    INT(http_body_min_rate, 500, 0, 1073741824,
+        "slowest request body accepted after http_body_grace_ms, bytes/s "
+        "(0: no minimum); slower gets 408"),
 
     /* --- SockJS --------------------------------------------------------- */
     INT(sockjs_heartbeat_ms, 25000, 100, 3600000,
@@ -293,6 +301,11 @@ const struct opt cg_config_options[] = {
     INT(memory_budget_bytes, 1073741824, 0, 1099511627776,
         "gateway heap (chatgate_heap_bytes) above which new sessions get 503 and new "
         "sends answer 503; 0 never"),
+    /* 9464: the port Prometheus's registry lists for ad-hoc exporters. */
+    TYPED(metrics_listen, "127.0.0.1:9464", 0, 300, metrics_addr, struct cg_listen_addr,
+          cfg_parse_metrics_listen, NULL,
+          "address of the /metrics listener: host:port or [ipv6]:port; empty "
+          "serves {base}/metrics on the main port instead"),
 };
 
 #define CG_CONFIG_NOPTS (sizeof cg_config_options / sizeof cg_config_options[0])

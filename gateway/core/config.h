@@ -90,6 +90,9 @@ struct cg_config {
 
     /* --- HTTP --------------------------------------------------------- */
     int64_t  http_max_body;          /* 65536; larger bodies get 413 */
+    int64_t  http_request_timeout_ms;/* body complete within: 30000 */
+    int64_t  http_body_grace_ms;     /* before the minimum rate applies: 5000 */
+    int64_t  http_body_min_rate;     /* bytes/s after the grace: 500 (0: off) */
 
     /* --- SockJS ------------------------------------------------------- */
     int64_t  sockjs_heartbeat_ms;    /* 25000 */
@@ -108,6 +111,8 @@ struct cg_config {
     char    *tls_key;
     int64_t  metrics_sample_ms;      /* pending-inbox gauges sampled every: 10000; 0 off */
     int64_t  memory_budget_bytes;    /* own heap above which new work is refused: 1 GiB; 0 off */
+    char    *metrics_listen;         /* "127.0.0.1:9464"; "" = on the main port */
+    struct cg_listen_addr metrics_addr; /* metrics_listen, parsed (port "": none) */
 };
 
 /* Fill cfg with the built-in defaults. Strings are heap-owned by cfg. */

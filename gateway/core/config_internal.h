@@ -57,6 +57,7 @@ void cfg_spell(const char *name, int upper, char *out, size_t cap);
  * its reason into why on failure and returns < 0 (CG_E_NOMEM when memory
  * ran out). */
 int  cfg_parse_listen(const char *v, void *typed, char *why, size_t cap);
+int  cfg_parse_metrics_listen(const char *v, void *typed, char *why, size_t cap);
 int  cfg_check_base_path(const char *v, char *why, size_t cap);
 int  cfg_parse_origins(const char *v, void *typed, char *why, size_t cap);
 void cfg_free_origins(void *typed);

@@ -90,6 +90,20 @@ cfg_parse_listen(const char *v, void *typed, char *why, size_t cap)
     return 0;
 }
 
+/* metrics_listen: as listen, or empty (port "" then: no own listener). */
+int
+cfg_parse_metrics_listen(const char *v, void *typed, char *why, size_t cap)
+{
+    struct cg_listen_addr *out = typed;
+
+    if (v[0] == '\0') {
+        out->host[0] = '\0';
+        out->port[0] = '\0';
+        return 0;
+    }
+    return cfg_parse_listen(v, typed, why, cap);
+}
+
 int
 cfg_check_base_path(const char *v, char *why, size_t cap)
 {

@@ -43,6 +43,11 @@ struct cg_server {
     struct cg_sockjs        *sockjs;     /* SockJS session table (sockjs_session.c) */
     struct cg_listener      *listener;   /* our listen socket (listener.c); NULL
                                             once stopping */
+    struct cg_listener      *metrics_listener; /* metrics_listen's socket, or
+                                            NULL (then {base}/metrics is on the
+                                            main port) */
+    struct lws_vhost        *metrics_vhost; /* what it adopts into: serves only
+                                            GET /metrics */
     struct cg_proxies       *proxies;    /* cfg->proxies (borrowed) */
     struct cg_inbox_stats   *inbox_stats;/* pending-inbox sampler (inbox_stats.c) */
     struct cg_linger        *linger;     /* refused requests' lingering close (linger.c) */

@@ -14,8 +14,9 @@
  *        -> WRITEABLE: headers -> WRITEABLE: body -> transaction completed
  *
  * Bodies are bounded by http_max_body (413 beyond it, decided from
- * Content-Length before anything is read). Every error is
- * {"error":"reason"}.
+ * Content-Length before anything is read), and in time by the body clock
+ * of request.h (408 once it runs out, with Connection: close). Every
+ * error is {"error":"reason"}.
  *
  * Framing (request.h, cg_request_body_framing). lws 4.1 frames a request
  * body by an atoll() of Content-Length and reads up to 100 MB as the body
@@ -61,6 +62,7 @@ struct cg_http_req {
     char              addr[64];
     struct cg_wbuf    body;
     int               body_over;    /* more than http_max_body arrived */
+    struct cg_body_clock clock;     /* while the body is read (request.h) */
     int               close_after;  /* close once answered (see the top) */
     int               routed;
     /* response */
@@ -528,6 +530,7 @@ detach(struct cg_pss *pss)
         return;
     pss->obj = NULL;
     pss->kind = CG_PSS_NONE;
+    cg_body_clock_stop(&r->clock, r->wsi);
     r->wsi = NULL;
     r->pss = NULL;
     req_unref(r);
@@ -614,8 +617,10 @@ cg_http_on_request(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss,
         respond_error(r, 404, "not found");
         return 0;
     }
-    if (len > 0)
+    if (len > 0) {
+        cg_body_clock_start(&r->clock, wsi);
         return 0;                     /* a POST's body comes with BODY_COMPLETION */
+    }
     return route(r);
 }
 
@@ -626,6 +631,7 @@ cg_http_on_body(struct cg_pss *pss, const void *in, size_t len)
 
     if (r == NULL || pss->kind != CG_PSS_HTTP || r->responding || r->close_after)
         return 0;                     /* not a body we will read */
+    cg_body_clock_add(&r->clock, len);
     if (r->body_over ||
         r->body.len + len > (size_t)r->srv->cfg->http_max_body) {
         r->body_over = 1;
@@ -641,9 +647,27 @@ cg_http_on_body_done(struct cg_pss *pss)
 
     if (r == NULL || pss->kind != CG_PSS_HTTP || r->routed || r->responding)
         return 0;
+    cg_body_clock_stop(&r->clock, r->wsi);
     if (r->body_over)
         return refuse_framing(r, 413, "request body too large");
     return route(r);
+}
+
+/* LWS_CALLBACK_TIMER: the body clock of a request whose body is being
+ * read (request.h). Too late or too slow: 408, and the connection closes
+ * after the answer (lingering, as after a 413). */
+int
+cg_http_on_timer(struct cg_pss *pss)
+{
+    struct cg_http_req *r = pss ? pss->obj : NULL;
+    const char *why;
+
+    if (r == NULL || pss->kind != CG_PSS_HTTP || r->wsi == NULL || r->routed ||
+        r->responding)
+        return 0;
+    if ((why = cg_body_clock_check(&r->clock, r->wsi)) == NULL)
+        return 0;
+    return refuse_framing(r, 408, why);
 }
 
 /* Retry-After on a 429 that knows when; Connection: close when the

@@ -49,6 +49,7 @@ int  cg_http_on_request(struct cg_server *srv, struct lws *wsi, struct cg_pss *p
                         const struct cg_http_route *rt);
 int  cg_http_on_body(struct cg_pss *pss, const void *in, size_t len);
 int  cg_http_on_body_done(struct cg_pss *pss);
+int  cg_http_on_timer(struct cg_pss *pss);
 int  cg_http_on_writable(struct cg_pss *pss);
 void cg_http_on_closed(struct cg_pss *pss);
 

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/common.h"
+#include "core/config.h"
 #include "core/proxies.h"
 #include "http/http_body.h"
 #include "http/request.h"
@@ -90,4 +92,81 @@ cg_request_token(struct lws *wsi, char *buf, size_t cap)
     }
     explicit_bzero(tmp, sizeof tmp);
     return n < 0 ? -1 : 0;
+}
+
+/* ---- the body clock (request.h) ----------------------------------------- */
+
+/* Checked at least this often while a body is being read. */
+#define BODY_CLOCK_TICK_MS 1000
+
+/* When the body of c must be complete, by the rules of request.h. */
+static int64_t
+body_due_ms(const struct cg_body_clock *c, const struct cg_config *cfg)
+{
+    int64_t due = c->start_ms + cfg->http_request_timeout_ms;
+
+    if (cfg->http_body_min_rate > 0) {
+        int64_t extra = (int64_t)(c->got > (uint64_t)INT32_MAX ? INT32_MAX : c->got),
+                by_rate = c->start_ms + cfg->http_body_grace_ms +
+                          extra * 1000 / cfg->http_body_min_rate;
+
+        if (by_rate < due)
+            due = by_rate;
+    }
+    return due;
+}
+
+static void
+body_clock_arm(struct cg_body_clock *c, struct lws *wsi, int64_t now)
+{
+    int64_t wait = body_due_ms(c, cg_server_of(wsi)->cfg) - now;
+
+    if (wait > BODY_CLOCK_TICK_MS)
+        wait = BODY_CLOCK_TICK_MS;
+    if (wait < 1)
+        wait = 1;
+    lws_set_timer_usecs(wsi, (lws_usec_t)wait * 1000);
+}
+
+void
+cg_body_clock_start(struct cg_body_clock *c, struct lws *wsi)
+{
+    c->start_ms = cg_now_ms();
+    c->got = 0;
+    body_clock_arm(c, wsi, c->start_ms);
+}
+
+void
+cg_body_clock_add(struct cg_body_clock *c, size_t n)
+{
+    c->got += n;
+}
+
+void
+cg_body_clock_stop(struct cg_body_clock *c, struct lws *wsi)
+{
+    if (c->start_ms == 0)
+        return;
+    c->start_ms = 0;
+    if (wsi != NULL)
+        lws_set_timer_usecs(wsi, LWS_SET_TIMER_USEC_CANCEL);
+}
+
+const char *
+cg_body_clock_check(struct cg_body_clock *c, struct lws *wsi)
+{
+    const struct cg_config *cfg = cg_server_of(wsi)->cfg;
+    int64_t now = cg_now_ms();
+    const char *why;
+
+    if (c->start_ms == 0)
+        return NULL;
+    if (now < body_due_ms(c, cfg)) {
+        body_clock_arm(c, wsi, now);
+        return NULL;
+    }
+    why = now >= c->start_ms + cfg->http_request_timeout_ms
+              ? "request not complete in time" : "request body too slow";
+    cg_body_clock_stop(c, wsi);
+    return why;
 }

@@ -76,4 +76,29 @@ enum cg_body_framing {
 };
 enum cg_body_framing cg_request_body_framing(struct lws *wsi, uint64_t *len);
 
+/* The clock of a request body being read (issue 13, finding 4). lws cuts
+ * a request head after its own 10 s, but renews its timeout with every
+ * body byte, so a body trickled a byte at a time held a connection
+ * forever. From the moment the head has arrived (cg_body_clock_start),
+ * the body must be complete
+ *   - within http_request_timeout_ms, and
+ *   - within http_body_grace_ms plus one second per http_body_min_rate
+ *     bytes received so far (Apache mod_reqtimeout's MinRate; 0 turns
+ *     this rule off);
+ * else the owner answers 408 with Connection: close. The check runs on an
+ * lws timer of the connection (LWS_CALLBACK_TIMER) at least once a second
+ * while the body is being read. */
+struct cg_body_clock {
+    int64_t  start_ms;          /* the head arrived; 0: not running */
+    uint64_t got;               /* body bytes so far */
+};
+
+void cg_body_clock_start(struct cg_body_clock *c, struct lws *wsi);
+void cg_body_clock_add(struct cg_body_clock *c, size_t n);
+void cg_body_clock_stop(struct cg_body_clock *c, struct lws *wsi);
+
+/* On LWS_CALLBACK_TIMER. Returns NULL while the body is in time (the timer
+ * is armed again), else why the request is cut (the clock is stopped). */
+const char *cg_body_clock_check(struct cg_body_clock *c, struct lws *wsi);
+
 #endif

@@ -32,8 +32,12 @@
  * Accept failures: EAGAIN ends a batch; a peer that vanished from the queue
  * (ECONNABORTED, EPROTO) is skipped; running out of descriptors or memory
  * (EMFILE, ENFILE, ENOBUFS, ENOMEM) pauses accepting for ACCEPT_PAUSE_MS -
- * the socket stays readable, so polling on would spin - with a warning, at
- * most one per pause. Connections keep queueing in the kernel meanwhile. */
+ * the socket stays readable, so polling on would spin. Connections keep
+ * queueing in the kernel meanwhile. The first pause is logged as a warning;
+ * while descriptors stay short a pause follows every ACCEPT_PAUSE_MS, so
+ * after that at most one warning per ACCEPT_WARN_EVERY_MS says how many
+ * pauses there were since the last one (issue 13: an exhausted instance
+ * logged ten lines a second). */
 #include "fmacros.h"
 
 #include <errno.h>
@@ -61,6 +65,9 @@
  * descriptors, short enough that a burst is not refused for long. */
 #define ACCEPT_PAUSE_MS 100
 
+/* At most one accept-failure warning this often (see the top). */
+#define ACCEPT_WARN_EVERY_MS 10000
+
 /* Connections taken from the accept queue at close (see the header). */
 #define CLOSE_DRAIN_MAX 1024
 
@@ -73,6 +80,8 @@ struct cg_listener {
     uv_timer_t        pause;
     int               polling;      /* poll handle initialised */
     int               handles;      /* handles still to close */
+    int64_t           warned_ms;    /* last accept-failure warning; 0: none */
+    unsigned long     quiet_pauses; /* pauses since then, not logged yet */
     char              shown[320];   /* the listen address, for logs */
 };
 
@@ -170,6 +179,47 @@ on_pause_over(uv_timer_t *t)
     uv_poll_start(&l->poll, UV_READABLE, on_readable);
 }
 
+/* An accept failure err paused accepting: warn about the first, then at
+ * most once per ACCEPT_WARN_EVERY_MS with the count of the others. */
+static void
+pause_warn(struct cg_listener *l, int err)
+{
+    int64_t now = cg_now_ms();
+
+    if (l->warned_ms != 0 && now - l->warned_ms < ACCEPT_WARN_EVERY_MS) {
+        l->quiet_pauses++;
+        return;
+    }
+    if (l->quiet_pauses > 0)
+        cg_log(CG_LOG_WARN, "accept on %s: %s; not accepting for %d ms (new "
+               "connections wait in the kernel's queue); %lu more such pauses in "
+               "the last %lld s", l->shown, strerror(err), ACCEPT_PAUSE_MS,
+               l->quiet_pauses, (long long)(now - l->warned_ms) / 1000);
+    else
+        cg_log(CG_LOG_WARN, "accept on %s: %s; not accepting for %d ms (new "
+               "connections wait in the kernel's queue; further pauses are "
+               "counted, one line per %d s)", l->shown, strerror(err),
+               ACCEPT_PAUSE_MS, ACCEPT_WARN_EVERY_MS / 1000);
+    l->warned_ms = now;
+    l->quiet_pauses = 0;
+}
+
+/* Accepting works again: the pauses not yet logged get their line, within
+ * the same bound of one per ACCEPT_WARN_EVERY_MS. */
+static void
+pause_summary(struct cg_listener *l)
+{
+    int64_t now;
+
+    if (l->quiet_pauses == 0 || (now = cg_now_ms()) - l->warned_ms < ACCEPT_WARN_EVERY_MS)
+        return;
+    cg_log(CG_LOG_WARN, "accept on %s: %lu more pauses in the last %lld s; "
+           "accepting again", l->shown, l->quiet_pauses,
+           (long long)(now - l->warned_ms) / 1000);
+    l->warned_ms = now;
+    l->quiet_pauses = 0;
+}
+
 /* Accept up to max connections and hand them to lws. Returns 1 when the
  * queue is empty, 0 when max was reached, -1 after a pause began. */
 static int
@@ -192,14 +242,13 @@ accept_some(struct cg_listener *l, int max)
             case EPROTO:
                 continue;
             default:
-                cg_log(CG_LOG_WARN, "accept on %s: %s; not accepting for %d ms "
-                       "(new connections wait in the kernel's queue)", l->shown,
-                       strerror(errno), ACCEPT_PAUSE_MS);
+                pause_warn(l, errno);
                 uv_poll_stop(&l->poll);
                 uv_timer_start(&l->pause, on_pause_over, ACCEPT_PAUSE_MS, 0);
                 return -1;
             }
         }
+        pause_summary(l);
         /* As lws's own listener does (lws_plat_set_socket_options): small
          * frames go out at once. */
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);

@@ -89,22 +89,25 @@ struct conn_handlers {
     int  (*writable)(struct cg_pss *pss);
     int  (*body_done)(struct cg_pss *pss);
     void (*closed)(struct cg_pss *pss);
+    int  (*timer)(struct cg_pss *pss);      /* LWS_CALLBACK_TIMER */
 };
 
-/* Only WebSocket rows open (ESTABLISHED); only HTTP rows have body_done. */
+/* Only WebSocket rows open (ESTABLISHED); only HTTP rows have body_done
+ * and timer (the body clock of request.h). */
 static const struct conn_handlers ws_handlers = {
-    cg_ws_on_open, cg_ws_on_data, cg_ws_on_writable, NULL, cg_ws_on_closed,
+    cg_ws_on_open, cg_ws_on_data, cg_ws_on_writable, NULL, cg_ws_on_closed, NULL,
 };
 static const struct conn_handlers sockjs_ws_handlers = {
     cg_sockjs_ws_on_open, cg_sockjs_ws_on_data, cg_sockjs_ws_on_writable, NULL,
-    cg_sockjs_ws_on_closed,
+    cg_sockjs_ws_on_closed, NULL,
 };
 static const struct conn_handlers http_handlers = {
     NULL, cg_http_on_body, cg_http_on_writable, cg_http_on_body_done, cg_http_on_closed,
+    cg_http_on_timer,
 };
 static const struct conn_handlers sockjs_http_handlers = {
     NULL, cg_sockjs_http_on_body, cg_sockjs_http_on_writable,
-    cg_sockjs_http_on_body_done, cg_sockjs_http_on_closed,
+    cg_sockjs_http_on_body_done, cg_sockjs_http_on_closed, cg_sockjs_http_on_timer,
 };
 
 /* The owner of a connection's WebSocket (ws = 1) or HTTP events: SockJS
@@ -121,7 +124,40 @@ owner_of(const struct cg_pss *pss, int ws)
     return kind == CG_PSS_SOCKJS_HTTP ? &sockjs_http_handlers : &http_handlers;
 }
 
-/* A new HTTP request (not an upgrade): SockJS's, or the HTTP API's. */
+/* A request on the metrics listener (metrics_listen): GET or HEAD /metrics
+ * (no base path: it is Prometheus's default), and 404 or 405 for the rest. */
+static int
+on_metrics_request(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss)
+{
+    static const char metrics_path[] = "/metrics";
+    struct cg_http_route rt;
+    char path[64];
+    int n;
+
+    memset(&rt, 0, sizeof rt);
+    rt.method = cg_request_method(wsi);
+    n = lws_hdr_copy(wsi, path, sizeof path,
+                     rt.method == CG_M_POST ? WSI_TOKEN_POST_URI
+                     : rt.method == CG_M_HEAD ? WSI_TOKEN_HEAD_URI
+                     : rt.method == CG_M_OPTIONS ? WSI_TOKEN_OPTIONS_URI
+                                                 : WSI_TOKEN_GET_URI);
+    rt.path = "/";
+    rt.len = 1;
+    rt.status = 404;
+    if (n == (int)sizeof metrics_path - 1 && strcmp(path, metrics_path) == 0) {
+        rt.path = metrics_path;
+        rt.len = sizeof metrics_path - 1;
+        rt.rest = rt.len;
+        if (rt.method == CG_M_GET || rt.method == CG_M_HEAD)
+            rt.handler = cg_http_metrics;
+        else
+            rt.status = 405;
+    }
+    return cg_http_on_request(srv, wsi, pss, &rt);
+}
+
+/* A new HTTP request (not an upgrade): SockJS's, or the HTTP API's; on the
+ * metrics listener, only /metrics. */
 static int
 on_http_request(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss)
 {
@@ -130,9 +166,15 @@ on_http_request(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss)
 
     cg_http_on_closed(pss);           /* keep-alive: the previous request */
     srv->metrics.http_requests++;
+    if (srv->metrics_vhost != NULL && lws_get_vhost(wsi) == srv->metrics_vhost)
+        return on_metrics_request(srv, wsi, pss);
     cg_route_request(srv, wsi, 0, buf, sizeof buf, &rt);
     if (rt.owner == CG_ROUTE_SOCKJS)
         return cg_sockjs_http_on_request(srv, wsi, pss, rt.method, &rt.sockjs);
+    if (srv->metrics_listener != NULL && rt.http.handler == cg_http_metrics) {
+        rt.http.handler = NULL;       /* served on metrics_listen only */
+        rt.http.status = 404;
+    }
     return cg_http_on_request(srv, wsi, pss, &rt.http);
 }
 
@@ -149,6 +191,8 @@ on_upgrade(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss)
     cg_ws_protocols_restore(srv);
     if (srv->stopping)
         return cg_ws_refuse(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "shutting down");
+    if (srv->metrics_vhost != NULL && lws_get_vhost(wsi) == srv->metrics_vhost)
+        return cg_ws_refuse(wsi, HTTP_STATUS_NOT_FOUND, "no websocket endpoint here");
     cg_route_request(srv, wsi, 1, buf, sizeof buf, &rt);
     switch (rt.owner) {
     case CG_ROUTE_WS:
@@ -200,6 +244,12 @@ on_lws_event(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     case LWS_CALLBACK_CLOSED_HTTP:
         owner_of(pss, 0)->closed(pss);
         return 0;
+    case LWS_CALLBACK_TIMER:
+        /* Only HTTP requests arm it (their body clock): a WebSocket's pss
+         * has a WebSocket kind and is left alone. */
+        if (pss == NULL || (pss->kind != CG_PSS_HTTP && pss->kind != CG_PSS_SOCKJS_HTTP))
+            return 0;
+        return owner_of(pss, 0)->timer(pss);
 
     default:
         return lws_callback_http_dummy(wsi, reason, user, in, len);
@@ -300,6 +350,11 @@ cg_server_start(struct cg_server *srv, uv_loop_t *loop, const struct cg_config *
     if ((rc = cg_listener_open(loop, &cfg->listen_addr, cfg->listen, cfg->reuse_port,
                                &srv->listener)) < 0)
         goto fail;
+    /* /metrics on its own address (issue 13): loopback by default. */
+    if (cfg->metrics_addr.port[0] &&
+        (rc = cg_listener_open(loop, &cfg->metrics_addr, cfg->metrics_listen, 0,
+                               &srv->metrics_listener)) < 0)
+        goto fail;
 
     memset(&info, 0, sizeof info);
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8;
@@ -333,6 +388,31 @@ cg_server_start(struct cg_server *srv, uv_loop_t *loop, const struct cg_config *
     }
     srv->vhost = lws_get_vhost_by_name(srv->lws, "chatgate");
     cg_ws_protocols_init(srv);
+    if (srv->metrics_listener != NULL) {
+        /* Plain HTTP whatever the main vhost serves; on_http_request knows
+         * its requests by this vhost. */
+        info.vhost_name = "metrics";
+        /* Port 0, not CONTEXT_PORT_NO_LISTEN_SERVER: lws 4.1 rebinds every
+         * request to a vhost chosen by its Host header among the vhosts of
+         * the same listen_port (lws_select_vhost, "first vhost on our
+         * port" when none matches), so two vhosts without a listener both
+         * on -2 would mix: all requests would land on "chatgate", and one
+         * with "Host: metrics" on the main port would reach this one. A
+         * vhost of port 0 is never selected, and its own requests stay. */
+        info.port = CONTEXT_PORT_NO_LISTEN;
+        info.ssl_cert_filepath = NULL;
+        info.ssl_private_key_filepath = NULL;
+        info.options &= ~(uint64_t)LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        srv->metrics_vhost = lws_create_vhost(srv->lws, &info);
+        if (srv->metrics_vhost == NULL) {
+            cg_log(CG_LOG_ERROR, "cannot create the lws vhost of metrics_listen");
+            rc = CG_E_INVAL;
+            goto fail;
+        }
+        cg_listener_start(srv->metrics_listener, srv->metrics_vhost);
+        cg_log(CG_LOG_NOTICE, "metrics on http://%s/metrics (port %d)",
+               cfg->metrics_listen, cg_listener_port(srv->metrics_listener));
+    }
     cg_listener_start(srv->listener, srv->vhost);
     cg_log(CG_LOG_NOTICE, "listening on %s%s (port %d%s, node %s, base path \"%s\")",
            cfg->tls_cert[0] ? "https://" : "http://", cfg->listen,
@@ -341,6 +421,11 @@ cg_server_start(struct cg_server *srv, uv_loop_t *loop, const struct cg_config *
     return 0;
 
 fail:
+    if (srv->metrics_listener) {
+        cg_listener_close(srv->metrics_listener);
+        srv->metrics_listener = NULL;
+    }
+    if (srv->lws) { lws_context_destroy(srv->lws); srv->lws = NULL; }
     if (srv->listener) { cg_listener_close(srv->listener); srv->listener = NULL; }
     if (srv->inbox_stats) { cg_inbox_stats_destroy(srv->inbox_stats); srv->inbox_stats = NULL; }
     if (srv->sockjs) { cg_sockjs_destroy(srv->sockjs); srv->sockjs = NULL; }
@@ -396,7 +481,10 @@ on_stop_timer_closed(uv_handle_t *h)
     struct stop_ctx *sc = h->data;
     struct cg_server *srv = sc->srv;
 
-    /* Sessions are gone; lws closes its handles on the loop. */
+    /* Sessions are gone; lws closes its handles on the loop. The metrics
+     * listener stayed open through the drain (chatgate_draining). */
+    cg_listener_close(srv->metrics_listener);
+    srv->metrics_listener = NULL;
     lws_context_destroy(srv->lws);
     srv->lws = NULL;
     cg_sockjs_destroy(srv->sockjs);

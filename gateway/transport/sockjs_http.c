@@ -491,6 +491,7 @@ cg_sockjs_http_on_body(struct cg_pss *pss, const void *in, size_t len)
 
     if (pss->kind != CG_PSS_SOCKJS_HTTP || r == NULL || r->ready || r->receiver)
         return 0;
+    cg_body_clock_add(&r->clock, len);
     if (r->body_over || r->body.len + len > SJ_SEND_MAX) {
         r->body_over = 1;
         return 0;
@@ -508,7 +509,24 @@ cg_sockjs_http_on_body_done(struct cg_pss *pss)
         return 0;
     if (r->route != CG_SJ_XHR_SEND && r->route != CG_SJ_JSONP_SEND)
         return 0;
+    cg_body_clock_stop(&r->clock, r->wsi);
     sj_route_sender(r->sj, r);
+    return 0;
+}
+
+/* LWS_CALLBACK_TIMER: the body clock of a send (request.h). Too late or
+ * too slow: 408, and the connection closes after the answer. */
+int
+cg_sockjs_http_on_timer(struct cg_pss *pss)
+{
+    struct sj_req *r = pss->obj;
+    const char *why;
+
+    if (pss->kind != CG_PSS_SOCKJS_HTTP || r == NULL || r->ready || r->receiver ||
+        r->wsi == NULL)
+        return 0;
+    if ((why = cg_body_clock_check(&r->clock, r->wsi)) != NULL)
+        sj_refuse_framing(r, 408, why);
     return 0;
 }
 
@@ -570,6 +588,7 @@ cg_sockjs_http_on_closed(struct cg_pss *pss)
         return;
     pss->obj = NULL;
     pss->kind = CG_PSS_NONE;
+    cg_body_clock_stop(&r->clock, r->wsi);
     r->wsi = NULL;
     r->pss = NULL;
     req_free(r);

@@ -147,6 +147,7 @@ struct sj_req {
     uint64_t             sent;          /* streamed frame bytes */
     struct cg_wbuf       out;           /* the next write; LWS_PRE headroom */
     struct cg_wbuf       body;          /* sender: the request body */
+    struct cg_body_clock clock;         /* sender: while it is read (408) */
     char                 origin[256];   /* reflected when allowed */
     char                 acrh[256];     /* Access-Control-Request-Headers */
     char                 callback[CG_SOCKJS_CALLBACK_MAX + 1];

@@ -349,8 +349,10 @@ cg_sockjs_http_on_request(struct cg_server *srv, struct lws *wsi, struct cg_pss 
     if (sp->route == CG_SJ_XHR_SEND || sp->route == CG_SJ_JSONP_SEND) {
         /* The body comes with HTTP_BODY and lws announces its end with
          * BODY_COMPLETION (also for an explicit Content-Length: 0). */
-        if (framing != CG_BODY_NONE)
+        if (framing != CG_BODY_NONE) {
+            cg_body_clock_start(&r->clock, wsi);    /* request.h: 408 */
             return 0;
+        }
         /* No body, but lws would read what follows as one. */
         r->close_after = 1;
         sj_route_sender(sj, r);

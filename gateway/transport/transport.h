@@ -69,6 +69,7 @@ int  cg_sockjs_http_on_body(struct cg_pss *pss, const void *in, size_t len);
 int  cg_sockjs_http_on_body_done(struct cg_pss *pss);
 int  cg_sockjs_http_on_writable(struct cg_pss *pss);
 void cg_sockjs_http_on_closed(struct cg_pss *pss);
+int  cg_sockjs_http_on_timer(struct cg_pss *pss);
 
 
 #endif

@@ -16,7 +16,7 @@ const h = useEnv('deploy_metrics', {
 });
 
 async function scrape() {
-  const r = await fetch(h.env.gw.url('/metrics'));
+  const r = await fetch(h.env.gw.metricsUrl());
   assert.equal(r.status, 200);
   assert.equal(r.headers.get('content-type'), 'text/plain; version=0.0.4; charset=utf-8');
   return parsePrometheus(await r.text());

@@ -91,7 +91,7 @@ async function confirmAll(s, ids) {
 }
 
 async function scrape(gw) {
-  const r = await fetch(gw.url('/metrics'));
+  const r = await fetch(gw.metricsUrl());
   assert.equal(r.status, 200);
   assert.match(r.headers.get('content-type'), /^text\/plain; version=0\.0\.4/);
   return parsePrometheus(await r.text());

@@ -20,8 +20,10 @@ before(async () => {
   env = new Env('deploy_reuse_port');
   await env.init();
   port = await freePort();
-  a = await env.startGateway(['--reuse-port', 'true', '--node-id', 'core-0'], { name: 'core0', port });
-  b = await env.startGateway(['--reuse-port', 'true', '--node-id', 'core-1'], { name: 'core1', port });
+  // --metrics-listen "": {base}/metrics on the shared port, which tells
+  // which process answered.
+  a = await env.startGateway(['--reuse-port', 'true', '--node-id', 'core-0', '--metrics-listen', ''], { name: 'core0', port });
+  b = await env.startGateway(['--reuse-port', 'true', '--node-id', 'core-1', '--metrics-listen', ''], { name: 'core1', port });
 });
 afterEach(() => env?.check());
 after(async () => { await env?.close(); });

@@ -409,8 +409,9 @@ describe('HTTP API (PROTOCOL.md section 1)', () => {
       assert.equal(r.status, 200, r.text);
     });
 
-    it('GET /metrics answers 200 in Prometheus text format', T, async () => {
-      const r = await httpRequest(gw.url('/metrics'));
+    it('GET /metrics on the metrics listener answers 200 in Prometheus text format', T, async () => {
+      assert.ok(gw.metricsPort && gw.metricsPort !== gw.port, 'the harness gave the gateway a metrics port');
+      const r = await httpRequest(gw.metricsUrl());
       assert.equal(r.status, 200);
       assert.match(String(r.headers['content-type']), /^text\/plain/);
       assert.match(r.text, /^# (HELP|TYPE) \w+/m);
@@ -418,6 +419,15 @@ describe('HTTP API (PROTOCOL.md section 1)', () => {
         if (line === '' || line.startsWith('#')) continue;
         assert.match(line, /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{.*\})? (-?[0-9.eE+-]+|NaN|[+-]Inf)( -?\d+)?$/, `metrics line: ${line}`);
       }
+    });
+
+    it('the main port does not serve /metrics; the metrics listener serves nothing else', T, async () => {
+      // Issue 13, finding 11: host name and pid are not for everyone.
+      assertJsonError(await gw.api('GET', '/metrics'), 404, 'GET {base}/metrics on the main port');
+      const m = `http://127.0.0.1:${gw.metricsPort}`;
+      assert.equal((await httpRequest(`${m}/api/users/1`)).status, 404, 'the API on the metrics port');
+      assert.equal((await httpRequest(`${m}/healthz`)).status, 404, 'healthz on the metrics port');
+      assert.equal((await httpRequest(`${m}/metrics`, { method: 'POST', body: '' })).status, 405, 'POST /metrics');
     });
 
     it('an unknown API path answers 404 {"error"}', T, async () => {

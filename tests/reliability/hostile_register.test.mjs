@@ -26,7 +26,7 @@ secrets.use('hostile_register');
 
 /** The value of one counter in the gateway's /metrics. */
 async function counter(gw, name) {
-  const r = await httpRequest(gw.url('/metrics'));
+  const r = await httpRequest(gw.metricsUrl());
   assert.equal(r.status, 200);
   const m = new RegExp(`^${name} (\\d+)$`, 'm').exec(r.text);
   assert.ok(m, `${name} in /metrics`);

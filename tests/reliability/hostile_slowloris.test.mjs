@@ -17,6 +17,15 @@
 // 10 s); the gateway's VmRSS stays under RSS_BOUND_MIB above its start and
 // grows less than FLAT_MIB over the last two thirds of the attack (the
 // attackers keep coming back); no sanitizer report.
+//
+// Trickled bodies (issue 13, finding 4): lws renews its own timeout with
+// every body byte, so a body sent 1 byte every 2 s held its connection
+// forever. TRICKLE requests to /api/login and SockJS xhr_send each, with
+// complete headers and a body that trickles, must be answered 408 with
+// Connection: close and closed: the 1-byte-per-2-s ones after
+// http_body_grace_ms (5 s) by the minimum rate, the 3 000 bytes/s ones
+// (above the minimum rate, too long for the deadline) after
+// --http-request-timeout-ms (8 s here); both within 4 s of their bound.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
@@ -31,6 +40,10 @@ const PROBE_EVERY = 500;
 const PROBE_MAX_MS = 3000;
 const RSS_BOUND_MIB = 96;
 const FLAT_MIB = 16;
+const TRICKLE = 10;
+const REQUEST_TIMEOUT_MS = 8000;
+const BODY_GRACE_MS = 5000;            // the default http_body_grace_ms
+const TRICKLE_SLACK_MS = 4000;
 
 secrets.use('hostile_slowloris');
 
@@ -38,8 +51,68 @@ describe('slowloris', () => {
   // Attacker and clients all come from 127.0.0.1 here: the per-address
   // session limit (max_addr_connections, 256) would refuse the clients, so
   // it is raised; what is tested is the capacity left to other addresses.
-  const h = useEnv('hostile_slowloris', { gatewayArgs: ['--connect-timeout-ms', '2000',
-    '--max-addr-connections', '100000'] });
+  const h = useEnv('hostile_slowloris', {
+    gatewayArgs: ['--connect-timeout-ms', '2000', '--http-request-timeout-ms', String(REQUEST_TIMEOUT_MS),
+      '--max-addr-connections', '100000'],
+  });
+
+  // POST path with Content-Length: total; the body goes out chunk bytes
+  // every everyMs. Resolves with when the answer's head came (ms after the
+  // headers went out), its status and Connection header, and when the
+  // server closed the connection.
+  const trickle = (gw, path, total, chunk, everyMs) => new Promise((resolve) => {
+    const s = net.createConnection({ host: '127.0.0.1', port: gw.port });
+    let data = '', t0 = 0, answeredMs = null, sent = 0, timer = null;
+    const give = setTimeout(() => s.destroy(), 60000);
+    s.setEncoding('latin1');
+    s.on('connect', () => {
+      s.write(`POST ${gw.basePath}${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n` +
+              `Content-Type: text/plain\r\nContent-Length: ${total}\r\n\r\n`);
+      t0 = Date.now();
+      timer = setInterval(() => {
+        if (s.destroyed || answeredMs !== null || sent >= total) return;
+        const n = Math.min(chunk, total - sent - 1);   // never complete it
+        if (n > 0) { s.write('x'.repeat(n)); sent += n; }
+      }, everyMs);
+    });
+    s.on('data', (d) => {
+      data += d;
+      if (answeredMs === null && data.includes('\r\n\r\n')) answeredMs = Date.now() - t0;
+    });
+    s.on('error', () => {});
+    s.on('close', () => {
+      clearInterval(timer);
+      clearTimeout(give);
+      const head = data.split('\r\n\r\n')[0];
+      resolve({
+        path, answeredMs, closedMs: Date.now() - t0, sent,
+        status: Number((/^HTTP\/1\.1 (\d{3})/.exec(head) || [])[1]) || null,
+        connection: ((/\r\nconnection:\s*([^\r]*)/i.exec(head) || [])[1] || '').toLowerCase(),
+      });
+    });
+  });
+
+  it(`${TRICKLE} trickled bodies each to /api/login and xhr_send are answered 408 and closed in time`, { timeout: 90000 }, async () => {
+    const gw = h.env.gw;
+    const xhrSend = () => `/socketServer/000/trickle${Math.random().toString(36).slice(2, 10)}/xhr_send`;
+    const runs = [];
+    for (let i = 0; i < TRICKLE; i++) {
+      runs.push(trickle(gw, '/api/login', 100, 1, 2000).then((r) => ({ ...r, kind: 'slow', bound: BODY_GRACE_MS })));
+      runs.push(trickle(gw, xhrSend(), 100, 1, 2000).then((r) => ({ ...r, kind: 'slow', bound: BODY_GRACE_MS })));
+      runs.push(trickle(gw, '/api/login', 60000, 300, 100).then((r) => ({ ...r, kind: 'long', bound: REQUEST_TIMEOUT_MS })));
+      runs.push(trickle(gw, xhrSend(), 60000, 300, 100).then((r) => ({ ...r, kind: 'long', bound: REQUEST_TIMEOUT_MS })));
+    }
+    const res = await Promise.all(runs);
+    console.log(`[slowloris trickle] ${JSON.stringify(res.slice(0, 4))}`);
+    for (const r of res) {
+      const what = `${r.kind} ${r.path} (${JSON.stringify(r)})`;
+      assert.equal(r.status, 408, `${what}: answered 408`);
+      assert.equal(r.connection, 'close', `${what}: Connection: close`);
+      assert.ok(r.answeredMs >= r.bound - 1000, `${what}: not cut before its bound`);
+      assert.ok(r.answeredMs < r.bound + TRICKLE_SLACK_MS, `${what}: answered within ${r.bound} + ${TRICKLE_SLACK_MS} ms`);
+      assert.ok(r.closedMs < r.bound + TRICKLE_SLACK_MS + 6000, `${what}: closed after the lingering close`);
+    }
+  });
 
   it(`${SLOW} slowloris connections; new clients still connect and chat promptly`, { timeout: EPISODE_MS + 120000 }, async () => {
     await reported('slowloris', async (rep) => {

@@ -336,6 +336,7 @@ export class Gateway {
     this.redisUrl = redisUrl;
     this.fixedPort = port;     // a given port (--reuse-port tests); else a free one
     this.port = null;
+    this.metricsPort = null;   // --metrics-listen's port (a free one), or null
     this.proc = null;
     this.stopping = false;
     this.unexpected = null;
@@ -349,6 +350,11 @@ export class Gateway {
   get origin() { return `http://127.0.0.1:${this.port}`; }
   /** http://127.0.0.1:PORT{base}{p} */
   url(p = '') { return `${this.origin}${this.basePath}${p}`; }
+  /** http://127.0.0.1:METRICS_PORT/metrics (the metrics listener), or the
+   * main port's {base}/metrics when a test set --metrics-listen "". */
+  metricsUrl() {
+    return this.metricsPort ? `http://127.0.0.1:${this.metricsPort}/metrics` : this.url('/metrics');
+  }
   /** ws://127.0.0.1:PORT{base}{p} */
   wsUrl(p = '/client') { return `ws://127.0.0.1:${this.port}${this.basePath}${p}`; }
 
@@ -357,10 +363,16 @@ export class Gateway {
     for (let attempt = 0; ; attempt++) {
       this.generation++;
       this.port = this.fixedPort ?? await freePort();
+      // Every gateway its own metrics port, unless the test chose one.
+      const mi = this.extraArgs.indexOf('--metrics-listen');
+      const ownMetrics = mi >= 0 ? this.extraArgs[mi + 1] : null;
+      this.metricsPort = ownMetrics === null ? await freePort()
+        : Number(/:(\d+)$/.exec(ownMetrics)?.[1]) || null;
       this.stopping = false;
       this.unexpected = null;
       const args = [
         '--listen', `127.0.0.1:${this.port}`,
+        ...(ownMetrics === null ? ['--metrics-listen', `127.0.0.1:${this.metricsPort}`] : []),
         '--redis', this.redisUrl,
         '--password-iterations', '1000',
         // Tests register many users from 127.0.0.1; the registration limit

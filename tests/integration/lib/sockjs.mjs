@@ -357,7 +357,7 @@ export function stompFrame(command, headers = {}, body = '') {
 
 /** Reads "chatgate_sessions N" and the connections gauges from /metrics. */
 export async function metrics(gw) {
-  const r = await request(gw.url('/metrics'));
+  const r = await request(gw.metricsUrl());
   const out = { sessions: null, connections: {}, text: r.text };
   for (const line of r.text.split('\n')) {
     let m = /^chatgate_sessions (\d+)/.exec(line);

@@ -79,6 +79,9 @@ static const struct int_opt int_opts[] = {
     { "sync_batch",              100,     1,    10000 },
     { "init_batch",              256,     1,    10000 },
     { "http_max_body",           65536,   1024, 16777216 },
+    { "http_request_timeout_ms", 30000,   1000, 3600000 },
+    { "http_body_grace_ms",      5000,    100,  3600000 },
+    { "http_body_min_rate",      500,     0,    1073741824 },
     { "sockjs_heartbeat_ms",     25000,   100,  3600000 },
     { "sockjs_disconnect_ms",    5000,    100,  3600000 },
     { "sockjs_stream_bytes",     131072,  4096, 1073741824 },
@@ -101,6 +104,7 @@ static const struct { const char *name, *def; } str_opts[] = {
     { "trusted_proxies", "" },
     { "tls_cert", "" },
     { "tls_key", "" },
+    { "metrics_listen", "127.0.0.1:9464" },
 };
 
 #define N_STR (sizeof str_opts / sizeof str_opts[0])
