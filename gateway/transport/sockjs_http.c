@@ -73,6 +73,8 @@
 #define SJ_HTMLFILE_MIN 1024
 
 static const char CT_JS[] = "application/javascript; charset=UTF-8";
+static const char SESSION_FORBIDDEN[] =
+    "Forbidden: this session belongs to another client.";
 static const char CT_SSE[] = "text/event-stream; charset=UTF-8";
 static const char CT_HTML[] = "text/html; charset=UTF-8";
 
@@ -374,8 +376,16 @@ void
 sj_route_receiver(struct cg_sockjs *sj, struct sj_req *r,
                   const struct cg_sockjs_path *sp)
 {
-    struct sj_sess *ss;
+    struct sj_sess *ss = sj_table_find(sj, sp->session.ptr, sp->session.len);
 
+    /* Another principal's session (a leaked id): refused, and the session
+     * is not touched - not even its receiver slot. */
+    if (ss != NULL && !sj_sess_admits(ss, &r->cred, r->peer)) {
+        cg_log_ctx(CG_LOG_INFO, r->peer, "SockJS request refused: 403 the session "
+                   "was opened with another credential");
+        sj_respond_text(r, 403, SESSION_FORBIDDEN);
+        return;
+    }
     if (r->route == CG_SJ_HTMLFILE || r->route == CG_SJ_JSONP) {
         char cb[CG_SOCKJS_CALLBACK_MAX + 8];
         const char *v = lws_get_urlarg_by_name(r->wsi, "c=", cb, (int)sizeof cb);
@@ -397,7 +407,6 @@ sj_route_receiver(struct cg_sockjs *sj, struct sj_req *r,
                    r->route == CG_SJ_HTMLFILE;
     r->framing = framing_of(r->wsi);
 
-    ss = sj_table_find(sj, sp->session.ptr, sp->session.len);
     if (ss == NULL) {
         if (sj->srv->stopping) {
             r->oneshot = FRAME_GO_AWAY;       /* no new sessions now */
@@ -432,6 +441,12 @@ sj_route_sender(struct cg_sockjs *sj, struct sj_req *r)
     ss = sj_table_find(sj, r->key, r->keylen);
     if (ss == NULL) {
         sj_respond_text(r, 404, "Not found");
+        return;
+    }
+    if (!sj_sess_admits(ss, &r->cred, r->peer)) {
+        cg_log_ctx(CG_LOG_INFO, r->peer, "SockJS send refused: 403 the session "
+                   "was opened with another credential");
+        sj_respond_text(r, 403, SESSION_FORBIDDEN);
         return;
     }
     if (r->body.len == 0) {

@@ -277,6 +277,8 @@ cg_sockjs_http_on_request(struct cg_server *srv, struct lws *wsi, struct cg_pss 
     if (sp->session.len > 0)                   /* <= CG_SOCKJS_ID_MAX */
         memcpy(r->key, sp->session.ptr, sp->session.len);
     r->keylen = sp->session.len;
+    if (r->keylen > 0)
+        sj_cred_read(wsi, &r->cred);
     admitted = cors_check(sj, r);
     if (framing_refused(r, &framing, &blen))
         return 0;

@@ -136,6 +136,22 @@ cg_sockjs_ws_filter(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss,
                                 host, hlen > 0 ? (size_t)hlen : 0))
             return refuse(wsi, HTTP_STATUS_FORBIDDEN, "origin not allowed");
     }
+    /* An HTTP session of the same id was opened by someone: only the
+     * same credential may use its id (sockjs_session.c, sj_sess_admits). */
+    {
+        struct sj_sess *ss = sj_table_find(srv->sockjs, sp->session.ptr,
+                                           sp->session.len);
+        struct sj_cred cred;
+        char peer[64];
+
+        if (ss != NULL) {
+            sj_cred_read(wsi, &cred);
+            cg_request_client_addr(srv, wsi, peer, sizeof peer);
+            if (!sj_sess_admits(ss, &cred, peer))
+                return refuse(wsi, HTTP_STATUS_FORBIDDEN,
+                              "session opened with another credential");
+        }
+    }
     /* The token is checked at CONNECT: a SockJS client cannot read a 401
      * from a refused upgrade, it would only fall back to another
      * transport. CONNECT answers ERROR, then c[3000,"Go away!"]. */

@@ -23,7 +23,9 @@
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { useEnv, until, sleep, withTimeout } from './lib/harness.mjs';
+import {
+  useEnv, until, sleep, withTimeout, httpRequest, loopbackAddress,
+} from './lib/harness.mjs';
 import {
   request, post, HttpStream, rawHttp, splitHead, dechunk, wsOpen, stompFrame, sessionPath,
 } from './lib/sockjs.mjs';
@@ -312,9 +314,9 @@ describe('SockJS 0.3.3 protocol', () => {
     it('a second concurrent poll gets c[2010] and ends; the first goes on', T, async () => {
       const c = new Xhr(gw, { token: user.token });
       await c.open();
-      const first = request(`${c.base}/xhr`, { method: 'POST' });
+      const first = request(`${c.base}/xhr${c.q}`, { method: 'POST' });
       await sleep(100);
-      const r2 = await post(`${c.base}/xhr`, '');
+      const r2 = await post(`${c.base}/xhr${c.q}`, '');
       assert.equal(r2.status, 200);
       assert.equal(r2.text, `${ANOTHER}\n`);
       const r1 = await first;
@@ -385,12 +387,12 @@ describe('SockJS 0.3.3 protocol', () => {
       const sp = sessionPath();
       const s1 = new HttpStream(`${base}${sp}/xhr_streaming?srect=${user.token}`);
       await s1.waitText(/^h{2048}\no\n$/);
-      await post(`${base}${sp}/xhr_send`, JSON.stringify([CONNECT]));
+      await post(`${base}${sp}/xhr_send?srect=${user.token}`, JSON.stringify([CONNECT]));
       await s1.waitText(/a\["CONNECTED/);
-      await post(`${base}${sp}/xhr_send`, JSON.stringify([stompFrame('DISCONNECT', { receipt: 'x' })]));
+      await post(`${base}${sp}/xhr_send?srect=${user.token}`, JSON.stringify([stompFrame('DISCONNECT', { receipt: 'x' })]));
       await s1.waitText(/c\[3000,"Go away!"\]\n$/);
       await withTimeout(s1.ended, 3000, 'first stream ends');
-      const s2 = new HttpStream(`${base}${sp}/xhr_streaming`);
+      const s2 = new HttpStream(`${base}${sp}/xhr_streaming?srect=${user.token}`);
       await withTimeout(s2.ended, 3000, 'second stream ends');
       assert.equal(s2.text, `${PRELUDE}${GO_AWAY}\n`);
     });
@@ -413,7 +415,7 @@ describe('SockJS 0.3.3 protocol', () => {
       const b = g.url('/socketServer');
       const s = new HttpStream(`${b}${sp}/xhr_streaming?srect=${u.token}`);
       await s.waitText(/o\n$/);
-      await post(`${b}${sp}/xhr_send`, JSON.stringify([CONNECT]));
+      await post(`${b}${sp}/xhr_send?srect=${u.token}`, JSON.stringify([CONNECT]));
       await s.waitText(/a\["CONNECTED/);
       const ws = await wsOpen(g.wsUrl(`/socketServer${sessionPath()}/websocket?srect=${u.token}`));
       await ws.messages.waitFor((m) => m === 'o');
@@ -440,7 +442,7 @@ describe('SockJS 0.3.3 protocol', () => {
       await s.waitText((t) => t.length >= 2051);
       assert.equal(s.text.slice(0, 2049), PRELUDE);
       assert.equal(s.text.slice(2049), 'o\n');
-      assert.equal((await post(`${base}${sp}/xhr_send`, JSON.stringify([CONNECT]))).status, 204);
+      assert.equal((await post(`${base}${sp}/xhr_send?srect=${user.token}`, JSON.stringify([CONNECT]))).status, 204);
       await s.waitText(/o\na\["CONNECTED[^\n]*"\]\n$/);
       await s.waitText(/\nh\n$/, 3000);   // heartbeats on the stream too
       s.abort();
@@ -492,7 +494,7 @@ describe('SockJS 0.3.3 protocol', () => {
         `POST /socketServer${sp}/xhr_streaming?srect=${user.token} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n`,
         { until: (b) => b.includes('\r\n0\r\n\r\n'), timeout: 8000 });
       await sleep(300);
-      await post(`${base}${sp}/xhr_send`, JSON.stringify([stompFrame('NOSUCHCOMMAND')]));   // ERROR, then close
+      await post(`${base}${sp}/xhr_send?srect=${user.token}`, JSON.stringify([stompFrame('NOSUCHCOMMAND')]));   // ERROR, then close
       const { buf } = await done;
       const { statusLine, headers, body } = splitHead(buf);
       assert.match(statusLine, /^HTTP\/1\.1 200/);
@@ -592,6 +594,88 @@ describe('SockJS 0.3.3 protocol', () => {
   });
 
   /* ---------------------------------------------------------------- */
+  describe('session credentials (issue 13, finding 3)', () => {
+    const FORBIDDEN = 'Forbidden: this session belongs to another client.';
+    const sub = (receipt) => [stompFrame('SUBSCRIBE', { id: receipt, destination: '/user/queue/status', receipt })];
+
+    /** A request to a session URL from address `from` (default 127.0.0.1). */
+    const hit = (url, { body, from } = {}) => httpRequest(url, {
+      method: 'POST', body, localAddress: from,
+      headers: body === undefined ? {} : { 'Content-Length': String(Buffer.byteLength(body)) },
+    });
+
+    it("another principal with A's session id gets 403 on xhr and xhr_send, reads and sends nothing", T, async () => {
+      const mallory = await gw.newUser('mal');
+      const a = new Xhr(gw, { token: user.token });
+      await a.open();
+      // a frame waits for A: a stolen poll would take it
+      assert.equal((await a.send(sub('r1'))).status, 204);
+      await sleep(200);
+      for (const q of ['', `?srect=${mallory.token}`, `?token=${mallory.token}`, '?srect=not-a-token']) {
+        const r = await hit(`${a.base}/xhr${q}`);
+        assert.equal(r.status, 403, `xhr ${q}`);
+        assert.equal(r.text, FORBIDDEN);
+        assert.match(r.headers['content-type'], /^text\/plain/);
+        const s = await hit(`${a.base}/xhr_send${q}`, { body: JSON.stringify(sub('evil')) });
+        assert.equal(s.status, 403, `xhr_send ${q}`);
+        assert.equal(s.text, FORBIDDEN);
+      }
+      // the streaming receivers too
+      for (const t of ['xhr_streaming', 'eventsource']) {
+        const r = await request(`${a.base}/${t}`, { method: t === 'eventsource' ? 'GET' : 'POST' });
+        assert.equal(r.status, 403, t);
+      }
+      // and a websocket of the same session id
+      await assert.rejects(wsOpen(gw.wsUrl(`/socketServer${a.base.slice(base.length)}/websocket`)),
+        (e) => e.status === 403, 'websocket without the token');
+      // A goes on: the waiting frame is still there, nothing was sent as A
+      assert.equal((await a.send(sub('r2'))).status, 204);
+      const got = [];
+      while (!got.some((f) => f.includes('receipt-id:r2'))) {
+        const fr = aFrames(await a.next());
+        if (fr) got.push(...fr);
+      }
+      assert.ok(got.some((f) => f.includes('receipt-id:r1')), 'the frame that waited reached A');
+      assert.ok(!got.some((f) => f.includes('receipt-id:evil')), 'nothing was sent as A');
+      // the token may travel as token= as well: the same hash
+      assert.equal((await request(`${a.base}/xhr_send?token=${user.token}`, { method: 'POST', body: JSON.stringify(sub('r3')) })).status, 204);
+      await a.stomp(/receipt-id:r3/);
+    });
+
+    it('a session opened without a token is kept to its client address, and to no token', T, async () => {
+      const sp = sessionPath();
+      const u = `${base}${sp}`;
+      const home = loopbackAddress();
+      let away = loopbackAddress();
+      while (away === home) away = loopbackAddress();
+      let r = await hit(`${u}/xhr`, { from: home });
+      assert.equal(r.text, 'o\n');
+      r = await hit(`${u}/xhr`, { from: away });
+      assert.equal(r.status, 403, 'another address');
+      r = await hit(`${u}/xhr_send`, { from: away, body: JSON.stringify([CONNECT]) });
+      assert.equal(r.status, 403, 'another address sends');
+      r = await hit(`${u}/xhr?srect=${user.token}`, { from: home });
+      assert.equal(r.status, 403, 'the same address with a token');
+      r = await hit(`${u}/xhr_send?srect=${user.token}`, { from: home, body: JSON.stringify([CONNECT]) });
+      assert.equal(r.status, 403, 'the same address sends with a token');
+      // the owner goes on: its CONNECT (no credentials) gets the ERROR
+      r = await hit(`${u}/xhr_send`, { from: home, body: JSON.stringify([CONNECT]) });
+      assert.equal(r.status, 204);
+      r = await hit(`${u}/xhr`, { from: home });
+      assert.equal(r.status, 200);
+      assert.match(r.text, /^a\["ERROR/);
+    });
+
+    it('session ids are not logged at info', T, async () => {
+      const c = new Xhr(gw, { token: user.token });
+      await c.open();
+      const id = c.base.split('/').pop();
+      await hit(`${c.base}/xhr`);            // a refused one too
+      assert.ok(!gw.stderr().includes(id), 'the session id is in the info log');
+    });
+  });
+
+  /* ---------------------------------------------------------------- */
   describe('Origin', () => {
     it('websockets: a refused Origin is 403, an allowed one and none are served', T, async () => {
       for (const p of [`${sessionPath()}/websocket`, '/websocket']) {
@@ -657,7 +741,7 @@ describe('SockJS 0.3.3 protocol', () => {
       // the raw poll body, as it is on the wire
       let raw;
       for (;;) {
-        const r = await request(`${rx.base}/xhr`, { method: 'POST' });
+        const r = await request(`${rx.base}/xhr${rx.q}`, { method: 'POST' });
         if (r.text.startsWith('a[')) { raw = r.text; break; }
       }
       for (const esc of ['\\u2028', '\\u2029', '\\ud83d\\ude00', '\\ufff0', '\\u200d', '\\u0000']) {
@@ -698,7 +782,7 @@ describe('SockJS 0.3.3 protocol', () => {
       assert.equal(r.headers['cache-control'], NO_CACHE);
       assert.equal(r.text, 'callback("o");\r\n');
 
-      const form = (s) => post(`${b}${sp}/jsonp_send`, s, { 'Content-Type': 'application/x-www-form-urlencoded' });
+      const form = (s) => post(`${b}${sp}/jsonp_send?srect=${u.token}`, s, { 'Content-Type': 'application/x-www-form-urlencoded' });
       r = await form(`d=${encodeURIComponent(JSON.stringify([CONNECT]))}`);
       assert.equal(r.status, 200);
       assert.equal(r.text, 'ok');
@@ -713,12 +797,12 @@ describe('SockJS 0.3.3 protocol', () => {
         assert.ok(r.text.includes('Payload expected.'), d);
       }
       // a raw (text/plain) body works too
-      r = await post(`${b}${sp}/jsonp_send`, JSON.stringify([stompFrame('SUBSCRIBE', { id: 's', destination: '/user/queue/status', receipt: 'ok' })]),
+      r = await post(`${b}${sp}/jsonp_send?srect=${u.token}`, JSON.stringify([stompFrame('SUBSCRIBE', { id: 's', destination: '/user/queue/status', receipt: 'ok' })]),
         { 'Content-Type': 'text/plain' });
       assert.equal(r.text, 'ok');
       const got = [];
       while (!got.some((f) => f.includes('receipt-id:ok'))) {
-        r = await request(`${b}${sp}/jsonp?c=x.y_z`);
+        r = await request(`${b}${sp}/jsonp?c=x.y_z&srect=${u.token}`);
         const m = /^x\.y_z\((".*")\);\r\n$/s.exec(r.text);
         assert.ok(m, JSON.stringify(r.text));
         const frame = JSON.parse(m[1]);
@@ -745,8 +829,8 @@ describe('SockJS 0.3.3 protocol', () => {
       assert.ok(head.length > 1024);
       assert.ok(head.includes('var c = parent.callback;'));
       assert.ok(head.trim().startsWith('<!doctype html>'));
-      await post(`${b}${sp}/xhr_send`, JSON.stringify([CONNECT]));
-      await post(`${b}${sp}/xhr_send`, JSON.stringify([stompFrame('SUBSCRIBE', { id: 's', destination: '/user/queue/status', receipt: '</script><script>alert(1)</script>' })]));
+      await post(`${b}${sp}/xhr_send?srect=${u.token}`, JSON.stringify([CONNECT]));
+      await post(`${b}${sp}/xhr_send?srect=${u.token}`, JSON.stringify([stompFrame('SUBSCRIBE', { id: 's', destination: '/user/queue/status', receipt: '</script><script>alert(1)</script>' })]));
       await s.waitText(/receipt-id/);
       await s.waitText(/<\/script>\r\n$/);
       const frames = s.text.slice(head.length);
