@@ -75,7 +75,8 @@
 static const char CT_JS[] = "application/javascript; charset=UTF-8";
 static const char SESSION_FORBIDDEN[] =
     "Forbidden: this session belongs to another client.";
-static const char CT_SSE[] = "text/event-stream; charset=UTF-8";
+/* Exactly this (sockjs-protocol-0.3.3.py): EventSource is UTF-8 anyway. */
+static const char CT_SSE[] = "text/event-stream";
 static const char CT_HTML[] = "text/html; charset=UTF-8";
 
 /* ------------------------------------------------------------------------ */

@@ -162,9 +162,11 @@ sj_write_headers(struct sj_req *r, long long content_length)
 
 /* CORS and the Origin allow-list (PROTOCOL.md 2). Returns 1 when the
  * request's Origin is admitted (none is admitted), 0 when it is not; an
- * admitted origin is reflected (with credentials), except that no Origin
- * and "null" get "*" (the spec: echoing "null" does not work). An origin
- * that is not admitted is never reflected. */
+ * admitted origin is reflected with credentials - "null" too, when the
+ * allow-list admits it (allowed_origins "*"), as sockjs-node does:
+ * sockjs-client sends XHRs with credentials, and browsers refuse "*" with
+ * them. No Origin gets "*" without credentials. An origin that is not
+ * admitted is never reflected. */
 static int
 cors_check(struct cg_sockjs *sj, struct sj_req *r)
 {
@@ -187,7 +189,7 @@ cors_check(struct cg_sockjs *sj, struct sj_req *r)
         r->cors = SJ_CORS_NONE;
         return 0;
     }
-    r->cors = strcmp(r->origin, "null") == 0 ? SJ_CORS_STAR : SJ_CORS_ORIGIN;
+    r->cors = SJ_CORS_ORIGIN;
     return 1;
 }
 

@@ -472,7 +472,7 @@ describe('SockJS 0.3.3 protocol', () => {
       const s = new HttpStream(`${c.base}/eventsource${c.q}`, { method: 'GET' });
       await s.response;
       assert.equal(s.status, 200);
-      assert.equal(ct(s), 'text/event-stream;charset=UTF-8');
+      assert.equal(s.headers['content-type'], 'text/event-stream', 'exactly, no charset (issue 13)');
       assert.equal(s.headers['cache-control'], NO_CACHE);
       await s.waitText(/^\r\ndata: o\r\n\r\n$/);
       await c.send([CONNECT]);
@@ -705,6 +705,23 @@ describe('SockJS 0.3.3 protocol', () => {
       await s.waitText(/data: o/);
       assert.equal(s.headers['access-control-allow-origin'], GOOD_ORIGIN);
       s.abort();
+    });
+
+    it('with allowed_origins *, every Origin (null too) is echoed with credentials; none gets *', T, async () => {
+      const any = await h.env.startGateway(['--allowed-origins', '*'], { name: 'anyorigin' });
+      const b = any.url('/socketServer');
+      for (const o of ['null', BAD_ORIGIN, GOOD_ORIGIN]) {
+        for (const [m, u] of [['GET', '/info'], ['POST', `${sessionPath()}/xhr`], ['OPTIONS', `${sessionPath()}/xhr_send`]]) {
+          const r = await request(`${b}${u}`, { method: m, headers: { Origin: o } });
+          assert.ok(r.status < 300, `${m} ${u} ${o}: ${r.status}`);
+          assert.equal(r.headers['access-control-allow-origin'], o, `${m} ${u} ${o}`);
+          assert.equal(r.headers['access-control-allow-credentials'], 'true', `${m} ${u} ${o}`);
+        }
+      }
+      const r = await request(`${b}/info`);
+      assert.equal(r.headers['access-control-allow-origin'], '*');
+      assert.equal(r.headers['access-control-allow-credentials'], undefined);
+      await h.env.stopGateway(any);
     });
 
     it('OPTIONS on xhr transports echoes requested headers for OPTIONS, POST', T, async () => {
