@@ -46,9 +46,13 @@
  * and with LWS_WRITE_HTTP_FINAL on HTTP/2. */
 #include "fmacros.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+
+#include <sys/socket.h>
+#include <sys/types.h>
 
 #include "core/common.h"
 #include "core/config.h"
@@ -372,6 +376,29 @@ framing_of(struct lws *wsi)
     return SJ_FR_CHUNKED;
 }
 
+/* 1 when receiver r's connection is known to be gone: its peer closed it
+ * (EOF) or it failed. An idle receiver has reading off (req_idle) and lws
+ * 4.1 does not read mid-transaction, so no CLOSED_HTTP comes until a write
+ * fails; a peek at the socket tells now. Bytes waiting (a pipelined
+ * request, or a TLS alert) count as alive. */
+static int
+receiver_vanished(struct sj_req *r)
+{
+    lws_sockfd_type fd;
+    ssize_t n;
+    char c;
+
+    if (r->wsi == NULL)
+        return 1;
+    fd = lws_get_socket_fd(r->wsi);
+    if (fd < 0)
+        return 1;
+    n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0)
+        return 1;
+    return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+}
+
 /* A receiving request (xhr, xhr_streaming, eventsource, htmlfile, jsonp). */
 void
 sj_route_receiver(struct cg_sockjs *sj, struct sj_req *r,
@@ -415,6 +442,16 @@ sj_route_receiver(struct cg_sockjs *sj, struct sj_req *r,
             sj_respond_text(r, 500, "cannot open a session: out of memory");
             return;
         }
+    }
+    if (ss != NULL && ss->recv != NULL && receiver_vanished(ss->recv)) {
+        /* The client aborted its previous receiver: that is the end of the
+         * session (spec "Handling close": c[1002]), not "another
+         * connection"; lws closes the dead connection. */
+        struct sj_req *old = ss->recv;
+
+        sj_req_detach_sess(old, 1);
+        if (old->wsi != NULL)
+            lws_set_timeout(old->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
     }
     if (ss != NULL && ss->recv != NULL)
         r->oneshot = FRAME_ANOTHER;

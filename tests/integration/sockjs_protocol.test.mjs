@@ -19,7 +19,8 @@
 // - /iframe.html is 404: only iframe-based transports need it, and it
 //   would load sockjs.js from a CDN into our origin (see sockjs_route.c).
 // - A poll whose client vanished is noticed when the next frame or
-//   heartbeat is written, not at once (lws 4.1 does not read mid-request).
+//   heartbeat is written, or when the next receiving request of its
+//   session arrives, not at once (lws 4.1 does not read mid-request).
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 
@@ -321,6 +322,26 @@ describe('SockJS 0.3.3 protocol', () => {
       assert.equal(r2.text, `${ANOTHER}\n`);
       const r1 = await first;
       assert.equal(r1.text, 'h\n', 'the first poll is still the receiver');
+    });
+
+    it('after a client aborts its poll or stream, the next receiver gets c[1002], not c[2010]', T, async () => {
+      // default heartbeat (25 s): nothing is written to the aborted
+      // receiver before the next one arrives
+      const g = await h.env.startGateway([], { name: 'abort' });
+      const u = await g.newUser('ab');
+      for (const t of ['xhr', 'xhr_streaming']) {
+        const c = new Xhr(g, { token: u.token });
+        await c.open();
+        const held = new HttpStream(`${c.base}/${t}${c.q}`);
+        if (t === 'xhr') await sleep(200); else await held.waitText(/^h{2048}\n$/);
+        held.abort();
+        await sleep(200);
+        const r = await request(`${c.base}/xhr${c.q}`, { method: 'POST' });
+        assert.equal(r.status, 200);
+        assert.notEqual(r.text, `${ANOTHER}\n`, `${t}: the aborted receiver still holds the session`);
+        assert.equal(r.text, 'c[1002,"Connection interrupted"]\n', t);
+      }
+      await h.env.stopGateway(g);
     });
 
     it('an open poll gets a heartbeat h every sockjs_heartbeat_ms (500 ms here)', T, async () => {
