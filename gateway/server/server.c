@@ -150,6 +150,9 @@ on_upgrade(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss)
     if (srv->stopping)
         return cg_ws_refuse(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "shutting down");
     cg_route_request(srv, wsi, 1, buf, sizeof buf, &rt);
+    if ((rt.owner == CG_ROUTE_SOCKJS || rt.owner == CG_ROUTE_SOCKJS_RAW) &&
+        rt.method != CG_M_GET)
+        return cg_ws_refuse_method(wsi);
     switch (rt.owner) {
     case CG_ROUTE_WS:
         return cg_ws_filter(srv, wsi, pss, 0);
@@ -176,6 +179,7 @@ on_lws_event(struct lws *wsi, enum lws_callback_reasons reason, void *user,
          * refusal path of this callback has a use-after-free in lws 4.1.6
          * (CVE-2025-11677), so all checks happen in the filter below. */
         cg_ws_prefer_highest(cg_server_of(wsi), wsi);
+        cg_ws_answer_bad_connection(wsi);   /* lws then closes it */
         return 0;
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         return on_upgrade(cg_server_of(wsi), wsi, pss);

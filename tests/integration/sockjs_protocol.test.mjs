@@ -614,6 +614,24 @@ describe('SockJS 0.3.3 protocol', () => {
     });
   });
 
+  describe('websocket URLs: refused upgrades get an answer', () => {
+    it('an upgrade with Connection: close is 400; a POST with upgrade headers is 405 with Allow: GET', T, async () => {
+      for (const p of [`${sessionPath()}/websocket`, '/websocket']) {
+        const key = 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n';
+        let r = await rawHttp(gw.port, `GET /socketServer${p} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: WebSocket\r\nConnection: close\r\n${key}\r\n`);
+        assert.ok(!r.timedOut && r.closed, `${p}: answered and closed`);
+        let sh = splitHead(r.buf);
+        assert.match(sh.statusLine, /^HTTP\/1\.[01] 400 /, p);
+        assert.equal(sh.body.toString(), '"Connection" must be "Upgrade".', p);
+        r = await rawHttp(gw.port, `POST /socketServer${p} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n${key}Content-Length: 0\r\n\r\n`);
+        assert.ok(!r.timedOut && r.closed, `${p}: answered and closed, not upgraded`);
+        sh = splitHead(r.buf);
+        assert.match(sh.statusLine, /^HTTP\/1\.[01] 405 /, p);
+        assert.equal(sh.headers.allow, 'GET', p);
+      }
+    });
+  });
+
   /* ---------------------------------------------------------------- */
   describe('session credentials (issue 13, finding 3)', () => {
     const FORBIDDEN = 'Forbidden: this session belongs to another client.';
