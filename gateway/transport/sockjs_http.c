@@ -531,6 +531,108 @@ req_free(struct sj_req *r)
 /* lws events                                                                */
 /* ------------------------------------------------------------------------ */
 
+/* A chunked request body (RFC 9112 7.1), decoded strictly: hex sizes of
+ * at most 16 digits, no chunk extensions, no trailers, CRLF exactly, and
+ * at most SJ_SEND_MAX bytes of data in all. lws 4.1 hands the raw bytes
+ * over as the body of a POST without Content-Length. */
+enum { CH_SIZE = 0, CH_SIZE_LF, CH_DATA, CH_DATA_CR, CH_DATA_LF, CH_END_CR,
+       CH_END_LF, CH_DONE };
+
+/* Returns 1 when the last chunk has arrived, 0 for more, CG_SJ_CH_BAD on
+ * broken framing, CG_SJ_CH_BIG over SJ_SEND_MAX, or < 0 out of memory. */
+#define CG_SJ_CH_BAD (-100)
+#define CG_SJ_CH_BIG (-101)
+static int
+chunk_feed(struct sj_req *r, const unsigned char *in, size_t len)
+{
+    size_t i = 0;
+
+    while (i < len) {
+        unsigned char c = in[i];
+
+        switch (r->ch_state) {
+        case CH_SIZE: {
+            int v = c >= '0' && c <= '9' ? c - '0'
+                  : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                  : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+
+            i++;
+            if (v >= 0) {
+                if (++r->ch_digits > 16)
+                    return CG_SJ_CH_BAD;
+                r->ch_left = r->ch_left * 16 + (uint32_t)v;
+                if (r->ch_left > SJ_SEND_MAX)
+                    return CG_SJ_CH_BIG;
+            } else if (c == '\r' && r->ch_digits > 0) {
+                r->ch_state = CH_SIZE_LF;
+            } else {
+                return CG_SJ_CH_BAD;
+            }
+            break;
+        }
+        case CH_SIZE_LF:
+            i++;
+            if (c != '\n')
+                return CG_SJ_CH_BAD;
+            r->ch_state = r->ch_left == 0 ? CH_END_CR : CH_DATA;
+            break;
+        case CH_DATA: {
+            size_t n = len - i < r->ch_left ? len - i : r->ch_left;
+
+            if (r->body.len + n > SJ_SEND_MAX)
+                return CG_SJ_CH_BIG;
+            if (cg_wbuf_append(&r->body, in + i, n) < 0)
+                return CG_E_NOMEM;
+            i += n;
+            r->ch_left -= (uint32_t)n;
+            if (r->ch_left == 0)
+                r->ch_state = CH_DATA_CR;
+            break;
+        }
+        case CH_DATA_CR:
+        case CH_END_CR:
+            i++;
+            if (c != '\r')
+                return CG_SJ_CH_BAD;
+            r->ch_state = r->ch_state == CH_DATA_CR ? CH_DATA_LF : CH_END_LF;
+            break;
+        case CH_DATA_LF:
+            i++;
+            if (c != '\n')
+                return CG_SJ_CH_BAD;
+            r->ch_state = CH_SIZE;
+            r->ch_digits = 0;
+            r->ch_left = 0;
+            break;
+        case CH_END_LF:
+            if (c != '\n')
+                return CG_SJ_CH_BAD;
+            r->ch_state = CH_DONE;
+            return 1;
+        default:
+            return 1;                 /* what follows is dropped: we close */
+        }
+    }
+    return 0;
+}
+
+static int
+on_chunked_body(struct sj_req *r, const void *in, size_t len)
+{
+    int rc = chunk_feed(r, in, len);
+
+    if (rc == 1) {
+        sj_route_sender(r->sj, r);
+    } else if (rc == CG_SJ_CH_BAD) {
+        sj_refuse_framing(r, 400, "Bad chunked request body.");
+    } else if (rc == CG_SJ_CH_BIG) {
+        sj_refuse_framing(r, 413, "Payload too large.");
+    } else if (rc < 0) {
+        return -1;
+    }
+    return 0;
+}
+
 int
 cg_sockjs_http_on_body(struct cg_pss *pss, const void *in, size_t len)
 {
@@ -538,6 +640,8 @@ cg_sockjs_http_on_body(struct cg_pss *pss, const void *in, size_t len)
 
     if (pss->kind != CG_PSS_SOCKJS_HTTP || r == NULL || r->ready || r->receiver)
         return 0;
+    if (r->chunked)
+        return on_chunked_body(r, in, len);
     if (r->body_over || r->body.len + len > SJ_SEND_MAX) {
         r->body_over = 1;
         return 0;
@@ -555,6 +659,11 @@ cg_sockjs_http_on_body_done(struct cg_pss *pss)
         return 0;
     if (r->route != CG_SJ_XHR_SEND && r->route != CG_SJ_JSONP_SEND)
         return 0;
+    if (r->chunked) {
+        /* lws's idea of the body's end, before the last chunk came. */
+        sj_refuse_framing(r, 400, "Bad chunked request body.");
+        return 0;
+    }
     sj_route_sender(r->sj, r);
     return 0;
 }

@@ -156,6 +156,10 @@ struct sj_req {
     unsigned             close_after : 1; /* untrusted framing: close after the answer */
     unsigned             flushing : 1;    /* answered; lws still sends the rest */
     unsigned             rx_off : 1;      /* idle receiver: POLLIN off (see req_idle) */
+    unsigned             chunked : 1;     /* sender: we decode a chunked body */
+    uint8_t              ch_state;        /* its decoder (sockjs_http.c) */
+    uint8_t              ch_digits;
+    uint32_t             ch_left;
     uint64_t             sent;          /* streamed frame bytes */
     struct cg_wbuf       out;           /* the next write; LWS_PRE headroom */
     struct cg_wbuf       body;          /* sender: the request body */

@@ -285,10 +285,36 @@ describe('SockJS 0.3.3 protocol', () => {
       assert.deepEqual(got, types.map((_, k) => `r${k}`));
     });
 
-    it('a chunked xhr_send body is refused with 411 (lws 4.1 cannot read it)', T, async () => {
-      const c = new Xhr(gw);
-      assert.equal(await c.poll(), 'o');
-      const r = await request(`${c.base}/xhr_send`, { method: 'POST', body: '["x"]', chunked: true });
+    it('a chunked xhr_send body is decoded (sockjs-client from Node sends one), strictly', T, async () => {
+      const c = new Xhr(gw, { token: user.token });
+      await c.open();
+      const sub = JSON.stringify([stompFrame('SUBSCRIBE', { id: 'ch', destination: '/user/queue/status', receipt: 'chunked' })]);
+      let r = await request(`${c.base}/xhr_send${c.q}`, { method: 'POST', body: sub, chunked: true });
+      assert.equal(r.status, 204, r.text);
+      assert.equal(r.headers.connection, 'close');
+      await c.stomp(/receipt-id:chunked/);
+      // by hand: several chunks, upper-case hex, leading zeros
+      const url = new URL(`${c.base}/xhr_send${c.q}`);
+      const head = `POST ${url.pathname}${url.search} HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n`;
+      const body = JSON.stringify([stompFrame('SUBSCRIBE', { id: 'c2', destination: '/user/queue/status', receipt: 'two' })]);
+      const a = body.slice(0, 20), b = body.slice(20);
+      let raw = await rawHttp(gw.port, head, {
+        body: `${Buffer.byteLength(a).toString(16).toUpperCase()}\r\n${a}\r\n00${Buffer.byteLength(b).toString(16)}\r\n${b}\r\n0\r\n\r\n` });
+      assert.match(splitHead(raw.buf).statusLine, /^HTTP\/1\.1 204 /);
+      await c.stomp(/receipt-id:two/);
+      // broken framing: 400; over 1 MiB: 413; both closed
+      for (const [bad, status] of [['5\r\n["x"]\n0\r\n\r\n', 400], ['5;x=y\r\n["x"]\r\n0\r\n\r\n', 400],
+        ['zz\r\n', 400], ['0\r\nTrailer: x\r\n\r\n', 400], [`100001\r\n${'x'.repeat(64)}`, 413]]) {
+        raw = await rawHttp(gw.port, head, { body: bad });
+        const sh = splitHead(raw.buf);
+        assert.match(sh.statusLine, new RegExp(`^HTTP/1\\.1 ${status} `), JSON.stringify(bad));
+        assert.equal(sh.headers.connection, 'close');
+        assert.ok(raw.closed, 'closed');
+      }
+      // Transfer-Encoding together with Content-Length, or on a poll: 411 as before
+      raw = await rawHttp(gw.port, head.replace('\r\n\r\n', '\r\nContent-Length: 12\r\n\r\n'), { body: '5\r\n["x"]\r\n0\r\n\r\n' });
+      assert.match(splitHead(raw.buf).statusLine, /^HTTP\/1\.1 411 /);
+      r = await request(`${c.base}/xhr${c.q}`, { method: 'POST', body: '', chunked: true });
       assert.equal(r.status, 411);
     });
 
