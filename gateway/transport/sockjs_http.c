@@ -380,7 +380,7 @@ framing_of(struct lws *wsi)
  * (EOF) or it failed. An idle receiver has reading off (req_idle) and lws
  * 4.1 does not read mid-transaction, so no CLOSED_HTTP comes until a write
  * fails; a peek at the socket tells now. Bytes waiting (a pipelined
- * request, or a TLS alert) count as alive. */
+ * request, or a TLS alert), and HTTP/2 streams, count as alive. */
 static int
 receiver_vanished(struct sj_req *r)
 {
@@ -390,9 +390,12 @@ receiver_vanished(struct sj_req *r)
 
     if (r->wsi == NULL)
         return 1;
+    /* An HTTP/2 stream shares its socket: the socket cannot tell. */
+    if (r->framing == SJ_FR_H2)
+        return 0;
     fd = lws_get_socket_fd(r->wsi);
     if (fd < 0)
-        return 1;
+        return 0;
     n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n == 0)
         return 1;

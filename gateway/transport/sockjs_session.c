@@ -39,7 +39,8 @@
  *     freed: out of the table, uv_close() of its timer, memory in close_cb
  *
  * A second receiver while one is attached gets c[2010,"Another connection
- * still open"] and ends; a receiver on a CLOSED session gets the close
+ * still open"] and ends (unless the attached one's client has closed its
+ * connection: sockjs_http.c then detaches it as broken off first); a receiver on a CLOSED session gets the close
  * frame (c[3000,"Go away!"], or c[1002,"Connection interrupted"] after a
  * receiver's connection broke mid-response). */
 #include "fmacros.h"
