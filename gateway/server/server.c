@@ -194,6 +194,9 @@ on_upgrade(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss)
     if (srv->metrics_vhost != NULL && lws_get_vhost(wsi) == srv->metrics_vhost)
         return cg_ws_refuse(wsi, HTTP_STATUS_NOT_FOUND, "no websocket endpoint here");
     cg_route_request(srv, wsi, 1, buf, sizeof buf, &rt);
+    if ((rt.owner == CG_ROUTE_SOCKJS || rt.owner == CG_ROUTE_SOCKJS_RAW) &&
+        rt.method != CG_M_GET)
+        return cg_ws_refuse_method(wsi);
     switch (rt.owner) {
     case CG_ROUTE_WS:
         return cg_ws_filter(srv, wsi, pss, 0);
@@ -220,6 +223,7 @@ on_lws_event(struct lws *wsi, enum lws_callback_reasons reason, void *user,
          * refusal path of this callback has a use-after-free in lws 4.1.6
          * (CVE-2025-11677), so all checks happen in the filter below. */
         cg_ws_prefer_highest(cg_server_of(wsi), wsi);
+        cg_ws_answer_bad_connection(wsi);   /* lws then closes it */
         return 0;
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         return on_upgrade(cg_server_of(wsi), wsi, pss);

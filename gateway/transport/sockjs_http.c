@@ -46,9 +46,13 @@
  * and with LWS_WRITE_HTTP_FINAL on HTTP/2. */
 #include "fmacros.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+
+#include <sys/socket.h>
+#include <sys/types.h>
 
 #include "core/common.h"
 #include "core/config.h"
@@ -73,7 +77,10 @@
 #define SJ_HTMLFILE_MIN 1024
 
 static const char CT_JS[] = "application/javascript; charset=UTF-8";
-static const char CT_SSE[] = "text/event-stream; charset=UTF-8";
+static const char SESSION_FORBIDDEN[] =
+    "Forbidden: this session belongs to another client.";
+/* Exactly this (sockjs-protocol-0.3.3.py): EventSource is UTF-8 anyway. */
+static const char CT_SSE[] = "text/event-stream";
 static const char CT_HTML[] = "text/html; charset=UTF-8";
 
 /* ------------------------------------------------------------------------ */
@@ -369,13 +376,47 @@ framing_of(struct lws *wsi)
     return SJ_FR_CHUNKED;
 }
 
+/* 1 when receiver r's connection is known to be gone: its peer closed it
+ * (EOF) or it failed. An idle receiver has reading off (req_idle) and lws
+ * 4.1 does not read mid-transaction, so no CLOSED_HTTP comes until a write
+ * fails; a peek at the socket tells now. Bytes waiting (a pipelined
+ * request, or a TLS alert), and HTTP/2 streams, count as alive. */
+static int
+receiver_vanished(struct sj_req *r)
+{
+    lws_sockfd_type fd;
+    ssize_t n;
+    char c;
+
+    if (r->wsi == NULL)
+        return 1;
+    /* An HTTP/2 stream shares its socket: the socket cannot tell. */
+    if (r->framing == SJ_FR_H2)
+        return 0;
+    fd = lws_get_socket_fd(r->wsi);
+    if (fd < 0)
+        return 0;
+    n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0)
+        return 1;
+    return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+}
+
 /* A receiving request (xhr, xhr_streaming, eventsource, htmlfile, jsonp). */
 void
 sj_route_receiver(struct cg_sockjs *sj, struct sj_req *r,
                   const struct cg_sockjs_path *sp)
 {
-    struct sj_sess *ss;
+    struct sj_sess *ss = sj_table_find(sj, sp->session.ptr, sp->session.len);
 
+    /* Another principal's session (a leaked id): refused, and the session
+     * is not touched - not even its receiver slot. */
+    if (ss != NULL && !sj_sess_admits(ss, &r->cred, r->peer)) {
+        cg_log_ctx(CG_LOG_INFO, r->peer, "SockJS request refused: 403 the session "
+                   "was opened with another credential");
+        sj_respond_text(r, 403, SESSION_FORBIDDEN);
+        return;
+    }
     if (r->route == CG_SJ_HTMLFILE || r->route == CG_SJ_JSONP) {
         char cb[CG_SOCKJS_CALLBACK_MAX + 8];
         const char *v = lws_get_urlarg_by_name(r->wsi, "c=", cb, (int)sizeof cb);
@@ -397,7 +438,6 @@ sj_route_receiver(struct cg_sockjs *sj, struct sj_req *r,
                    r->route == CG_SJ_HTMLFILE;
     r->framing = framing_of(r->wsi);
 
-    ss = sj_table_find(sj, sp->session.ptr, sp->session.len);
     if (ss == NULL) {
         const char *why;
         int status;
@@ -411,6 +451,16 @@ sj_route_receiver(struct cg_sockjs *sj, struct sj_req *r,
             sj_respond_text(r, 500, "cannot open a session: out of memory");
             return;
         }
+    }
+    if (ss != NULL && ss->recv != NULL && receiver_vanished(ss->recv)) {
+        /* The client aborted its previous receiver: that is the end of the
+         * session (spec "Handling close": c[1002]), not "another
+         * connection"; lws closes the dead connection. */
+        struct sj_req *old = ss->recv;
+
+        sj_req_detach_sess(old, 1);
+        if (old->wsi != NULL)
+            lws_set_timeout(old->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
     }
     if (ss != NULL && ss->recv != NULL)
         r->oneshot = FRAME_ANOTHER;
@@ -438,6 +488,12 @@ sj_route_sender(struct cg_sockjs *sj, struct sj_req *r)
     ss = sj_table_find(sj, r->key, r->keylen);
     if (ss == NULL) {
         sj_respond_text(r, 404, "Not found");
+        return;
+    }
+    if (!sj_sess_admits(ss, &r->cred, r->peer)) {
+        cg_log_ctx(CG_LOG_INFO, r->peer, "SockJS send refused: 403 the session "
+                   "was opened with another credential");
+        sj_respond_text(r, 403, SESSION_FORBIDDEN);
         return;
     }
     if (r->body.len == 0) {
@@ -484,6 +540,108 @@ req_free(struct sj_req *r)
 /* lws events                                                                */
 /* ------------------------------------------------------------------------ */
 
+/* A chunked request body (RFC 9112 7.1), decoded strictly: hex sizes of
+ * at most 16 digits, no chunk extensions, no trailers, CRLF exactly, and
+ * at most SJ_SEND_MAX bytes of data in all. lws 4.1 hands the raw bytes
+ * over as the body of a POST without Content-Length. */
+enum { CH_SIZE = 0, CH_SIZE_LF, CH_DATA, CH_DATA_CR, CH_DATA_LF, CH_END_CR,
+       CH_END_LF, CH_DONE };
+
+/* Returns 1 when the last chunk has arrived, 0 for more, CG_SJ_CH_BAD on
+ * broken framing, CG_SJ_CH_BIG over SJ_SEND_MAX, or < 0 out of memory. */
+#define CG_SJ_CH_BAD (-100)
+#define CG_SJ_CH_BIG (-101)
+static int
+chunk_feed(struct sj_req *r, const unsigned char *in, size_t len)
+{
+    size_t i = 0;
+
+    while (i < len) {
+        unsigned char c = in[i];
+
+        switch (r->ch_state) {
+        case CH_SIZE: {
+            int v = c >= '0' && c <= '9' ? c - '0'
+                  : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                  : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+
+            i++;
+            if (v >= 0) {
+                if (++r->ch_digits > 16)
+                    return CG_SJ_CH_BAD;
+                r->ch_left = r->ch_left * 16 + (uint32_t)v;
+                if (r->ch_left > SJ_SEND_MAX)
+                    return CG_SJ_CH_BIG;
+            } else if (c == '\r' && r->ch_digits > 0) {
+                r->ch_state = CH_SIZE_LF;
+            } else {
+                return CG_SJ_CH_BAD;
+            }
+            break;
+        }
+        case CH_SIZE_LF:
+            i++;
+            if (c != '\n')
+                return CG_SJ_CH_BAD;
+            r->ch_state = r->ch_left == 0 ? CH_END_CR : CH_DATA;
+            break;
+        case CH_DATA: {
+            size_t n = len - i < r->ch_left ? len - i : r->ch_left;
+
+            if (r->body.len + n > SJ_SEND_MAX)
+                return CG_SJ_CH_BIG;
+            if (cg_wbuf_append(&r->body, in + i, n) < 0)
+                return CG_E_NOMEM;
+            i += n;
+            r->ch_left -= (uint32_t)n;
+            if (r->ch_left == 0)
+                r->ch_state = CH_DATA_CR;
+            break;
+        }
+        case CH_DATA_CR:
+        case CH_END_CR:
+            i++;
+            if (c != '\r')
+                return CG_SJ_CH_BAD;
+            r->ch_state = r->ch_state == CH_DATA_CR ? CH_DATA_LF : CH_END_LF;
+            break;
+        case CH_DATA_LF:
+            i++;
+            if (c != '\n')
+                return CG_SJ_CH_BAD;
+            r->ch_state = CH_SIZE;
+            r->ch_digits = 0;
+            r->ch_left = 0;
+            break;
+        case CH_END_LF:
+            if (c != '\n')
+                return CG_SJ_CH_BAD;
+            r->ch_state = CH_DONE;
+            return 1;
+        default:
+            return 1;                 /* what follows is dropped: we close */
+        }
+    }
+    return 0;
+}
+
+static int
+on_chunked_body(struct sj_req *r, const void *in, size_t len)
+{
+    int rc = chunk_feed(r, in, len);
+
+    if (rc == 1) {
+        sj_route_sender(r->sj, r);
+    } else if (rc == CG_SJ_CH_BAD) {
+        sj_refuse_framing(r, 400, "Bad chunked request body.");
+    } else if (rc == CG_SJ_CH_BIG) {
+        sj_refuse_framing(r, 413, "Payload too large.");
+    } else if (rc < 0) {
+        return -1;
+    }
+    return 0;
+}
+
 int
 cg_sockjs_http_on_body(struct cg_pss *pss, const void *in, size_t len)
 {
@@ -492,6 +650,8 @@ cg_sockjs_http_on_body(struct cg_pss *pss, const void *in, size_t len)
     if (pss->kind != CG_PSS_SOCKJS_HTTP || r == NULL || r->ready || r->receiver)
         return 0;
     cg_body_clock_add(&r->clock, len);
+    if (r->chunked)
+        return on_chunked_body(r, in, len);
     if (r->body_over || r->body.len + len > SJ_SEND_MAX) {
         r->body_over = 1;
         return 0;
@@ -510,6 +670,11 @@ cg_sockjs_http_on_body_done(struct cg_pss *pss)
     if (r->route != CG_SJ_XHR_SEND && r->route != CG_SJ_JSONP_SEND)
         return 0;
     cg_body_clock_stop(&r->clock, r->wsi);
+    if (r->chunked) {
+        /* lws's idea of the body's end, before the last chunk came. */
+        sj_refuse_framing(r, 400, "Bad chunked request body.");
+        return 0;
+    }
     sj_route_sender(r->sj, r);
     return 0;
 }

@@ -45,6 +45,7 @@
 
 #include "core/buf.h"
 #include "core/config.h"
+#include "chat/auth.h"
 #include "core/context.h"
 #include "http/request.h"
 #include "session/close_codes.h"
@@ -91,6 +92,16 @@ static const char CT_TEXT[] = "text/plain; charset=UTF-8";
 
 struct sj_req;
 
+/* Who a request says it is (finding 3 of issue 13): the SHA-256 of the
+ * token it carries (srect=, token= or Bearer: cg_request_token()), ""
+ * when it carries none; bad when it carries one too long to read. A
+ * session remembers the credential of the request that created it, and
+ * only requests with the same one reach it (sj_sess_admits()). */
+struct sj_cred {
+    char     hash[CG_TOKEN_HASH_LEN + 1];
+    unsigned bad : 1;
+};
+
 /* One HTTP-based SockJS session (the state diagram is in sockjs_session.c). */
 struct sj_sess {
     struct cg_sockjs *sj;
@@ -108,6 +119,7 @@ struct sj_sess {
     unsigned          gone : 1;     /* reaped: timer closing, memory next */
     enum cg_transport_kind kind;    /* of the first receiver (metrics) */
     char              peer[64];     /* address of the first request */
+    struct sj_cred    cred;         /* credential of the first request */
     size_t            keylen;
     char              key[CG_SOCKJS_ID_MAX + 1];   /* the session id */
 };
@@ -144,6 +156,10 @@ struct sj_req {
     unsigned             close_after : 1; /* untrusted framing: close after the answer */
     unsigned             flushing : 1;    /* answered; lws still sends the rest */
     unsigned             rx_off : 1;      /* idle receiver: POLLIN off (see req_idle) */
+    unsigned             chunked : 1;     /* sender: we decode a chunked body */
+    uint8_t              ch_state;        /* its decoder (sockjs_http.c) */
+    uint8_t              ch_digits;
+    uint32_t             ch_left;
     uint64_t             sent;          /* streamed frame bytes */
     struct cg_wbuf       out;           /* the next write; LWS_PRE headroom */
     struct cg_wbuf       body;          /* sender: the request body */
@@ -152,6 +168,7 @@ struct sj_req {
     char                 acrh[256];     /* Access-Control-Request-Headers */
     char                 callback[CG_SOCKJS_CALLBACK_MAX + 1];
     char                 peer[64];
+    struct sj_cred       cred;          /* session URLs only */
     size_t               keylen;
     char                 key[CG_SOCKJS_ID_MAX + 1];   /* session id */
 };
@@ -208,6 +225,13 @@ struct sj_sess *sj_table_find(const struct cg_sockjs *sj, const char *key, size_
  * out of memory. */
 struct sj_sess *sj_sess_create(struct cg_sockjs *sj, struct sj_req *r,
                                struct stomp_str key);
+/* Read the credential a request carries (struct sj_cred). */
+void sj_cred_read(struct lws *wsi, struct sj_cred *c);
+/* 1 when a request with credential c from client address peer may use
+ * session ss: the same token hash as the request that created it, or,
+ * for a session created without a token, no token and the same address. */
+int  sj_sess_admits(const struct sj_sess *ss, const struct sj_cred *c,
+                    const char *peer);
 /* Re-arm the session's timer for the nearest thing due. */
 void sj_sess_arm(struct sj_sess *ss);
 /* The STOMP session is over: hand it back and remember what receivers get

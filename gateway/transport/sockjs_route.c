@@ -31,6 +31,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "core/common.h"
@@ -162,9 +163,11 @@ sj_write_headers(struct sj_req *r, long long content_length)
 
 /* CORS and the Origin allow-list (PROTOCOL.md 2). Returns 1 when the
  * request's Origin is admitted (none is admitted), 0 when it is not; an
- * admitted origin is reflected (with credentials), except that no Origin
- * and "null" get "*" (the spec: echoing "null" does not work). An origin
- * that is not admitted is never reflected. */
+ * admitted origin is reflected with credentials - "null" too, when the
+ * allow-list admits it (allowed_origins "*"), as sockjs-node does:
+ * sockjs-client sends XHRs with credentials, and browsers refuse "*" with
+ * them. No Origin gets "*" without credentials. An origin that is not
+ * admitted is never reflected. */
 static int
 cors_check(struct cg_sockjs *sj, struct sj_req *r)
 {
@@ -187,7 +190,7 @@ cors_check(struct cg_sockjs *sj, struct sj_req *r)
         r->cors = SJ_CORS_NONE;
         return 0;
     }
-    r->cors = strcmp(r->origin, "null") == 0 ? SJ_CORS_STAR : SJ_CORS_ORIGIN;
+    r->cors = SJ_CORS_ORIGIN;
     return 1;
 }
 
@@ -229,12 +232,38 @@ sj_refuse_framing(struct sj_req *r, unsigned status, const char *text)
     sj_respond_text(r, status, text);
 }
 
+/* 1 when r is a send whose body we can decode ourselves: HTTP/1.1 with
+ * "Transfer-Encoding: chunked" alone and no Content-Length (both at once
+ * is how requests are smuggled: refused). */
+static int
+sender_chunked_ok(struct sj_req *r)
+{
+    char te[32], v[16];
+
+    if (r->route != CG_SJ_XHR_SEND && r->route != CG_SJ_JSONP_SEND)
+        return 0;
+    if (r->method != CG_M_POST ||
+        lws_hdr_total_length(r->wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 ||
+        lws_hdr_copy(r->wsi, te, sizeof te, WSI_TOKEN_HTTP_TRANSFER_ENCODING) != 7 ||
+        strcasecmp(te, "chunked") != 0)
+        return 0;
+    return lws_hdr_copy(r->wsi, v, sizeof v, WSI_TOKEN_HTTP) == 8 &&
+           strcmp(v, "HTTP/1.1") == 0;
+}
+
 /* Check r's framing before lws reads any of its body. Returns 1 when r
  * was refused; else 0 with *framing and *len. */
 static int
 framing_refused(struct sj_req *r, enum cg_body_framing *framing, uint64_t *len)
 {
     *framing = cg_request_body_framing(r->wsi, len);
+    if (*framing == CG_BODY_CHUNKED && sender_chunked_ok(r)) {
+        /* sockjs_http.c decodes it; lws's framing of what follows cannot
+         * be trusted, so the connection closes after the answer. */
+        r->chunked = 1;
+        r->close_after = 1;
+        return 0;
+    }
     if (*framing == CG_BODY_CHUNKED) {
         /* Browsers' XHR always sends Content-Length. */
         sj_refuse_framing(r, 411, "Content-Length required: chunked request "
@@ -277,6 +306,8 @@ cg_sockjs_http_on_request(struct cg_server *srv, struct lws *wsi, struct cg_pss 
     if (sp->session.len > 0)                   /* <= CG_SOCKJS_ID_MAX */
         memcpy(r->key, sp->session.ptr, sp->session.len);
     r->keylen = sp->session.len;
+    if (r->keylen > 0)
+        sj_cred_read(wsi, &r->cred);
     admitted = cors_check(sj, r);
     if (framing_refused(r, &framing, &blen))
         return 0;

@@ -39,7 +39,8 @@
  *     freed: out of the table, uv_close() of its timer, memory in close_cb
  *
  * A second receiver while one is attached gets c[2010,"Another connection
- * still open"] and ends; a receiver on a CLOSED session gets the close
+ * still open"] and ends (unless the attached one's client has closed its
+ * connection: sockjs_http.c then detaches it as broken off first); a receiver on a CLOSED session gets the close
  * frame (c[3000,"Go away!"], or c[1002,"Connection interrupted"] after a
  * receiver's connection broke mid-response). */
 #include "fmacros.h"
@@ -49,11 +50,13 @@
 
 #include <uv.h>
 
+#include "chat/auth.h"
 #include "core/common.h"
 #include "core/config.h"
 #include "core/context.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "http/request.h"
 #include "session/close_codes.h"
 #include "session/session.h"
 #include "transport/sockjs_frame.h"
@@ -279,6 +282,8 @@ ops_for_route(enum cg_sockjs_route route)
 /* HTTP sessions                                                             */
 /* ------------------------------------------------------------------------ */
 
+/* Session ids are credentials of a sort (they travel in URLs): only debug
+ * lines name them. */
 static void
 sess_log(const struct sj_sess *ss, enum cg_log_level lvl, const char *what)
 {
@@ -286,8 +291,12 @@ sess_log(const struct sj_sess *ss, enum cg_log_level lvl, const char *what)
 
     if (!cg_log_enabled(lvl))
         return;
-    cg_log_repr(ss->key, ss->keylen, 32, id, sizeof id);
-    snprintf(ctx, sizeof ctx, "sockjs %s %s", id, ss->peer);
+    if (lvl == CG_LOG_DEBUG) {
+        cg_log_repr(ss->key, ss->keylen, 32, id, sizeof id);
+        snprintf(ctx, sizeof ctx, "sockjs %s %s", id, ss->peer);
+    } else {
+        snprintf(ctx, sizeof ctx, "sockjs %s", ss->peer);
+    }
     cg_log_ctx(lvl, ctx, "%s (%zu SockJS sessions in the table)", what, ss->sj->count);
 }
 
@@ -427,6 +436,7 @@ sj_sess_create(struct cg_sockjs *sj, struct sj_req *r, struct stomp_str key)
     memcpy(ss->key, key.ptr, key.len);
     ss->keylen = key.len;
     snprintf(ss->peer, sizeof ss->peer, "%s", r->peer);
+    ss->cred = r->cred;
     /* sockjs-client appends the base URL's query (srect=TOKEN) to every
      * transport URL; the first request of the session carries it. */
     tlen = cg_request_token(r->wsi, token, sizeof token);
@@ -444,7 +454,47 @@ sj_sess_create(struct cg_sockjs *sj, struct sj_req *r, struct stomp_str key)
     ss->reap_at = now_ms(sj) + (uint64_t)cfg_of(sj)->sockjs_disconnect_ms;
     table_add(sj, ss);
     sess_log(ss, CG_LOG_INFO, "SockJS session opened");
+    sess_log(ss, CG_LOG_DEBUG, "SockJS session id");
     return ss;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Who may use a session                                                     */
+/* ------------------------------------------------------------------------ */
+
+void
+sj_cred_read(struct lws *wsi, struct sj_cred *c)
+{
+    char token[256];
+    int tlen = cg_request_token(wsi, token, sizeof token);
+
+    memset(c, 0, sizeof *c);
+    if (tlen < 0)
+        c->bad = 1;
+    else if (tlen > 0)
+        cg_auth_token_hash(token, (size_t)tlen, c->hash);
+    explicit_bzero(token, sizeof token);
+}
+
+/* Compare two hex hashes without an early exit. */
+static int
+hash_equal(const char *a, const char *b)
+{
+    unsigned char d = 0;
+
+    for (size_t i = 0; i < CG_TOKEN_HASH_LEN; i++)
+        d |= (unsigned char)(a[i] ^ b[i]);
+    return d == 0;
+}
+
+int
+sj_sess_admits(const struct sj_sess *ss, const struct sj_cred *c, const char *peer)
+{
+    if (c->bad || ss->cred.bad)
+        return 0;
+    if (ss->cred.hash[0] != '\0')
+        return c->hash[0] != '\0' && hash_equal(ss->cred.hash, c->hash);
+    return c->hash[0] == '\0' && strcmp(ss->peer, peer) == 0;
 }
 
 /* ------------------------------------------------------------------------ */

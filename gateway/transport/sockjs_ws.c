@@ -137,6 +137,22 @@ cg_sockjs_ws_filter(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss,
                                 host, hlen > 0 ? (size_t)hlen : 0))
             return refuse(wsi, HTTP_STATUS_FORBIDDEN, "origin not allowed");
     }
+    /* An HTTP session of the same id was opened by someone: only the
+     * same credential may use its id (sockjs_session.c, sj_sess_admits). */
+    {
+        struct sj_sess *ss = sj_table_find(srv->sockjs, sp->session.ptr,
+                                           sp->session.len);
+        struct sj_cred cred;
+        char peer[64];
+
+        if (ss != NULL) {
+            sj_cred_read(wsi, &cred);
+            cg_request_client_addr(srv, wsi, peer, sizeof peer);
+            if (!sj_sess_admits(ss, &cred, peer))
+                return refuse(wsi, HTTP_STATUS_FORBIDDEN,
+                              "session opened with another credential");
+        }
+    }
     /* Too many sessions from this address, or the memory budget spent. */
     cg_request_client_addr(srv, wsi, addr, sizeof addr);
     if ((status = cg_session_admit(srv, addr, &why)) != 0)

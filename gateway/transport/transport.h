@@ -25,6 +25,13 @@ void cg_ws_protocols_restore(struct cg_server *srv);
  * returns what this returns, and lws closes the connection after the
  * short answer. */
 int  cg_ws_refuse(struct lws *wsi, unsigned int status, const char *why);
+/* Refuse an upgrade whose method is not GET: 405 with "Allow: GET"
+ * (RFC 6455 4.1; the SockJS spec); returns what cg_ws_refuse() does. */
+int  cg_ws_refuse_method(struct lws *wsi);
+/* Called at CONFIRM_UPGRADE (which must admit: see server.c): when the
+ * Connection header of the upgrade lacks "upgrade", lws closes the
+ * connection without a word; answer 400 first. */
+void cg_ws_answer_bad_connection(struct lws *wsi);
 /* Close a WebSocket with a close frame (code, why) and the peer's answer,
  * started from lws's own timer: Debian's lws 4.1.6 is a _DEBUG build whose
  * libuv path closes twice after a callback returns -1, which loses the

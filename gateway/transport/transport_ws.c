@@ -22,6 +22,7 @@
 #include "fmacros.h"
 
 #include <string.h>
+#include <strings.h>
 
 #include "chat/auth.h"
 #include "core/common.h"
@@ -137,6 +138,77 @@ cg_ws_refuse(struct lws *wsi, unsigned int status, const char *why)
     cg_log_ctx(CG_LOG_INFO, ctx, "websocket upgrade refused: %u %s", status, why);
     lws_return_http_status(wsi, status, why);
     return -1;
+}
+
+int
+cg_ws_refuse_method(struct lws *wsi)
+{
+    unsigned char buf[LWS_PRE + 256], *start = buf + LWS_PRE, *p = start,
+                  *end = buf + sizeof buf - 1;
+    char ctx[64];
+
+    cg_request_client_addr(cg_server_of(wsi), wsi, ctx, sizeof ctx);
+    cg_log_ctx(CG_LOG_INFO, ctx, "websocket upgrade refused: 405 method is not GET");
+    if (lws_add_http_header_status(wsi, HTTP_STATUS_METHOD_NOT_ALLOWED, &p, end) ||
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"allow:",
+                                    (const unsigned char *)"GET", 3, &p, end) ||
+        lws_add_http_header_content_length(wsi, 0, &p, end) ||
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"connection:",
+                                    (const unsigned char *)"close", 5, &p, end))
+        return -1;
+    if (lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;                    /* closed either way */
+    return -1;
+}
+
+/* 1 when the comma-separated Connection header holds the token "upgrade". */
+static int
+connection_has_upgrade(struct lws *wsi)
+{
+    char v[256];
+    int n = lws_hdr_copy(wsi, v, sizeof v, WSI_TOKEN_CONNECTION);
+
+    if (n < 0)
+        return 1;                     /* too long to judge: lws decides */
+    for (char *save = NULL, *t = strtok_r(v, ", \t", &save); t;
+         t = strtok_r(NULL, ", \t", &save))
+        if (strcasecmp(t, "upgrade") == 0)
+            return 1;
+    return 0;
+}
+
+void
+cg_ws_answer_bad_connection(struct lws *wsi)
+{
+    static const char msg[] = "\"Connection\" must be \"Upgrade\".";
+    unsigned char buf[LWS_PRE + 512], *start = buf + LWS_PRE, *p = start,
+                  *end = buf + sizeof buf - 1;
+    char ctx[64], up[16];
+
+    /* Only an h1 WebSocket upgrade: lws serves other upgrades as plain
+     * HTTP, and HTTP/2 has no Connection header. */
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_COLON_PATH) > 0 ||
+        lws_hdr_copy(wsi, up, sizeof up, WSI_TOKEN_UPGRADE) <= 0 ||
+        strcasecmp(up, "websocket") != 0 || connection_has_upgrade(wsi))
+        return;
+    cg_request_client_addr(cg_server_of(wsi), wsi, ctx, sizeof ctx);
+    cg_log_ctx(CG_LOG_INFO, ctx, "websocket upgrade refused: 400 no \"upgrade\" in "
+               "Connection");
+    if (lws_add_http_header_status(wsi, HTTP_STATUS_BAD_REQUEST, &p, end) ||
+        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE,
+                                     (const unsigned char *)"text/plain; charset=UTF-8",
+                                     25, &p, end) ||
+        lws_add_http_header_content_length(wsi, sizeof msg - 1, &p, end) ||
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"connection:",
+                                    (const unsigned char *)"close", 5, &p, end) ||
+        lws_finalize_http_header(wsi, &p, end))
+        return;
+    if ((size_t)(end - p) < sizeof msg)
+        return;
+    memcpy(p, msg, sizeof msg - 1);
+    p += sizeof msg - 1;
+    /* headers and body in one write: lws closes right after */
+    (void)lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS);
 }
 
 static int

@@ -19,11 +19,14 @@
 // - /iframe.html is 404: only iframe-based transports need it, and it
 //   would load sockjs.js from a CDN into our origin (see sockjs_route.c).
 // - A poll whose client vanished is noticed when the next frame or
-//   heartbeat is written, not at once (lws 4.1 does not read mid-request).
+//   heartbeat is written, or when the next receiving request of its
+//   session arrives, not at once (lws 4.1 does not read mid-request).
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { useEnv, until, sleep, withTimeout } from './lib/harness.mjs';
+import {
+  useEnv, until, sleep, withTimeout, httpRequest, loopbackAddress,
+} from './lib/harness.mjs';
 import {
   request, post, HttpStream, rawHttp, splitHead, dechunk, wsOpen, stompFrame, sessionPath,
 } from './lib/sockjs.mjs';
@@ -282,10 +285,36 @@ describe('SockJS 0.3.3 protocol', () => {
       assert.deepEqual(got, types.map((_, k) => `r${k}`));
     });
 
-    it('a chunked xhr_send body is refused with 411 (lws 4.1 cannot read it)', T, async () => {
-      const c = new Xhr(gw);
-      assert.equal(await c.poll(), 'o');
-      const r = await request(`${c.base}/xhr_send`, { method: 'POST', body: '["x"]', chunked: true });
+    it('a chunked xhr_send body is decoded (sockjs-client from Node sends one), strictly', T, async () => {
+      const c = new Xhr(gw, { token: user.token });
+      await c.open();
+      const sub = JSON.stringify([stompFrame('SUBSCRIBE', { id: 'ch', destination: '/user/queue/status', receipt: 'chunked' })]);
+      let r = await request(`${c.base}/xhr_send${c.q}`, { method: 'POST', body: sub, chunked: true });
+      assert.equal(r.status, 204, r.text);
+      assert.equal(r.headers.connection, 'close');
+      await c.stomp(/receipt-id:chunked/);
+      // by hand: several chunks, upper-case hex, leading zeros
+      const url = new URL(`${c.base}/xhr_send${c.q}`);
+      const head = `POST ${url.pathname}${url.search} HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n`;
+      const body = JSON.stringify([stompFrame('SUBSCRIBE', { id: 'c2', destination: '/user/queue/status', receipt: 'two' })]);
+      const a = body.slice(0, 20), b = body.slice(20);
+      let raw = await rawHttp(gw.port, head, {
+        body: `${Buffer.byteLength(a).toString(16).toUpperCase()}\r\n${a}\r\n00${Buffer.byteLength(b).toString(16)}\r\n${b}\r\n0\r\n\r\n` });
+      assert.match(splitHead(raw.buf).statusLine, /^HTTP\/1\.1 204 /);
+      await c.stomp(/receipt-id:two/);
+      // broken framing: 400; over 1 MiB: 413; both closed
+      for (const [bad, status] of [['5\r\n["x"]\n0\r\n\r\n', 400], ['5;x=y\r\n["x"]\r\n0\r\n\r\n', 400],
+        ['zz\r\n', 400], ['0\r\nTrailer: x\r\n\r\n', 400], [`100001\r\n${'x'.repeat(64)}`, 413]]) {
+        raw = await rawHttp(gw.port, head, { body: bad });
+        const sh = splitHead(raw.buf);
+        assert.match(sh.statusLine, new RegExp(`^HTTP/1\\.1 ${status} `), JSON.stringify(bad));
+        assert.equal(sh.headers.connection, 'close');
+        assert.ok(raw.closed, 'closed');
+      }
+      // Transfer-Encoding together with Content-Length, or on a poll: 411 as before
+      raw = await rawHttp(gw.port, head.replace('\r\n\r\n', '\r\nContent-Length: 12\r\n\r\n'), { body: '5\r\n["x"]\r\n0\r\n\r\n' });
+      assert.match(splitHead(raw.buf).statusLine, /^HTTP\/1\.1 411 /);
+      r = await request(`${c.base}/xhr${c.q}`, { method: 'POST', body: '', chunked: true });
       assert.equal(r.status, 411);
     });
 
@@ -312,13 +341,33 @@ describe('SockJS 0.3.3 protocol', () => {
     it('a second concurrent poll gets c[2010] and ends; the first goes on', T, async () => {
       const c = new Xhr(gw, { token: user.token });
       await c.open();
-      const first = request(`${c.base}/xhr`, { method: 'POST' });
+      const first = request(`${c.base}/xhr${c.q}`, { method: 'POST' });
       await sleep(100);
-      const r2 = await post(`${c.base}/xhr`, '');
+      const r2 = await post(`${c.base}/xhr${c.q}`, '');
       assert.equal(r2.status, 200);
       assert.equal(r2.text, `${ANOTHER}\n`);
       const r1 = await first;
       assert.equal(r1.text, 'h\n', 'the first poll is still the receiver');
+    });
+
+    it('after a client aborts its poll or stream, the next receiver gets c[1002], not c[2010]', T, async () => {
+      // default heartbeat (25 s): nothing is written to the aborted
+      // receiver before the next one arrives
+      const g = await h.env.startGateway([], { name: 'abort' });
+      const u = await g.newUser('ab');
+      for (const t of ['xhr', 'xhr_streaming']) {
+        const c = new Xhr(g, { token: u.token });
+        await c.open();
+        const held = new HttpStream(`${c.base}/${t}${c.q}`);
+        if (t === 'xhr') await sleep(200); else await held.waitText(/^h{2048}\n$/);
+        held.abort();
+        await sleep(200);
+        const r = await request(`${c.base}/xhr${c.q}`, { method: 'POST' });
+        assert.equal(r.status, 200);
+        assert.notEqual(r.text, `${ANOTHER}\n`, `${t}: the aborted receiver still holds the session`);
+        assert.equal(r.text, 'c[1002,"Connection interrupted"]\n', t);
+      }
+      await h.env.stopGateway(g);
     });
 
     it('an open poll gets a heartbeat h every sockjs_heartbeat_ms (500 ms here)', T, async () => {
@@ -385,12 +434,12 @@ describe('SockJS 0.3.3 protocol', () => {
       const sp = sessionPath();
       const s1 = new HttpStream(`${base}${sp}/xhr_streaming?srect=${user.token}`);
       await s1.waitText(/^h{2048}\no\n$/);
-      await post(`${base}${sp}/xhr_send`, JSON.stringify([CONNECT]));
+      await post(`${base}${sp}/xhr_send?srect=${user.token}`, JSON.stringify([CONNECT]));
       await s1.waitText(/a\["CONNECTED/);
-      await post(`${base}${sp}/xhr_send`, JSON.stringify([stompFrame('DISCONNECT', { receipt: 'x' })]));
+      await post(`${base}${sp}/xhr_send?srect=${user.token}`, JSON.stringify([stompFrame('DISCONNECT', { receipt: 'x' })]));
       await s1.waitText(/c\[3000,"Go away!"\]\n$/);
       await withTimeout(s1.ended, 3000, 'first stream ends');
-      const s2 = new HttpStream(`${base}${sp}/xhr_streaming`);
+      const s2 = new HttpStream(`${base}${sp}/xhr_streaming?srect=${user.token}`);
       await withTimeout(s2.ended, 3000, 'second stream ends');
       assert.equal(s2.text, `${PRELUDE}${GO_AWAY}\n`);
     });
@@ -413,7 +462,7 @@ describe('SockJS 0.3.3 protocol', () => {
       const b = g.url('/socketServer');
       const s = new HttpStream(`${b}${sp}/xhr_streaming?srect=${u.token}`);
       await s.waitText(/o\n$/);
-      await post(`${b}${sp}/xhr_send`, JSON.stringify([CONNECT]));
+      await post(`${b}${sp}/xhr_send?srect=${u.token}`, JSON.stringify([CONNECT]));
       await s.waitText(/a\["CONNECTED/);
       const ws = await wsOpen(g.wsUrl(`/socketServer${sessionPath()}/websocket?srect=${u.token}`));
       await ws.messages.waitFor((m) => m === 'o');
@@ -440,7 +489,7 @@ describe('SockJS 0.3.3 protocol', () => {
       await s.waitText((t) => t.length >= 2051);
       assert.equal(s.text.slice(0, 2049), PRELUDE);
       assert.equal(s.text.slice(2049), 'o\n');
-      assert.equal((await post(`${base}${sp}/xhr_send`, JSON.stringify([CONNECT]))).status, 204);
+      assert.equal((await post(`${base}${sp}/xhr_send?srect=${user.token}`, JSON.stringify([CONNECT]))).status, 204);
       await s.waitText(/o\na\["CONNECTED[^\n]*"\]\n$/);
       await s.waitText(/\nh\n$/, 3000);   // heartbeats on the stream too
       s.abort();
@@ -470,7 +519,7 @@ describe('SockJS 0.3.3 protocol', () => {
       const s = new HttpStream(`${c.base}/eventsource${c.q}`, { method: 'GET' });
       await s.response;
       assert.equal(s.status, 200);
-      assert.equal(ct(s), 'text/event-stream;charset=UTF-8');
+      assert.equal(s.headers['content-type'], 'text/event-stream', 'exactly, no charset (issue 13)');
       assert.equal(s.headers['cache-control'], NO_CACHE);
       await s.waitText(/^\r\ndata: o\r\n\r\n$/);
       await c.send([CONNECT]);
@@ -492,7 +541,7 @@ describe('SockJS 0.3.3 protocol', () => {
         `POST /socketServer${sp}/xhr_streaming?srect=${user.token} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n`,
         { until: (b) => b.includes('\r\n0\r\n\r\n'), timeout: 8000 });
       await sleep(300);
-      await post(`${base}${sp}/xhr_send`, JSON.stringify([stompFrame('NOSUCHCOMMAND')]));   // ERROR, then close
+      await post(`${base}${sp}/xhr_send?srect=${user.token}`, JSON.stringify([stompFrame('NOSUCHCOMMAND')]));   // ERROR, then close
       const { buf } = await done;
       const { statusLine, headers, body } = splitHead(buf);
       assert.match(statusLine, /^HTTP\/1\.1 200/);
@@ -591,6 +640,106 @@ describe('SockJS 0.3.3 protocol', () => {
     });
   });
 
+  describe('websocket URLs: refused upgrades get an answer', () => {
+    it('an upgrade with Connection: close is 400; a POST with upgrade headers is 405 with Allow: GET', T, async () => {
+      for (const p of [`${sessionPath()}/websocket`, '/websocket']) {
+        const key = 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n';
+        let r = await rawHttp(gw.port, `GET /socketServer${p} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: WebSocket\r\nConnection: close\r\n${key}\r\n`);
+        assert.ok(!r.timedOut && r.closed, `${p}: answered and closed`);
+        let sh = splitHead(r.buf);
+        assert.match(sh.statusLine, /^HTTP\/1\.[01] 400 /, p);
+        assert.equal(sh.body.toString(), '"Connection" must be "Upgrade".', p);
+        r = await rawHttp(gw.port, `POST /socketServer${p} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n${key}Content-Length: 0\r\n\r\n`);
+        assert.ok(!r.timedOut && r.closed, `${p}: answered and closed, not upgraded`);
+        sh = splitHead(r.buf);
+        assert.match(sh.statusLine, /^HTTP\/1\.[01] 405 /, p);
+        assert.equal(sh.headers.allow, 'GET', p);
+      }
+    });
+  });
+
+  /* ---------------------------------------------------------------- */
+  describe('session credentials (issue 13, finding 3)', () => {
+    const FORBIDDEN = 'Forbidden: this session belongs to another client.';
+    const sub = (receipt) => [stompFrame('SUBSCRIBE', { id: receipt, destination: '/user/queue/status', receipt })];
+
+    /** A request to a session URL from address `from` (default 127.0.0.1). */
+    const hit = (url, { body, from } = {}) => httpRequest(url, {
+      method: 'POST', body, localAddress: from,
+      headers: body === undefined ? {} : { 'Content-Length': String(Buffer.byteLength(body)) },
+    });
+
+    it("another principal with A's session id gets 403 on xhr and xhr_send, reads and sends nothing", T, async () => {
+      const mallory = await gw.newUser('mal');
+      const a = new Xhr(gw, { token: user.token });
+      await a.open();
+      // a frame waits for A: a stolen poll would take it
+      assert.equal((await a.send(sub('r1'))).status, 204);
+      await sleep(200);
+      for (const q of ['', `?srect=${mallory.token}`, `?token=${mallory.token}`, '?srect=not-a-token']) {
+        const r = await hit(`${a.base}/xhr${q}`);
+        assert.equal(r.status, 403, `xhr ${q}`);
+        assert.equal(r.text, FORBIDDEN);
+        assert.match(r.headers['content-type'], /^text\/plain/);
+        const s = await hit(`${a.base}/xhr_send${q}`, { body: JSON.stringify(sub('evil')) });
+        assert.equal(s.status, 403, `xhr_send ${q}`);
+        assert.equal(s.text, FORBIDDEN);
+      }
+      // the streaming receivers too
+      for (const t of ['xhr_streaming', 'eventsource']) {
+        const r = await request(`${a.base}/${t}`, { method: t === 'eventsource' ? 'GET' : 'POST' });
+        assert.equal(r.status, 403, t);
+      }
+      // and a websocket of the same session id
+      await assert.rejects(wsOpen(gw.wsUrl(`/socketServer${a.base.slice(base.length)}/websocket`)),
+        (e) => e.status === 403, 'websocket without the token');
+      // A goes on: the waiting frame is still there, nothing was sent as A
+      assert.equal((await a.send(sub('r2'))).status, 204);
+      const got = [];
+      while (!got.some((f) => f.includes('receipt-id:r2'))) {
+        const fr = aFrames(await a.next());
+        if (fr) got.push(...fr);
+      }
+      assert.ok(got.some((f) => f.includes('receipt-id:r1')), 'the frame that waited reached A');
+      assert.ok(!got.some((f) => f.includes('receipt-id:evil')), 'nothing was sent as A');
+      // the token may travel as token= as well: the same hash
+      assert.equal((await request(`${a.base}/xhr_send?token=${user.token}`, { method: 'POST', body: JSON.stringify(sub('r3')) })).status, 204);
+      await a.stomp(/receipt-id:r3/);
+    });
+
+    it('a session opened without a token is kept to its client address, and to no token', T, async () => {
+      const sp = sessionPath();
+      const u = `${base}${sp}`;
+      const home = loopbackAddress();
+      let away = loopbackAddress();
+      while (away === home) away = loopbackAddress();
+      let r = await hit(`${u}/xhr`, { from: home });
+      assert.equal(r.text, 'o\n');
+      r = await hit(`${u}/xhr`, { from: away });
+      assert.equal(r.status, 403, 'another address');
+      r = await hit(`${u}/xhr_send`, { from: away, body: JSON.stringify([CONNECT]) });
+      assert.equal(r.status, 403, 'another address sends');
+      r = await hit(`${u}/xhr?srect=${user.token}`, { from: home });
+      assert.equal(r.status, 403, 'the same address with a token');
+      r = await hit(`${u}/xhr_send?srect=${user.token}`, { from: home, body: JSON.stringify([CONNECT]) });
+      assert.equal(r.status, 403, 'the same address sends with a token');
+      // the owner goes on: its CONNECT (no credentials) gets the ERROR
+      r = await hit(`${u}/xhr_send`, { from: home, body: JSON.stringify([CONNECT]) });
+      assert.equal(r.status, 204);
+      r = await hit(`${u}/xhr`, { from: home });
+      assert.equal(r.status, 200);
+      assert.match(r.text, /^a\["ERROR/);
+    });
+
+    it('session ids are not logged at info', T, async () => {
+      const c = new Xhr(gw, { token: user.token });
+      await c.open();
+      const id = c.base.split('/').pop();
+      await hit(`${c.base}/xhr`);            // a refused one too
+      assert.ok(!gw.stderr().includes(id), 'the session id is in the info log');
+    });
+  });
+
   /* ---------------------------------------------------------------- */
   describe('Origin', () => {
     it('websockets: a refused Origin is 403, an allowed one and none are served', T, async () => {
@@ -621,6 +770,23 @@ describe('SockJS 0.3.3 protocol', () => {
       await s.waitText(/data: o/);
       assert.equal(s.headers['access-control-allow-origin'], GOOD_ORIGIN);
       s.abort();
+    });
+
+    it('with allowed_origins *, every Origin (null too) is echoed with credentials; none gets *', T, async () => {
+      const any = await h.env.startGateway(['--allowed-origins', '*'], { name: 'anyorigin' });
+      const b = any.url('/socketServer');
+      for (const o of ['null', BAD_ORIGIN, GOOD_ORIGIN]) {
+        for (const [m, u] of [['GET', '/info'], ['POST', `${sessionPath()}/xhr`], ['OPTIONS', `${sessionPath()}/xhr_send`]]) {
+          const r = await request(`${b}${u}`, { method: m, headers: { Origin: o } });
+          assert.ok(r.status < 300, `${m} ${u} ${o}: ${r.status}`);
+          assert.equal(r.headers['access-control-allow-origin'], o, `${m} ${u} ${o}`);
+          assert.equal(r.headers['access-control-allow-credentials'], 'true', `${m} ${u} ${o}`);
+        }
+      }
+      const r = await request(`${b}/info`);
+      assert.equal(r.headers['access-control-allow-origin'], '*');
+      assert.equal(r.headers['access-control-allow-credentials'], undefined);
+      await h.env.stopGateway(any);
     });
 
     it('OPTIONS on xhr transports echoes requested headers for OPTIONS, POST', T, async () => {
@@ -657,7 +823,7 @@ describe('SockJS 0.3.3 protocol', () => {
       // the raw poll body, as it is on the wire
       let raw;
       for (;;) {
-        const r = await request(`${rx.base}/xhr`, { method: 'POST' });
+        const r = await request(`${rx.base}/xhr${rx.q}`, { method: 'POST' });
         if (r.text.startsWith('a[')) { raw = r.text; break; }
       }
       for (const esc of ['\\u2028', '\\u2029', '\\ud83d\\ude00', '\\ufff0', '\\u200d', '\\u0000']) {
@@ -698,7 +864,7 @@ describe('SockJS 0.3.3 protocol', () => {
       assert.equal(r.headers['cache-control'], NO_CACHE);
       assert.equal(r.text, 'callback("o");\r\n');
 
-      const form = (s) => post(`${b}${sp}/jsonp_send`, s, { 'Content-Type': 'application/x-www-form-urlencoded' });
+      const form = (s) => post(`${b}${sp}/jsonp_send?srect=${u.token}`, s, { 'Content-Type': 'application/x-www-form-urlencoded' });
       r = await form(`d=${encodeURIComponent(JSON.stringify([CONNECT]))}`);
       assert.equal(r.status, 200);
       assert.equal(r.text, 'ok');
@@ -713,12 +879,12 @@ describe('SockJS 0.3.3 protocol', () => {
         assert.ok(r.text.includes('Payload expected.'), d);
       }
       // a raw (text/plain) body works too
-      r = await post(`${b}${sp}/jsonp_send`, JSON.stringify([stompFrame('SUBSCRIBE', { id: 's', destination: '/user/queue/status', receipt: 'ok' })]),
+      r = await post(`${b}${sp}/jsonp_send?srect=${u.token}`, JSON.stringify([stompFrame('SUBSCRIBE', { id: 's', destination: '/user/queue/status', receipt: 'ok' })]),
         { 'Content-Type': 'text/plain' });
       assert.equal(r.text, 'ok');
       const got = [];
       while (!got.some((f) => f.includes('receipt-id:ok'))) {
-        r = await request(`${b}${sp}/jsonp?c=x.y_z`);
+        r = await request(`${b}${sp}/jsonp?c=x.y_z&srect=${u.token}`);
         const m = /^x\.y_z\((".*")\);\r\n$/s.exec(r.text);
         assert.ok(m, JSON.stringify(r.text));
         const frame = JSON.parse(m[1]);
@@ -745,8 +911,8 @@ describe('SockJS 0.3.3 protocol', () => {
       assert.ok(head.length > 1024);
       assert.ok(head.includes('var c = parent.callback;'));
       assert.ok(head.trim().startsWith('<!doctype html>'));
-      await post(`${b}${sp}/xhr_send`, JSON.stringify([CONNECT]));
-      await post(`${b}${sp}/xhr_send`, JSON.stringify([stompFrame('SUBSCRIBE', { id: 's', destination: '/user/queue/status', receipt: '</script><script>alert(1)</script>' })]));
+      await post(`${b}${sp}/xhr_send?srect=${u.token}`, JSON.stringify([CONNECT]));
+      await post(`${b}${sp}/xhr_send?srect=${u.token}`, JSON.stringify([stompFrame('SUBSCRIBE', { id: 's', destination: '/user/queue/status', receipt: '</script><script>alert(1)</script>' })]));
       await s.waitText(/receipt-id/);
       await s.waitText(/<\/script>\r\n$/);
       const frames = s.text.slice(head.length);

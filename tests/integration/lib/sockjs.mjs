@@ -12,8 +12,9 @@
 // One substitution, and why: sockjs-client's node XHR driver writes a
 // request body with req.write() + req.end(), so node sends it with
 // `Transfer-Encoding: chunked`. libwebsockets 4.1.6 (the server's HTTP
-// stack) cannot read chunked request bodies, so the gateway answers such
-// an xhr_send with 411 and sockjs-client would close the session. A
+// stack) cannot read chunked request bodies; the gateway now decodes them
+// itself on xhr_send (sockjs_protocol.test.mjs), but closes the connection
+// after each such send, which no browser would see. A
 // browser's XMLHttpRequest always sends Content-Length; BrowserLikeXhr
 // below is sockjs-client's own node driver changed only in that (the body
 // goes with Content-Length, like a browser's), installed in the module
