@@ -360,7 +360,7 @@ describe('hostile: authorization, limits, lengths, injection', () => {
     after(async () => { await h.env.stopGateway(mem); });
 
     async function heap() {
-      const r = await request(mem.url('/metrics'));
+      const r = await request(mem.metricsUrl());
       const m = /^chatgate_heap_bytes (\d+)$/m.exec(r.text);
       assert.ok(m, 'chatgate_heap_bytes in /metrics');
       return Number(m[1]);
