@@ -570,6 +570,10 @@ sync_fetched(uint64_t sid, void *ticket, int err,
 
     if (s == NULL)
         return;
+    /* The next frame (another sync, say) may be read now; this answer is
+     * queued below, and the output caps bound what a reader that never
+     * reads can pile up. */
+    cg_session__resume_input(s, PAUSE_SYNC);
     if (cg_outq_ticket_cancelled(t)) {
         ticket_answer(s, t, CG_E_CLOSED, CG_TOPIC_INIT_STATUS, NULL);
         return;
@@ -636,6 +640,13 @@ start_sync(cg_session *s, struct stomp_str body)
         ticket_abandon(s, t);
     else if (rc < 0)
         rc = batch_failed(s, t, 503, "sync failed: store unavailable");
+    else
+        /* One sync of a session at a time: its frames after this one wait,
+         * unread, until the answer is in (sync_fetched). A client that
+         * pipelines hundreds of syncs and reads nothing therefore has one
+         * fetch in Redis, not hundreds of megabyte-sized replies that would
+         * stall Redis for every other user. */
+        cg_session__pause_input(s, PAUSE_SYNC);
     return rc;
 }
 

@@ -192,7 +192,8 @@ input_append(cg_session *s, const char *data, size_t len)
 static int
 can_dispatch(const cg_session *s)
 {
-    return s->state != ST_CLOSING && !(s->paused & (PAUSE_AUTH | PAUSE_INFLIGHT));
+    return s->state != ST_CLOSING &&
+           !(s->paused & (PAUSE_AUTH | PAUSE_INFLIGHT | PAUSE_SYNC));
 }
 
 void

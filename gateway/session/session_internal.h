@@ -63,6 +63,7 @@ enum session_state {
 #define PAUSE_AUTH      0x01u   /* CONNECT seen; waiting for auth + attach */
 #define PAUSE_INFLIGHT  0x02u   /* max_inflight requests await Redis */
 #define PAUSE_CLOSING   0x04u   /* for good */
+#define PAUSE_SYNC      0x08u   /* a sync is being fetched: one at a time */
 
 /* Flags. */
 #define F_GONE          0x0001u /* transport called on_closed: no more ops */
