@@ -389,6 +389,7 @@ cg_session__begin_close(cg_session *s, int code, const char *why, enum close_how
 static void
 destroy(cg_session *s)
 {
+    cg_session__sync_drop(s);
     cg_outq_cleanup(&s->outq);
     cg_subs_cleanup(&s->subs);
     cg_session__tx_abort_all(s);

@@ -556,24 +556,44 @@ sync_failed(cg_session *s, struct cg_outq_entry *t, int code, const char *msg)
         cg_slog(s, CG_LOG_WARN, "%s; the answer was lost: out of memory", msg);
 }
 
+/* A sync waiting for the one before it (see start_sync). */
+struct sync_wait {
+    struct sync_wait     *next;
+    struct cg_outq_entry *t;       /* its answer's place; t->id is its key */
+};
+
+/* Syncs of one session that may wait for their turn; past it a sync is
+ * answered 429 at once. */
+#define SYNC_WAIT_MAX 16
+
+static void sync_answer(cg_session *s, struct cg_outq_entry *t, int err,
+                        const struct cg_chat_item *items, size_t n, int more);
+static void sync_next(cg_session *s);
+
 static void
 sync_fetched(uint64_t sid, void *ticket, int err,
              const struct cg_chat_item *items, size_t n, int more, void *data)
 {
     cg_session *s = cg_session_lookup(data, sid);
-    struct cg_outq_entry *t = ticket, *pos = t;
+    struct cg_outq_entry *t = ticket;
+
+    if (s == NULL)
+        return;
+    s->sync_busy = 0;
+    sync_answer(s, t, err, items, n, more);
+    sync_next(s);
+}
+
+static void
+sync_answer(cg_session *s, struct cg_outq_entry *t, int err,
+            const struct cg_chat_item *items, size_t n, int more)
+{
+    struct cg_outq_entry *pos = t;
     struct cg_outq_render r;
     const struct cg_sub *sub;
     struct cg_buf *end;
     uint64_t key, count = 0;
     size_t i;
-
-    if (s == NULL)
-        return;
-    /* The next frame (another sync, say) may be read now; this answer is
-     * queued below, and the output caps bound what a reader that never
-     * reads can pile up. */
-    cg_session__resume_input(s, PAUSE_SYNC);
     if (cg_outq_ticket_cancelled(t)) {
         ticket_answer(s, t, CG_E_CLOSED, CG_TOPIC_INIT_STATUS, NULL);
         return;
@@ -617,6 +637,50 @@ sync_fetched(uint64_t sid, void *ticket, int err,
     cg_buf_unref(end);
 }
 
+/* The sync in Redis is answered: start the next waiting one, if any. */
+static void
+sync_next(cg_session *s)
+{
+    struct cg_chat_caller who = caller_of(s);
+    struct sync_wait *w;
+    struct cg_outq_entry *t;
+    int rc;
+
+    while (!s->sync_busy && (w = s->sync_head) != NULL) {
+        s->sync_head = w->next;
+        if (s->sync_head == NULL)
+            s->sync_tail = NULL;
+        s->sync_waiting--;
+        t = w->t;
+        cg_free(w);
+        if (cg_outq_ticket_cancelled(t)) {
+            ticket_answer(s, t, CG_E_CLOSED, CG_TOPIC_INIT_STATUS, NULL);
+        } else if (cg_subs_by_topic(&s->subs, CG_TOPIC_RECIVE) == NULL) {
+            sync_failed(s, t, 400, SYNC_CUT_MSG);
+        } else if (s->srv->chat == NULL ||
+                   (rc = cg_chat_fetch(s->srv->chat, &who, 1, t->id,
+                                       cfg_size(cfg_of(s)->sync_batch), sync_fetched,
+                                       t, s->srv)) < 0) {
+            sync_failed(s, t, 503, "sync failed: store unavailable");
+        } else {
+            s->sync_busy = 1;
+        }
+    }
+}
+
+void
+cg_session__sync_drop(cg_session *s)
+{
+    struct sync_wait *w;
+
+    while ((w = s->sync_head) != NULL) {
+        s->sync_head = w->next;
+        cg_free(w);
+    }
+    s->sync_tail = NULL;
+    s->sync_waiting = 0;
+}
+
 static int
 start_sync(cg_session *s, struct stomp_str body)
 {
@@ -634,6 +698,30 @@ start_sync(cg_session *s, struct stomp_str body)
     if ((t = ticket_open(s)) == NULL)
         return CG_E_NOMEM;
     t->id = key;                   /* remembered for an empty answer */
+    /* One sync of a session in Redis at a time: a client that pipelines
+     * hundreds of syncs (each answer up to sync_batch messages) must not
+     * have hundreds of megabyte-sized replies in Redis at once, which
+     * stalls Redis for every other user. The others wait, in order, with
+     * their tickets; later frames (an UNSUBSCRIBE, say) are read as usual. */
+    if (s->sync_busy) {
+        struct sync_wait *w;
+
+        if (s->sync_waiting >= SYNC_WAIT_MAX)
+            return batch_failed(s, t, 429, "too many syncs at once: send the next "
+                                "after the init/status of the last");
+        if ((w = cg_calloc(1, sizeof *w)) == NULL) {
+            ticket_abandon(s, t);
+            return CG_E_NOMEM;
+        }
+        w->t = t;
+        if (s->sync_tail != NULL)
+            s->sync_tail->next = w;
+        else
+            s->sync_head = w;
+        s->sync_tail = w;
+        s->sync_waiting++;
+        return 0;
+    }
     rc = cg_chat_fetch(s->srv->chat, &who, 1, key,
                        cfg_size(cfg_of(s)->sync_batch), sync_fetched, t, s->srv);
     if (rc == CG_E_NOMEM)
@@ -641,12 +729,7 @@ start_sync(cg_session *s, struct stomp_str body)
     else if (rc < 0)
         rc = batch_failed(s, t, 503, "sync failed: store unavailable");
     else
-        /* One sync of a session at a time: its frames after this one wait,
-         * unread, until the answer is in (sync_fetched). A client that
-         * pipelines hundreds of syncs and reads nothing therefore has one
-         * fetch in Redis, not hundreds of megabyte-sized replies that would
-         * stall Redis for every other user. */
-        cg_session__pause_input(s, PAUSE_SYNC);
+        s->sync_busy = 1;
     return rc;
 }
 

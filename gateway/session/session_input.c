@@ -192,8 +192,7 @@ input_append(cg_session *s, const char *data, size_t len)
 static int
 can_dispatch(const cg_session *s)
 {
-    return s->state != ST_CLOSING &&
-           !(s->paused & (PAUSE_AUTH | PAUSE_INFLIGHT | PAUSE_SYNC));
+    return s->state != ST_CLOSING && !(s->paused & (PAUSE_AUTH | PAUSE_INFLIGHT));
 }
 
 void

@@ -63,7 +63,6 @@ enum session_state {
 #define PAUSE_AUTH      0x01u   /* CONNECT seen; waiting for auth + attach */
 #define PAUSE_INFLIGHT  0x02u   /* max_inflight requests await Redis */
 #define PAUSE_CLOSING   0x04u   /* for good */
-#define PAUSE_SYNC      0x08u   /* a sync is being fetched: one at a time */
 
 /* Flags. */
 #define F_GONE          0x0001u /* transport called on_closed: no more ops */
@@ -78,6 +77,7 @@ enum session_state {
 #define F_AUTH_LIMITS   0x0200u /* parser has the post-CONNECT limits */
 
 struct tx;    /* an open transaction (session_tx.c) */
+struct sync_wait; /* a sync waiting for its turn (session_chat.c) */
 
 struct cg_session {
     struct cg_server              *srv;
@@ -126,6 +126,12 @@ struct cg_session {
         uint32_t gen;          /* tags fetches; a stale answer is ignored */
         uint8_t  active, fetching, waiting;
     } init;
+
+    /* Syncs (session_chat.c): one fetch in Redis at a time; the others
+     * wait here, each holding its answer's ticket, in request order. */
+    struct sync_wait              *sync_head, *sync_tail;
+    uint16_t                       sync_waiting;
+    uint8_t                        sync_busy;
 
     struct cg_chat_conn            chat;
     char                          *token;       /* until the check answers */
@@ -312,6 +318,9 @@ int cg_session__init_start(cg_session *s);
 /* Stop the init stream without a word (DISCONNECT, close): a fetch in
  * flight is ignored when it answers; what was not sent stays pending. */
 void cg_session__init_stop(cg_session *s);
+/* Free the syncs still waiting for their turn (their tickets go with the
+ * outbound queue). */
+void cg_session__sync_drop(cg_session *s);
 
 /* The socket drained some output: a stream waiting for the low-water mark
  * fetches its next batch. Cheap to call when nothing waits. */

@@ -5,9 +5,9 @@
 // Redis's output buffer for the gateway (193 MB), the gateway's command
 // connections timed out, and other users' sends got 503.
 //
-// A session now has one sync in Redis at a time: the frames behind a sync
-// wait, unread, until its answer is in; the output caps bound what a reader
-// that reads nothing piles up in the gateway.
+// A session now has one sync in Redis at a time: later syncs wait their
+// turn (16 at most, then 429), and the output caps bound what a reader that
+// reads nothing piles up in the gateway.
 //
 // Asserted, while the flood runs:
 //   - another pair's 200 sends are all answered 200 (no 503);
