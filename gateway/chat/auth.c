@@ -221,18 +221,27 @@ pool(struct auth_op *op, uv_work_cb fn)
     }
 }
 
+/* The first registration waiting for the pool, taken off the queue. */
+static struct auth_op *
+reg_pop(cg_auth *a)
+{
+    struct auth_op *op = a->reg_head;
+
+    a->reg_head = op->reg_next;
+    if (a->reg_head == NULL)
+        a->reg_tail = NULL;
+    a->reg_waiting--;
+    op->reg_next = NULL;
+    return op;
+}
+
 /* Start the registration hashes that may run now (see the top). */
 static void
 reg_dispatch(cg_auth *a)
 {
     while (a->reg_head != NULL && a->reg_hashing < REGISTER_HASHING) {
-        struct auth_op *op = a->reg_head;
+        struct auth_op *op = reg_pop(a);
 
-        a->reg_head = op->reg_next;
-        if (a->reg_head == NULL)
-            a->reg_tail = NULL;
-        a->reg_waiting--;
-        op->reg_next = NULL;
         if (a->closing)
             op_finish(op, CG_E_CLOSED);
         else
@@ -626,14 +635,8 @@ cg_auth_destroy(cg_auth *a)
     a->closing = 1;
     /* Registrations still waiting for the pool end now; the ones on the
      * pool end when their work does. */
-    while (a->reg_head != NULL) {
-        struct auth_op *op = a->reg_head;
-
-        a->reg_head = op->reg_next;
-        a->reg_waiting--;
-        op_finish(op, CG_E_CLOSED);
-    }
-    a->reg_tail = NULL;
+    while (a->reg_head != NULL)
+        op_finish(reg_pop(a), CG_E_CLOSED);
     if (a->ops == 0)
         cg_free(a);
 }
@@ -677,12 +680,7 @@ cg_auth_register(cg_auth *a, const char *name, size_t name_len, const char *pass
     reg_limit_key(op, 1, k, sizeof k);
     if (op_start(op, 2, (const char *[]){ "INCR", k }) < 0)
         return CG_E_STORE;
-    {
-        char ms[24];
-
-        snprintf(ms, sizeof ms, "%lld", (long long)a->cfg->register_addr_window_s * 1000);
-        send_quiet(a, 4, (const char *[]){ "PEXPIRE", k, ms, "NX" }, on_expire_reply);
-    }
+    reg_window_start(op, 1, k);
     return 0;
 }
 

@@ -124,6 +124,8 @@ void work_verify(uv_work_t *w);
 void limit_key(const struct auth_op *op, enum limit_bucket b, char *buf, size_t cap);
 void on_expire_reply(const struct cg_store_reply *r, int err, void *data);
 void send_quiet(cg_auth *a, int argc, const char **argv, cg_store_reply_cb cb);
+void window_start(cg_auth *a, const char *k, int64_t window_s);
+void reg_window_start(struct auth_op *op, int by_addr, const char *k);
 void limit_expire(struct auth_op *op, enum limit_bucket b, const char *k);
 void limit_take(struct auth_op *op, enum limit_bucket b);
 void limit_give_back(struct auth_op *op);

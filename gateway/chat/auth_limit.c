@@ -58,14 +58,22 @@ send_quiet(cg_auth *a, int argc, const char **argv, cg_store_reply_cb cb)
         cg_log(CG_LOG_DEBUG, "login limit: %s %s not sent (store down)", argv[0], argv[1]);
 }
 
-/* Start bucket b's window if key k has none yet (the INCR just made it). */
+/* Start the fixed window of limit key k, window_s long, if it has none yet
+ * (the INCR just made it): the one place every limit's window starts. */
 void
-limit_expire(struct auth_op *op, enum limit_bucket b, const char *k)
+window_start(cg_auth *a, const char *k, int64_t window_s)
 {
     char ms[24];
 
-    snprintf(ms, sizeof ms, "%lld", (long long)op->a->rules[b].window_s * 1000);
-    send_quiet(op->a, 4, (const char *[]){ "PEXPIRE", k, ms, "NX" }, on_expire_reply);
+    snprintf(ms, sizeof ms, "%lld", (long long)window_s * 1000);
+    send_quiet(a, 4, (const char *[]){ "PEXPIRE", k, ms, "NX" }, on_expire_reply);
+}
+
+/* Start bucket b's window (see window_start). */
+void
+limit_expire(struct auth_op *op, enum limit_bucket b, const char *k)
+{
+    window_start(op->a, k, op->a->rules[b].window_s);
 }
 
 /* Take one count of this attempt from bucket b; its INCR reply comes to
@@ -207,15 +215,21 @@ reg_limit_key(const struct auth_op *op, int by_addr, char *buf, size_t cap)
 void
 reg_limit_take(struct auth_op *op, int by_addr)
 {
-    const struct cg_config *cfg = op->a->cfg;
-    char k[LIMIT_KEY_MAX], ms[24];
+    char k[LIMIT_KEY_MAX];
 
     reg_limit_key(op, by_addr, k, sizeof k);
-    snprintf(ms, sizeof ms, "%lld", (long long)(by_addr ? cfg->register_addr_window_s :
-                                                          cfg->register_window_s) * 1000);
     op->step = by_addr ? REG_LIMIT_ADDR : REG_LIMIT_ALL;
     if (cmd_sent(op, 2, (const char *[]){ "INCR", k }) == 0)
-        send_quiet(op->a, 4, (const char *[]){ "PEXPIRE", k, ms, "NX" }, on_expire_reply);
+        reg_window_start(op, by_addr, k);
+}
+
+/* Start the window of registration key k (by address or of all). */
+void
+reg_window_start(struct auth_op *op, int by_addr, const char *k)
+{
+    const struct cg_config *cfg = op->a->cfg;
+
+    window_start(op->a, k, by_addr ? cfg->register_addr_window_s : cfg->register_window_s);
 }
 
 /* Over its window's max: refuse (asking when the window ends) and return

@@ -637,14 +637,26 @@ sync_answer(cg_session *s, struct cg_outq_entry *t, int err,
     cg_buf_unref(end);
 }
 
+/* Fetch the sync of ticket t (its key in t->id): the session's one sync in
+ * Redis from now on. Returns 0 or the error of cg_chat_fetch(). */
+static int
+sync_submit(cg_session *s, struct cg_outq_entry *t)
+{
+    struct cg_chat_caller who = caller_of(s);
+    int rc = cg_chat_fetch(s->srv->chat, &who, 1, t->id,
+                           cfg_size(cfg_of(s)->sync_batch), sync_fetched, t, s->srv);
+
+    if (rc == 0)
+        s->sync_busy = 1;
+    return rc;
+}
+
 /* The sync in Redis is answered: start the next waiting one, if any. */
 static void
 sync_next(cg_session *s)
 {
-    struct cg_chat_caller who = caller_of(s);
     struct sync_wait *w;
     struct cg_outq_entry *t;
-    int rc;
 
     while (!s->sync_busy && (w = s->sync_head) != NULL) {
         s->sync_head = w->next;
@@ -657,13 +669,8 @@ sync_next(cg_session *s)
             ticket_answer(s, t, CG_E_CLOSED, CG_TOPIC_INIT_STATUS, NULL);
         } else if (cg_subs_by_topic(&s->subs, CG_TOPIC_RECIVE) == NULL) {
             sync_failed(s, t, 400, SYNC_CUT_MSG);
-        } else if (s->srv->chat == NULL ||
-                   (rc = cg_chat_fetch(s->srv->chat, &who, 1, t->id,
-                                       cfg_size(cfg_of(s)->sync_batch), sync_fetched,
-                                       t, s->srv)) < 0) {
+        } else if (s->srv->chat == NULL || sync_submit(s, t) < 0) {
             sync_failed(s, t, 503, "sync failed: store unavailable");
-        } else {
-            s->sync_busy = 1;
         }
     }
 }
@@ -684,7 +691,6 @@ cg_session__sync_drop(cg_session *s)
 static int
 start_sync(cg_session *s, struct stomp_str body)
 {
-    struct cg_chat_caller who = caller_of(s);
     struct cg_outq_entry *t;
     uint64_t key = 0;
     int rc;
@@ -722,14 +728,11 @@ start_sync(cg_session *s, struct stomp_str body)
         s->sync_waiting++;
         return 0;
     }
-    rc = cg_chat_fetch(s->srv->chat, &who, 1, key,
-                       cfg_size(cfg_of(s)->sync_batch), sync_fetched, t, s->srv);
+    rc = sync_submit(s, t);
     if (rc == CG_E_NOMEM)
         ticket_abandon(s, t);
     else if (rc < 0)
         rc = batch_failed(s, t, 503, "sync failed: store unavailable");
-    else
-        s->sync_busy = 1;
     return rc;
 }
 

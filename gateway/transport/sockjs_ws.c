@@ -105,17 +105,6 @@ ws_hb_restart(struct sj_ws *c)
     uv_timer_start(&c->hb, on_ws_hb, ms, ms);
 }
 
-static int
-refuse(struct lws *wsi, unsigned int status, const char *why)
-{
-    char ctx[64];
-
-    cg_request_client_addr(cg_server_of(wsi), wsi, ctx, sizeof ctx);
-    cg_log_ctx(CG_LOG_INFO, ctx, "SockJS websocket upgrade refused: %u %s", status, why);
-    lws_return_http_status(wsi, status, why);
-    return -1;
-}
-
 int
 cg_sockjs_ws_filter(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss,
                     const struct cg_sockjs_path *sp)
@@ -127,15 +116,15 @@ cg_sockjs_ws_filter(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss,
     /* The route table gives the raw /websocket to transport_ws.c; any
      * other SockJS URL takes no upgrade. */
     if (sp->route != CG_SJ_WEBSOCKET)
-        return refuse(wsi, HTTP_STATUS_NOT_FOUND, "no websocket endpoint here");
+        return cg_ws_refuse(wsi, HTTP_STATUS_NOT_FOUND, "no websocket endpoint here");
     olen = lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN);
     if (olen < 0)
-        return refuse(wsi, HTTP_STATUS_FORBIDDEN, "origin not allowed");
+        return cg_ws_refuse(wsi, HTTP_STATUS_FORBIDDEN, "origin not allowed");
     if (olen > 0) {
         hlen = lws_hdr_copy(wsi, host, sizeof host, WSI_TOKEN_HOST);
         if (!cg_origins_allowed(srv->origins, origin, (size_t)olen,
                                 host, hlen > 0 ? (size_t)hlen : 0))
-            return refuse(wsi, HTTP_STATUS_FORBIDDEN, "origin not allowed");
+            return cg_ws_refuse(wsi, HTTP_STATUS_FORBIDDEN, "origin not allowed");
     }
     /* An HTTP session of the same id was opened by someone: only the
      * same credential may use its id (sockjs_session.c, sj_sess_admits). */
@@ -149,14 +138,14 @@ cg_sockjs_ws_filter(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss,
             sj_cred_read(wsi, &cred);
             cg_request_client_addr(srv, wsi, peer, sizeof peer);
             if (!sj_sess_admits(ss, &cred, peer))
-                return refuse(wsi, HTTP_STATUS_FORBIDDEN,
+                return cg_ws_refuse(wsi, HTTP_STATUS_FORBIDDEN,
                               "session opened with another credential");
         }
     }
     /* Too many sessions from this address, or the memory budget spent. */
     cg_request_client_addr(srv, wsi, addr, sizeof addr);
     if ((status = cg_session_admit(srv, addr, &why)) != 0)
-        return refuse(wsi, (unsigned)status, why);
+        return cg_ws_refuse(wsi, (unsigned)status, why);
     /* The token is checked at CONNECT: a SockJS client cannot read a 401
      * from a refused upgrade, it would only fall back to another
      * transport. CONNECT answers ERROR, then c[3000,"Go away!"]. */
