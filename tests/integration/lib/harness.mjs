@@ -416,8 +416,12 @@ export class Gateway {
       }
       try {
         const r = await httpRequest(this.url('/readyz'), { timeout: 2000 });
-        if (r.status === 200) return;
-        last = `HTTP ${r.status} ${r.text.slice(0, 200)}`;
+        // With --reuse-port another process on the same port may answer:
+        // ready means this process says it listens and its store is up.
+        const own = tail(this.errFile, 1 << 20);
+        if (r.status === 200 && / listening on /.test(own) && /store ready/.test(own)) return;
+        last = r.status === 200 ? 'HTTP 200 from the port, but this process has not logged "listening on" and "store ready"'
+          : `HTTP ${r.status} ${r.text.slice(0, 200)}`;
       } catch (e) {
         last = e.message;
       }
