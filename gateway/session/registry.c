@@ -20,8 +20,10 @@
  *      +---------- last session detaches (UNSUBSCRIBE) ------------+
  *
  * An attach while SUBSCRIBING waits in the user's waiter list; an attach
- * while SUBSCRIBED (or with no store, in unit tests) is answered at once,
- * before cg_registry_attach() returns. A user whose sessions all detached
+ * while SUBSCRIBED waits in the registry's ready list, answered on the next
+ * loop turn (cg_store_defer()), so the callback never runs inside
+ * cg_registry_attach(). Only with no store (unit tests) is an attach
+ * answered before the call returns. A user whose sessions all detached
  * while SUBSCRIBING is kept until the store answers, then unsubscribed and
  * freed.
  *
@@ -89,6 +91,14 @@ struct sub_req {
     uint64_t     uid;
 };
 
+/* The registry's turn in the store's deferred queue: one at a time, for
+ * every attach of the ready list. Its own allocation, so that a registry
+ * destroyed first leaves it orphaned (r NULL) for the store to run. */
+struct ready_turn {
+    struct cg_store_defer d;    /* first: the callback casts back */
+    cg_registry          *r;    /* NULL once the registry is gone */
+};
+
 /* Sessions from one client address (exists while n > 0). */
 struct addr_count {
     struct addr_count *next;
@@ -104,6 +114,8 @@ struct cg_registry {
     size_t            cap, n;
     struct user     **buckets;
     size_t            ucap, un;
+    struct waiter    *ready, *ready_tail; /* attaches answered next turn */
+    struct ready_turn *turn;    /* deferred, while ready is not empty */
 };
 
 static size_t
@@ -121,6 +133,19 @@ hash64(uint64_t x)
 /* ------------------------------------------------------------------------ */
 /* Life cycle                                                                */
 /* ------------------------------------------------------------------------ */
+
+/* Call and free each waiter of the list w, in order. */
+static void
+answer_waiters(struct waiter *w, int err)
+{
+    while (w != NULL) {
+        struct waiter *next = w->next;
+
+        w->cb(w->sid, err, w->data);
+        cg_free(w);
+        w = next;
+    }
+}
 
 int
 cg_registry_create(struct cg_server *srv, cg_registry **out)
@@ -162,6 +187,10 @@ cg_registry_destroy(cg_registry *r)
         return;
     /* Waiting attach callbacks fire once, with CG_E_CLOSED, while lookups
      * still work. */
+    answer_waiters(r->ready, CG_E_CLOSED);
+    r->ready = r->ready_tail = NULL;
+    if (r->turn != NULL)
+        r->turn->r = NULL;         /* the store's late callback frees it */
     for (i = 0; i < r->ucap; i++) {
         struct user *u;
 
@@ -169,13 +198,7 @@ cg_registry_destroy(cg_registry *r)
             struct waiter *w = u->waiters;
 
             u->waiters = u->waiters_tail = NULL;
-            while (w != NULL) {
-                struct waiter *next = w->next;
-
-                w->cb(w->sid, CG_E_CLOSED, w->data);
-                cg_free(w);
-                w = next;
-            }
+            answer_waiters(w, CG_E_CLOSED);
             if (u->req != NULL) {
                 u->req->r = NULL;      /* the store's late callback frees it */
                 u->req = NULL;
@@ -542,13 +565,48 @@ on_subscribed(const struct cg_store_reply *reply, int err, void *data)
             cg_store_unsubscribe(r->srv->store, u->uid);
         user_unlink(r, u);
     }
-    while (w != NULL) {
-        struct waiter *next = w->next;
+    answer_waiters(w, err < 0 ? err : 0);
+}
 
-        w->cb(w->sid, err < 0 ? err : 0, w->data);
-        cg_free(w);
-        w = next;
+static void
+on_ready_turn(struct cg_store_defer *d, int err)
+{
+    struct ready_turn *t = (struct ready_turn *)d;
+    cg_registry *r = t->r;
+    struct waiter *w;
+
+    cg_free(t);
+    if (r == NULL)
+        return;                    /* the registry went first */
+    r->turn = NULL;
+    w = r->ready;
+    r->ready = r->ready_tail = NULL;
+    answer_waiters(w, err);
+}
+
+/* Queue w on the ready list, answered on the next loop turn. */
+static int
+ready_push(cg_registry *r, struct waiter *w)
+{
+    if (r->turn == NULL) {
+        struct ready_turn *t = cg_malloc(sizeof *t);
+        int rc;
+
+        if (t == NULL)
+            return CG_E_NOMEM;
+        t->r = r;
+        if ((rc = cg_store_defer(r->srv->store, &t->d, on_ready_turn)) < 0) {
+            cg_free(t);
+            return rc;
+        }
+        r->turn = t;
     }
+    if (r->ready_tail)
+        r->ready_tail->next = w;
+    else
+        r->ready = w;
+    r->ready_tail = w;
+    return 0;
 }
 
 int
@@ -566,8 +624,8 @@ cg_registry_attach(cg_registry *r, uint64_t sid, uint64_t uid,
         return CG_E_LIMIT;         /* u has sessions: nothing to unlink */
     if ((rc = user_add_sid(u, sid)) < 0)
         goto fail;
-    if (u->state == U_SUBSCRIBED || (u->state == U_NONE && r->srv->store == NULL)) {
-        /* Nothing to wait for (no store: unit tests). */
+    if (r->srv->store == NULL) {
+        /* No store (unit tests): nothing to wait for, nothing to defer by. */
         u->state = U_SUBSCRIBED;
         cb(sid, 0, data);
         return 0;
@@ -579,6 +637,11 @@ cg_registry_attach(cg_registry *r, uint64_t sid, uint64_t uid,
     w->sid = sid;
     w->cb = cb;
     w->data = data;
+    if (u->state == U_SUBSCRIBED) {
+        if ((rc = ready_push(r, w)) < 0)
+            goto fail;
+        return 0;
+    }
     if (u->waiters_tail)
         u->waiters_tail->next = w;
     else

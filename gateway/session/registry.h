@@ -39,9 +39,11 @@ size_t cg_registry_addr_count(const cg_registry *r, const char *addr);
 typedef void (*cg_registry_attach_cb)(uint64_t sid, int err, void *data);
 
 /* Attach session sid to user uid, subscribing the user's channel if this is
- * its first session here. cb fires exactly once if 0 is returned: before
- * cg_registry_attach() returns when the channel is already subscribed (or
- * srv->store is NULL, as in unit tests), otherwise once the store answers.
+ * its first session here. cb fires exactly once if 0 is returned, never
+ * inside this call: on the next loop turn when the channel is already
+ * subscribed, otherwise once the store answers (with CG_E_CLOSED if the
+ * registry is destroyed first). Only when srv->store is NULL (unit tests)
+ * does cb run before cg_registry_attach() returns.
  * Returns CG_E_LIMIT when uid already has max_user_sessions sessions
  * attached here, CG_E_NOMEM, or the store's error when subscribing cannot
  * start (then sid is not attached). */

@@ -330,5 +330,5 @@ on_auth(int err, const struct cg_principal *who, const char *token, void *data)
         cg_session__fail(s, rc == CG_E_NOMEM ? rc : CG_E_STORE,
                      "could not subscribe to the user's channel");
     }
-    /* else on_attached() may already have run */
+    /* else on_attached() runs on a later turn (at once only without a store) */
 }
