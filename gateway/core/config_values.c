@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "core/origins.h"
 #include "core/proxies.h"
+#include "core/redis_url.h"
 
 /* ------------------------------------------------------------------------ */
 /* Per-option checks                                                         */
@@ -160,58 +161,17 @@ cfg_check_node_id(const char *v, char *why, size_t cap)
     return 0;
 }
 
-/* The userinfo of a redis:// or unix:// URL: what lies between "://" and
- * the last '@' before the next '/', as store.c reads it. Returns 0 when
- * there is none. */
-static int
-url_userinfo(const char *v, const char **start, size_t *len)
-{
-    const char *auth = strstr(v, "://"), *end, *at = NULL;
-
-    if (auth == NULL)
-        return 0;
-    auth += 3;
-    end = auth + strcspn(auth, "/");
-    for (const char *p = auth; p < end; p++)
-        if (*p == '@')
-            at = p;
-    if (at == NULL)
-        return 0;
-    *start = auth;
-    *len = (size_t)(at - auth);
-    return 1;
-}
-
-/* The grammar store.c parses (it checks the unix:// query itself):
- *   redis://[[user]:password@]host[:port][/db]     db 0..100000
- *   unix://[[user]:password@]/path[?db=N][&password=P] */
+/* The grammar is redis_url.h's; the store parses the same string with the
+ * same function when it starts. */
 int
 cfg_check_redis_url(const char *v, char *why, size_t cap)
 {
-    const char *host, *ui, *end, *colon;
-    size_t uilen;
+    struct cg_redis_url u;
+    int rc = cg_redis_url_parse(v, &u, why, cap);
 
-    if (strncmp(v, "unix://", 7) == 0) {
-        host = url_userinfo(v, &ui, &uilen) ? ui + uilen + 1 : v + 7;
-        if (host[0] != '/' || host[1] == '\0' || host[1] == '?')
-            return snprintf(why, cap, "expected unix:///absolute/path"), -1;
-        return 0;
-    }
-    if (strncmp(v, "redis://", 8) != 0)
-        return snprintf(why, cap, "scheme must be redis:// or unix://"), -1;
-    host = url_userinfo(v, &ui, &uilen) ? ui + uilen + 1 : v + 8;
-    end = host + strcspn(host, "/");
-    colon = host[0] == '[' ? memchr(host, ']', (size_t)(end - host)) : host;
-    colon = colon != NULL ? memchr(colon, ':', (size_t)(end - colon)) : NULL;
-    if (!valid_host(host, (size_t)((colon ? colon : end) - host)))
-        return snprintf(why, cap, "expected a host after redis://"), -1;
-    if (colon != NULL && !valid_port(colon + 1, (size_t)(end - colon - 1)))
-        return snprintf(why, cap, "port must be 1..65535"), -1;
-    if (*end == '/' && end[1] != '\0' &&
-        (strspn(end + 1, "0123456789") != strlen(end + 1) || strlen(end + 1) > 6 ||
-         atol(end + 1) > 100000))
-        return snprintf(why, cap, "database must be a number 0..100000"), -1;
-    return 0;
+    if (rc == 0)
+        cg_redis_url_cleanup(&u);
+    return rc < 0 ? -1 : 0;
 }
 
 int
@@ -260,6 +220,28 @@ append(char *out, size_t cap, size_t *o, const char *src, size_t n)
     memcpy(out + *o, src, n);
     *o += n;
     out[*o] = '\0';
+}
+
+/* The userinfo of a redis:// or unix:// URL: what lies between "://" and
+ * the last '@' before the next '/'. Returns 0 when there is none. Read
+ * from the raw string: a refused URL is redacted too. */
+static int
+url_userinfo(const char *v, const char **start, size_t *len)
+{
+    const char *auth = strstr(v, "://"), *end, *at = NULL;
+
+    if (auth == NULL)
+        return 0;
+    auth += 3;
+    end = auth + strcspn(auth, "/");
+    for (const char *p = auth; p < end; p++)
+        if (*p == '@')
+            at = p;
+    if (at == NULL)
+        return 0;
+    *start = auth;
+    *len = (size_t)(at - auth);
+    return 1;
 }
 
 /* Copy the URL v to out with every password replaced by "***": the one in

@@ -145,20 +145,20 @@ cg_store_create(uv_loop_t *loop, const struct cg_config *cfg,
                 struct cg_metrics *metrics, cg_store **out)
 {
     cg_store *st;
+    char why[96];
     int rc;
 
     *out = NULL;
     if ((st = cg_calloc(1, sizeof *st)) == NULL)
         return CG_E_NOMEM;
-    if ((rc = cg_redis_url_parse(cfg->redis_url, &st->url)) < 0) {
+    if ((rc = cg_redis_url_parse(cfg->redis_url, &st->url, why, sizeof why)) < 0) {
         cg_free(st);
         if (rc == CG_E_NOMEM)
             return rc;
-        cg_log(CG_LOG_ERROR, "redis_url=%s: expected redis://[[user]:password@]host[:port]"
-               "[/db] or unix:///path[?db=N]",
+        cg_log(CG_LOG_ERROR, "redis_url=%s: %s",
                cfg->redis_url == NULL ? "(none)" :
                strchr(cfg->redis_url, '@') || strstr(cfg->redis_url, "password=")
-                   ? "(not shown: it holds a password)" : cfg->redis_url);
+                   ? "(not shown: it holds a password)" : cfg->redis_url, why);
         return CG_E_INVAL;
     }
     if ((st->buckets = cg_calloc(SUB_BUCKETS_MIN, sizeof *st->buckets)) == NULL) {

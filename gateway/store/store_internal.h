@@ -4,7 +4,6 @@
  *
  *   store.c            the object: create, close, readiness, deferred
  *                      completions, key helpers
- *   store_url.c        redis_url parsing (store_url.h)
  *   store_conn.c       the connection state machine: connect, reconnect with
  *                      backoff, watchdog, readiness, the libuv adapter hooks
  *   store_handshake.c  AUTH, SELECT, PING and SCRIPT LOAD after a connect
@@ -32,7 +31,7 @@
 #include "core/common.h"
 #include "core/metrics.h"
 #include "store/store.h"
-#include "store/store_url.h"
+#include "core/redis_url.h"
 
 /* ---- constants shared by several files -------------------------------- */
 

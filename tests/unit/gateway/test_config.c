@@ -508,6 +508,24 @@ Test(cg_config, redis_has_the_protocol_flag_and_its_long_form)
                "redis_url=http://x: scheme must be redis:// or unix:// (flag --redis)");
 }
 
+/* The option is checked by the parser the store connects with
+ * (core/redis_url.c): what the config accepts, the store can use. */
+Test(cg_config, redis_url_is_checked_by_the_stores_parser)
+{
+    assert_err(LOAD("--redis", "unix:///tmp/s?what=1"),
+               "redis_url=unix:///tmp/s?what=1: expected ?db=N or &password=P after the path (flag --redis)");
+    assert_err(LOAD("--redis", "unix:///tmp/s?db=x"),
+               "redis_url=unix:///tmp/s?db=x: database must be a number 0..100000 (flag --redis)");
+    assert_err(LOAD("--redis", "redis://:bad%zz@h"),
+               "redis_url=redis://:***@h: bad %XX escape in the user or password (flag --redis)");
+    assert_err(LOAD("--redis", "redis://[::1/0"),
+               "redis_url=redis://[::1/0: expected an IPv6 address in brackets after redis:// (flag --redis)");
+    assert_err(LOAD("--redis", "redis://h st:1"),
+               "redis_url=redis://h st:1: expected a host after redis:// (flag --redis)");
+    assert_ok(LOAD("--redis", "redis://user:p%40ss@[::1]:6379/1"));
+    assert_ok(LOAD("--redis", "unix://:pw@/tmp/redis.sock?db=4&password=x"));
+}
+
 struct bool_case {
     char word[8];
     int  value;

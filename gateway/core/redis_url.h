@@ -1,14 +1,15 @@
-/* store_url.h - the redis_url option parsed into its parts (private to
- * gateway/store/).
+/* redis_url.h - the redis_url option parsed into its parts.
  *
  *   redis://[[user]:password@]host[:port][/db]     host may be [v6]
  *   unix://[[user]:password@]/path[?db=N][&password=P]
  *
- * Kept apart from the rest of the store on purpose: the option is to be
- * parsed once by the config layer into this typed value (issue 12), and
- * this file pair is what moves there. Nothing here touches Redis. */
-#ifndef CHATGATE_STORE_URL_H
-#define CHATGATE_STORE_URL_H
+ * One grammar, one parser: the config layer calls it to check the option
+ * (and to say what is wrong), the store to connect. Nothing here touches
+ * Redis. */
+#ifndef CHATGATE_REDIS_URL_H
+#define CHATGATE_REDIS_URL_H
+
+#include <stddef.h>
 
 struct cg_redis_url {
     char *host;              /* TCP host, NULL for a unix socket */
@@ -21,9 +22,10 @@ struct cg_redis_url {
 };
 
 /* Parse s into u (port 6379 and db 0 unless given; %XX decoded in the user,
- * password and path). Returns 0, CG_E_INVAL (malformed, or s NULL) or
- * CG_E_NOMEM; on failure u holds nothing to clean up. */
-int  cg_redis_url_parse(const char *s, struct cg_redis_url *u);
+ * password and path). Returns 0, CG_E_INVAL (malformed, or s NULL; why, if
+ * not NULL, says what is wrong in at most cap bytes) or CG_E_NOMEM; on
+ * failure u holds nothing to clean up. */
+int  cg_redis_url_parse(const char *s, struct cg_redis_url *u, char *why, size_t cap);
 
 /* Free what cg_redis_url_parse() allocated and zero u. */
 void cg_redis_url_cleanup(struct cg_redis_url *u);
