@@ -7,6 +7,13 @@
  *   {base}/api/..., /healthz, ...  per route       the HTTP API
  *   {base}/api/ anything else      not upgrades    404 (405: known path)
  *   {base}/...                     GET, HEAD       the web client's files
+ *   /metrics                       GET, HEAD       metrics (where they are)
+ *
+ * Each row says on which listener it is served: the main one, or the
+ * metrics listener (metrics_listen, no base path). With metrics_listen
+ * empty the main listener serves both kinds of row, under its base path;
+ * otherwise the metrics listener serves only its rows, and anything else
+ * there is 404 (405 for a known path), upgrades included.
  *
  * Rows are tried in order; the first whose path and method match wins.
  * A path that an API row knows, asked with a method that row does not
@@ -44,6 +51,7 @@ enum match {
 };
 
 struct row {
+    unsigned            on;        /* CG_ROUTES_MAIN, CG_ROUTES_METRICS */
     unsigned            methods;
     const char         *path;
     enum match          match;
@@ -52,9 +60,14 @@ struct row {
     int                 files;     /* the web client's files; neither: 404 */
 };
 
-#define ROW(methods, path, match, owner)   { methods, path, match, owner, NULL, 0 }
-#define API(methods, path, match, handler) { methods, path, match, CG_ROUTE_HTTP, handler, 0 }
-#define FILES(methods, path, match)        { methods, path, match, CG_ROUTE_HTTP, NULL, 1 }
+#define MAIN    CG_ROUTES_MAIN
+#define METRICS CG_ROUTES_METRICS
+#define ROW(methods, path, match, owner) \
+    { MAIN, methods, path, match, owner, NULL, 0 }
+#define API(on, methods, path, match, handler) \
+    { on, methods, path, match, CG_ROUTE_HTTP, handler, 0 }
+#define FILES(methods, path, match) \
+    { MAIN, methods, path, match, CG_ROUTE_HTTP, NULL, 1 }
 
 /* The SockJS prefix: its owner gets what lies below it. */
 #define SOCKJS_PREFIX     "/socketServer"
@@ -64,14 +77,14 @@ static const struct row table[] = {
     ROW(R_UPGRADE,         "/client",                   EXACT,   CG_ROUTE_WS),
     ROW(R_UPGRADE,         SOCKJS_PREFIX "/websocket",  EXACT,   CG_ROUTE_SOCKJS_RAW),
     ROW(R_ANY | R_UPGRADE, SOCKJS_PREFIX,               SUBTREE, CG_ROUTE_SOCKJS),
-    API(R_POST,            "/api/register",             EXACT,   cg_http_register),
-    API(R_POST,            "/api/login",                EXACT,   cg_http_login),
-    API(R_POST,            "/api/logout",               EXACT,   cg_http_logout),
-    API(R_GET,             "/api/users/",               PREFIX,  cg_http_user),
-    API(R_GET,             "/healthz",                  EXACT,   cg_http_healthz),
-    API(R_GET,             "/readyz",                   EXACT,   cg_http_readyz),
-    API(R_GET,             "/metrics",                  EXACT,   cg_http_metrics),
-    API(R_ANY,             "/api/",                     PREFIX,  NULL),   /* 404 */
+    API(MAIN,    R_POST,   "/api/register",             EXACT,   cg_http_register),
+    API(MAIN,    R_POST,   "/api/login",                EXACT,   cg_http_login),
+    API(MAIN,    R_POST,   "/api/logout",               EXACT,   cg_http_logout),
+    API(MAIN,    R_GET,    "/api/users/",               PREFIX,  cg_http_user),
+    API(MAIN,    R_GET,    "/healthz",                  EXACT,   cg_http_healthz),
+    API(MAIN,    R_GET,    "/readyz",                   EXACT,   cg_http_readyz),
+    API(METRICS, R_GET,    "/metrics",                  EXACT,   cg_http_metrics),
+    API(MAIN,    R_ANY,    "/api/",                     PREFIX,  NULL),   /* 404 */
     FILES(R_GET,           "/",                         PREFIX),
 };
 
@@ -92,7 +105,7 @@ path_matches(const struct row *rw, const char *path, size_t len)
 
 void
 cg_route_find(const char *path, size_t len, enum cg_http_method method, int upgrade,
-              struct cg_route *out)
+              unsigned on, struct cg_route *out)
 {
     const struct row *hit = NULL;
     unsigned want = upgrade ? R_UPGRADE : R_M(method);
@@ -110,6 +123,8 @@ cg_route_find(const char *path, size_t len, enum cg_http_method method, int upgr
     for (size_t i = 0; path != NULL && i < sizeof table / sizeof *table; i++) {
         const struct row *rw = &table[i];
 
+        if (!(rw->on & on))
+            continue;
         if (!path_matches(rw, path, rw->owner == CG_ROUTE_HTTP ? clen : len))
             continue;
         if (!(rw->methods & want)) {
@@ -145,13 +160,11 @@ cg_route_find(const char *path, size_t len, enum cg_http_method method, int upgr
     }
 }
 
-/* The request's path relative to the configured base path, or NULL when
- * it is outside it (or longer than cap); *len receives its length. */
+/* The request's path relative to base, or NULL when it is outside it (or
+ * longer than cap); *len receives its length. */
 static const char *
-path_under_base(struct cg_server *srv, struct lws *wsi, char *buf, size_t cap,
-                size_t *len)
+path_under_base(const char *base, struct lws *wsi, char *buf, size_t cap, size_t *len)
 {
-    const char *base = srv->cfg->base_path;
     size_t blen = strlen(base);
     char *uri = NULL;
     int ulen = 0;
@@ -177,8 +190,11 @@ void
 cg_route_request(struct cg_server *srv, struct lws *wsi, int upgrade, char *buf,
                  size_t cap, struct cg_route *out)
 {
+    int metrics = srv->metrics_vhost != NULL && lws_get_vhost(wsi) == srv->metrics_vhost;
+    unsigned on = metrics ? CG_ROUTES_METRICS
+                : CG_ROUTES_MAIN | (srv->metrics_listener ? 0u : CG_ROUTES_METRICS);
     size_t len = 0;
-    const char *path = path_under_base(srv, wsi, buf, cap, &len);
+    const char *path = path_under_base(metrics ? "" : srv->cfg->base_path, wsi, buf, cap, &len);
 
-    cg_route_find(path, len, cg_request_method(wsi), upgrade, out);
+    cg_route_find(path, len, cg_request_method(wsi), upgrade, on, out);
 }

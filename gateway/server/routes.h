@@ -36,16 +36,22 @@ struct cg_route {
     struct cg_http_route  http;     /* CG_ROUTE_HTTP */
 };
 
+/* The listeners a row is served on (cg_route_find()'s on: one or both). */
+#define CG_ROUTES_MAIN    1u   /* the main listener, under the base path */
+#define CG_ROUTES_METRICS 2u   /* metrics: metrics_listen's, or the main
+                                  one when metrics_listen is empty */
+
 /* Route a request (upgrade 0) or a WebSocket upgrade (1) with method at
  * path, which is relative to the base path and NUL-terminated at len, or
- * NULL when the request is outside the base path. A pure function of its
- * arguments: it reads nothing else, and out's views borrow path. */
+ * NULL when the request is outside the base path, among the rows served
+ * where on says. A pure function of its arguments: it reads nothing else,
+ * and out's views borrow path. */
 void cg_route_find(const char *path, size_t len, enum cg_http_method method,
-                   int upgrade, struct cg_route *out);
+                   int upgrade, unsigned on, struct cg_route *out);
 
-/* Route wsi's request: read its path under the configured base path (into
- * buf, cap bytes; a longer one counts as outside) and its method, then
- * cg_route_find(). out's views borrow buf. */
+/* Route wsi's request: which listener it came in on, its path under that
+ * listener's base path (into buf, cap bytes; a longer one counts as
+ * outside) and its method, then cg_route_find(). out's views borrow buf. */
 void cg_route_request(struct cg_server *srv, struct lws *wsi, int upgrade,
                       char *buf, size_t cap, struct cg_route *out);
 

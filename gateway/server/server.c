@@ -124,40 +124,8 @@ owner_of(const struct cg_pss *pss, int ws)
     return kind == CG_PSS_SOCKJS_HTTP ? &sockjs_http_handlers : &http_handlers;
 }
 
-/* A request on the metrics listener (metrics_listen): GET or HEAD /metrics
- * (no base path: it is Prometheus's default), and 404 or 405 for the rest. */
-static int
-on_metrics_request(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss)
-{
-    static const char metrics_path[] = "/metrics";
-    struct cg_http_route rt;
-    char path[64];
-    int n;
-
-    memset(&rt, 0, sizeof rt);
-    rt.method = cg_request_method(wsi);
-    n = lws_hdr_copy(wsi, path, sizeof path,
-                     rt.method == CG_M_POST ? WSI_TOKEN_POST_URI
-                     : rt.method == CG_M_HEAD ? WSI_TOKEN_HEAD_URI
-                     : rt.method == CG_M_OPTIONS ? WSI_TOKEN_OPTIONS_URI
-                                                 : WSI_TOKEN_GET_URI);
-    rt.path = "/";
-    rt.len = 1;
-    rt.status = 404;
-    if (n == (int)sizeof metrics_path - 1 && strcmp(path, metrics_path) == 0) {
-        rt.path = metrics_path;
-        rt.len = sizeof metrics_path - 1;
-        rt.rest = rt.len;
-        if (rt.method == CG_M_GET || rt.method == CG_M_HEAD)
-            rt.handler = cg_http_metrics;
-        else
-            rt.status = 405;
-    }
-    return cg_http_on_request(srv, wsi, pss, &rt);
-}
-
-/* A new HTTP request (not an upgrade): SockJS's, or the HTTP API's; on the
- * metrics listener, only /metrics. */
+/* A new HTTP request (not an upgrade): SockJS's, or the HTTP API's (the
+ * route table knows which listener serves what). */
 static int
 on_http_request(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss)
 {
@@ -166,15 +134,9 @@ on_http_request(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss)
 
     cg_http_on_closed(pss);           /* keep-alive: the previous request */
     srv->metrics.http_requests++;
-    if (srv->metrics_vhost != NULL && lws_get_vhost(wsi) == srv->metrics_vhost)
-        return on_metrics_request(srv, wsi, pss);
     cg_route_request(srv, wsi, 0, buf, sizeof buf, &rt);
     if (rt.owner == CG_ROUTE_SOCKJS)
         return cg_sockjs_http_on_request(srv, wsi, pss, rt.method, &rt.sockjs);
-    if (srv->metrics_listener != NULL && rt.http.handler == cg_http_metrics) {
-        rt.http.handler = NULL;       /* served on metrics_listen only */
-        rt.http.status = 404;
-    }
     return cg_http_on_request(srv, wsi, pss, &rt.http);
 }
 
@@ -191,8 +153,6 @@ on_upgrade(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss)
     cg_ws_protocols_restore(srv);
     if (srv->stopping)
         return cg_ws_refuse(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "shutting down");
-    if (srv->metrics_vhost != NULL && lws_get_vhost(wsi) == srv->metrics_vhost)
-        return cg_ws_refuse(wsi, HTTP_STATUS_NOT_FOUND, "no websocket endpoint here");
     cg_route_request(srv, wsi, 1, buf, sizeof buf, &rt);
     if ((rt.owner == CG_ROUTE_SOCKJS || rt.owner == CG_ROUTE_SOCKJS_RAW) &&
         rt.method != CG_M_GET)

@@ -22,7 +22,8 @@ find(const char *path, enum cg_http_method m, int upgrade)
 {
     struct cg_route rt;
 
-    cg_route_find(path, path ? strlen(path) : 0, m, upgrade, &rt);
+    cg_route_find(path, path ? strlen(path) : 0, m, upgrade,
+                  CG_ROUTES_MAIN | CG_ROUTES_METRICS, &rt);
     return rt;
 }
 
@@ -221,7 +222,47 @@ Test(routes, a_decoded_nul_ends_the_apis_path)
     static const char path[] = "/healthz\0x";
     struct cg_route rt;
 
-    cg_route_find(path, sizeof path - 1, CG_M_GET, 0, &rt);
+    cg_route_find(path, sizeof path - 1, CG_M_GET, 0, CG_ROUTES_MAIN, &rt);
     cr_expect(rt.http.handler == cg_http_healthz);
     cr_expect(eq(sz, rt.http.rest, 8));
+}
+
+/* With metrics_listen set, each listener serves its own rows: the main one
+ * no /metrics, the metrics one nothing but /metrics (server.c routes both
+ * through this table). */
+static struct cg_route
+find_on(const char *path, enum cg_http_method m, int upgrade, unsigned on)
+{
+    struct cg_route rt;
+
+    cg_route_find(path, strlen(path), m, upgrade, on, &rt);
+    return rt;
+}
+
+Test(routes, the_main_listener_without_metrics)
+{
+    struct cg_route rt = find_on("/metrics", CG_M_GET, 0, CG_ROUTES_MAIN);
+
+    cr_expect(rt.http.handler == NULL);
+    cr_expect(eq(int, rt.http.files, 1));       /* a file named metrics: 404 there */
+    cr_expect(find_on("/healthz", CG_M_GET, 0, CG_ROUTES_MAIN).http.handler == cg_http_healthz);
+}
+
+Test(routes, the_metrics_listener_serves_only_metrics)
+{
+    cr_expect(find_on("/metrics", CG_M_GET, 0, CG_ROUTES_METRICS).http.handler == cg_http_metrics);
+    cr_expect(find_on("/metrics", CG_M_HEAD, 0, CG_ROUTES_METRICS).http.handler == cg_http_metrics);
+    cr_expect(eq(u32, find_on("/metrics", CG_M_POST, 0, CG_ROUTES_METRICS).http.status, 405));
+    for (const char *const *p = (const char *const[]){ "/", "/healthz", "/api/login",
+                                                        "/index.html", "/metrics/", NULL };
+         *p != NULL; p++) {
+        struct cg_route rt = find_on(*p, CG_M_GET, 0, CG_ROUTES_METRICS);
+
+        cr_expect(rt.http.handler == NULL, "%s", *p);
+        cr_expect(eq(int, rt.http.files, 0), "%s", *p);
+        cr_expect(eq(u32, rt.http.status, 404), "%s", *p);
+    }
+    cr_expect(eq(int, find_on("/client", CG_M_GET, 1, CG_ROUTES_METRICS).owner, CG_ROUTE_NONE));
+    cr_expect(eq(int, find_on("/socketServer/info", CG_M_GET, 0, CG_ROUTES_METRICS).owner,
+                 CG_ROUTE_HTTP));
 }
