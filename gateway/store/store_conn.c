@@ -53,6 +53,8 @@
  * pass them on (a refused connect would otherwise hang until the watchdog). */
 #include "fmacros.h"
 
+#include <poll.h>
+
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -108,13 +110,38 @@ cg_store__loud_failure(unsigned n)
     return n <= LOG_FAILURES_LOUD || n % LOG_FAILURES_EVERY == 0;
 }
 
+/* The monotonic clock in ms, read now: uv_now() is the loop's time, read
+ * once per turn, so a long turn of this node would count as Redis's
+ * silence. Same clock and unit as uv_now(). */
+static uint64_t
+fresh_ms(void)
+{
+    return uv_hrtime() / 1000000u;
+}
+
+/* Whether c's socket holds bytes this node has not read yet: then the node
+ * is behind (a busy loop), not Redis. */
+static int
+unread_bytes(const struct conn *c)
+{
+    struct pollfd p = { .fd = c->ac->c.fd, .events = POLLIN };
+
+    return p.fd >= 0 && poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
+void
+cg_store__conn_alive(struct conn *c)
+{
+    c->last_progress = fresh_ms();
+}
+
 void
 cg_store__conn_expect(struct conn *c, size_t n)
 {
     cg_store *st = c->st;
 
     if (c->outstanding == 0)
-        c->last_progress = uv_now(st->loop);
+        c->last_progress = fresh_ms();
     c->outstanding += n;
     if (!uv_is_active((uv_handle_t *)&c->watchdog) && !st->closing)
         uv_timer_start(&c->watchdog, on_watchdog, st->timeout_ms, 0);
@@ -125,7 +152,7 @@ cg_store__conn_progress(struct conn *c)
 {
     if (c->outstanding > 0)
         c->outstanding--;
-    c->last_progress = uv_now(c->st->loop);
+    c->last_progress = fresh_ms();
 }
 
 static void
@@ -207,7 +234,9 @@ on_watchdog(uv_timer_t *t)
 
     if (c->ac == NULL || c->outstanding == 0 || st->closing)
         return;
-    idle = uv_now(st->loop) - c->last_progress;
+    if (unread_bytes(c))
+        cg_store__conn_alive(c);       /* late: we are, not Redis */
+    idle = fresh_ms() - c->last_progress;
     if (idle < st->timeout_ms) {
         uv_timer_start(t, on_watchdog, st->timeout_ms - idle, 0);
         return;

@@ -81,7 +81,8 @@ struct conn {
     unsigned           failures;      /* consecutive failed attempts/losses */
     int                ever_up;
     size_t             outstanding;   /* replies due on ac (watchdog) */
-    uint64_t           last_progress; /* uv_now() of the last reply */
+    uint64_t           last_progress; /* ms (uv_hrtime) of the last reply
+                                         (on the subscriber: any message) */
     uv_timer_t         retry;
     uv_timer_t         watchdog;
     uv_getaddrinfo_t   gai;
@@ -214,6 +215,8 @@ void cg_store__conn_up(struct conn *c);
 /* n more replies are due on c (arms the watchdog); one arrived. */
 void cg_store__conn_expect(struct conn *c, size_t n);
 void cg_store__conn_progress(struct conn *c);
+/* Something arrived on c (not a reply it waits for): it is alive. */
+void cg_store__conn_alive(struct conn *c);
 int  cg_store__loud_failure(unsigned n);
 int  cg_store__all_cmd_up(const cg_store *st);
 void cg_store__notify_state(cg_store *st);

@@ -256,6 +256,10 @@ on_sub_reply(redisAsyncContext *ac, void *rv, void *priv)
     }
     if (c->ac != ac || r->type != REDIS_REPLY_ARRAY || r->elements < 3)
         return;
+    /* Any reply shows the connection alive: a SUBSCRIBE's confirmation
+     * queued behind a backlog of messages is late, not lost, and must not
+     * make the watchdog drop every channel of the node. */
+    cg_store__conn_alive(c);
     type = r->element[0];
     chan = r->element[1];
     if (type->type != REDIS_REPLY_STRING || chan->type != REDIS_REPLY_STRING)

@@ -38,7 +38,7 @@
 
 /* ---- environment ------------------------------------------------------ */
 
-#define MAX_PUSHES 64
+#define MAX_PUSHES 1024
 #define MAX_STATES 64
 
 struct push {
@@ -65,6 +65,7 @@ static struct {
     size_t                  npushes;
     int                     closed;
     int                     seq;           /* ordering of callbacks */
+    unsigned                push_delay_us; /* on_push works this long */
 } E;
 
 #define RUN_UNTIL(cond, ms)                                                   \
@@ -91,6 +92,8 @@ static void
 on_push(uint64_t uid, const char *payload, size_t len, void *data)
 {
     (void)data;
+    if (E.push_delay_us)
+        usleep(E.push_delay_us);           /* a busy loop, as under load */
     if (E.npushes < MAX_PUSHES) {
         E.pushes[E.npushes].uid = uid;
         E.pushes[E.npushes].payload = strndup(payload, len);
@@ -1182,6 +1185,38 @@ Test(store, subscribe_confirms_and_pushes_arrive)
     cr_assert(eq(int, w.called, 1));
     cr_assert(eq(int, w.err, CG_E_CLOSED));
     cr_assert(eq(int, cg_store_subscribe(E.st, 0, NULL, NULL), CG_E_INVAL));
+    finish();
+}
+
+/* A node behind on its pushes (a busy loop reading a long backlog) gets a
+ * SUBSCRIBE's confirmation late, behind the backlog: the connection is
+ * alive and must be kept, and the subscription confirmed. Before, the
+ * watchdog counted only the confirmation and dropped the connection, and
+ * with it every channel of the node. */
+Test(store, a_confirmation_behind_a_backlog_of_messages_is_late_not_lost)
+{
+    struct subwait w = { 0 };
+    redisReply *r;
+    size_t states;
+
+    start(fast_timeout);                   /* 300 ms */
+    subscribe_wait(7);
+    states = (size_t)E.nstates;
+    /* 400 messages at 2 ms each: about 800 ms of work ahead of the
+     * confirmation, more than redis_timeout_ms, with a message every 2 ms. */
+    r = cg_redis_fixture_command(&E.redis, "EVAL %s 0",
+                                 "for i = 1, 400 do redis.call('PUBLISH', 'cg:u:7', 'm' .. i) end "
+                                 "return 1");
+    cr_assert(r && r->type == REDIS_REPLY_INTEGER, "%s", r && r->str ? r->str : "no reply");
+    freeReplyObject(r);
+    E.push_delay_us = 2000;
+    cr_assert(eq(int, cg_store_subscribe(E.st, 8, on_sub, &w), 0));
+    RUN_UNTIL(w.called, 10000);
+    E.push_delay_us = 0;
+    cr_assert(eq(int, w.called, 1));
+    cr_assert(eq(int, w.err, 0), "the subscription failed: %d", w.err);
+    cr_assert(eq(sz, count_pushes(7, "m"), 400));
+    cr_assert(eq(int, E.nstates, (int)states), "the store went down and up again");
     finish();
 }
 
