@@ -591,14 +591,17 @@ on_fetch_reply(const struct cg_store_reply *r, int err, void *data)
     cg_chat *chat = creq_unlink(q);
     struct cg_chat_item *items = NULL;
     size_t count = cg_store_reply_count(r), n = 0, i;
+    uint64_t position = 0;
     int more = 0;
 
     if (chat == NULL)
         goto out;
-    /* [more, then id, time, redelivered, body for each message] */
-    if (err == 0 && (cg_store_reply_type(r) != CG_STORE_REPLY_ARRAY || count < 1 ||
-                     (count - 1) % 4 != 0 ||
+    /* [more, position, then id, time, redelivered, body for each message] */
+    if (err == 0 && (cg_store_reply_type(r) != CG_STORE_REPLY_ARRAY || count < 2 ||
+                     (count - 2) % 4 != 0 ||
                      cg_store_reply_type(cg_store_reply_element(r, 0)) !=
+                         CG_STORE_REPLY_INTEGER ||
+                     cg_store_reply_type(cg_store_reply_element(r, 1)) !=
                          CG_STORE_REPLY_INTEGER)) {
         const char *why = cg_store_reply_type(r) == CG_STORE_REPLY_ERROR
                         ? cg_store_reply_str(r, NULL) : NULL;
@@ -608,13 +611,14 @@ on_fetch_reply(const struct cg_store_reply *r, int err, void *data)
         err = CG_E_STORE;
     }
     if (err < 0) {
-        q->fetch_cb(q->sid, q->ticket, err, NULL, 0, 0, q->data);
+        q->fetch_cb(q->sid, q->ticket, err, NULL, 0, 0, 0, q->data);
         goto out;
     }
     more = cg_store_reply_integer(cg_store_reply_element(r, 0)) != 0;
-    n = (count - 1) / 4;
+    position = (uint64_t)cg_store_reply_integer(cg_store_reply_element(r, 1));
+    n = (count - 2) / 4;
     if (n > 0 && (items = cg_calloc(n, sizeof *items)) == NULL) {
-        q->fetch_cb(q->sid, q->ticket, CG_E_NOMEM, NULL, 0, 0, q->data);
+        q->fetch_cb(q->sid, q->ticket, CG_E_NOMEM, NULL, 0, 0, 0, q->data);
         goto out;
     }
     for (i = 0; i < n; i++) {
@@ -623,7 +627,7 @@ on_fetch_reply(const struct cg_store_reply *r, int err, void *data)
         size_t body_len;
 
         for (size_t k = 0; k < 4; k++)
-            e[k] = cg_store_reply_element(r, 1 + 4 * i + k);
+            e[k] = cg_store_reply_element(r, 2 + 4 * i + k);
         if (cg_store_reply_type(e[0]) != CG_STORE_REPLY_INTEGER ||
             cg_store_reply_type(e[1]) != CG_STORE_REPLY_INTEGER ||
             cg_store_reply_type(e[2]) != CG_STORE_REPLY_INTEGER ||
@@ -641,9 +645,9 @@ on_fetch_reply(const struct cg_store_reply *r, int err, void *data)
         }
     }
     if (err < 0)
-        q->fetch_cb(q->sid, q->ticket, err, NULL, 0, 0, q->data);
+        q->fetch_cb(q->sid, q->ticket, err, NULL, 0, 0, 0, q->data);
     else
-        q->fetch_cb(q->sid, q->ticket, 0, items, n, more, q->data);
+        q->fetch_cb(q->sid, q->ticket, 0, items, n, more, position, q->data);
     for (i = 0; i < n; i++)
         cg_buf_unref(items[i].body);
     cg_free(items);
@@ -729,7 +733,7 @@ cg_chat_destroy(cg_chat *chat)
                     q->op == CG_CHAT_SEND ? CG_TOPIC_SEND_STATUS : CG_TOPIC_RECIVE_STATUS,
                     NULL, q->data);
         else
-            q->fetch_cb(q->sid, q->ticket, CG_E_CLOSED, NULL, 0, 0, q->data);
+            q->fetch_cb(q->sid, q->ticket, CG_E_CLOSED, NULL, 0, 0, 0, q->data);
     }
     cg_free(chat->pieces.p);
     cg_free(chat);

@@ -81,10 +81,11 @@ struct cg_chat_item {
 
 /* Result of a fetch. items are borrowed for the duration of the call.
  * err: 0, or CG_E_STORE / CG_E_CLOSED (then n == 0). more: the store holds
- * further messages after the last one. */
+ * further messages after the last one. position: the user's newest id (the
+ * end of its stream) when the batch was read. */
 typedef void (*cg_chat_fetch_cb)(uint64_t sid, void *ticket, int err,
                                  const struct cg_chat_item *items, size_t n,
-                                 int more, void *data);
+                                 int more, uint64_t position, void *data);
 
 /* store is required (CG_E_INVAL without one): refused requests are
  * answered on its loop. */

@@ -388,7 +388,7 @@ init_batch_limit(const cg_session *s)
 
 static void init_fetched(uint64_t sid, void *ticket, int err,
                          const struct cg_chat_item *items, size_t n, int more,
-                         void *data);
+                         uint64_t position, void *data);
 
 static int
 init_fetch(cg_session *s)
@@ -462,7 +462,8 @@ cg_session__init_drained(cg_session *s)
 
 static void
 init_fetched(uint64_t sid, void *ticket, int err,
-             const struct cg_chat_item *items, size_t n, int more, void *data)
+             const struct cg_chat_item *items, size_t n, int more,
+             uint64_t position, void *data)
 {
     cg_session *s = cg_session_lookup(data, sid);
     const struct cg_sub *sub;
@@ -491,6 +492,8 @@ init_fetched(uint64_t sid, void *ticket, int err,
         s->init.count++;
         s->init.after_id = items[i].id;
     }
+    if (position > s->init.position)
+        s->init.position = position;
     cg_session__after_enqueue(s);  /* may close: output cap */
     if (s->state != ST_CONNECTED)
         return;
@@ -499,7 +502,12 @@ init_fetched(uint64_t sid, void *ticket, int err,
         return;
     }
     cg_session__init_stop(s);
-    end = cg_chat_render_init_status(s->init.count, s->init.after_id, -1);
+    /* The syncKey is where the user's stream stood at the last read (never
+     * before the last message delivered): a device syncs on from there
+     * instead of from 0 (PROTOCOL.md section 4). */
+    end = cg_chat_render_init_status(s->init.count,
+                                     s->init.position > s->init.after_id
+                                         ? s->init.position : s->init.after_id, -1);
     if (end == NULL || queue_answer(s, CG_TOPIC_INIT_STATUS, end) < 0)
         cg_slog(s, CG_LOG_WARN, "init status lost: out of memory");
     cg_buf_unref(end);
@@ -522,6 +530,7 @@ cg_session__init_start(cg_session *s)
     cg_session__init_stop(s);      /* fresh generation */
     s->init.active = 1;
     s->init.after_id = 0;
+    s->init.position = 0;
     s->init.count = 0;
     if ((rc = init_fetch(s)) < 0) {
         cg_session__init_stop(s);
@@ -572,11 +581,15 @@ static void sync_next(cg_session *s);
 
 static void
 sync_fetched(uint64_t sid, void *ticket, int err,
-             const struct cg_chat_item *items, size_t n, int more, void *data)
+             const struct cg_chat_item *items, size_t n, int more,
+             uint64_t position, void *data)
 {
     cg_session *s = cg_session_lookup(data, sid);
     struct cg_outq_entry *t = ticket;
 
+    /* A sync's key is the last id it returned (the history's ids are
+     * consecutive): the position is init's. */
+    (void)position;
     if (s == NULL)
         return;
     s->sync_busy = 0;

@@ -122,6 +122,7 @@ struct cg_session {
     /* The init stream (session_chat.c: a stream, not a ticket). */
     struct {
         uint64_t after_id;
+        uint64_t position;     /* the user's newest id, as last read */
         uint64_t count;
         uint32_t gen;          /* tags fetches; a stale answer is ignored */
         uint8_t  active, fetching, waiting;

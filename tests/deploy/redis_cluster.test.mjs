@@ -176,12 +176,13 @@ test('send, recive, fetch and pending run on the cluster, following MOVED', asyn
 
   // fetch init: both, oldest first; the first was pushed on the script's
   // node (redelivered = 1), the second only elsewhere (0, see above)
+  // [more, position (bob's newest id), then id, time, redelivered, body ...]
   const f = await evalsha('fetch', bob, ['init', '0', '10']);
-  assert.equal(f[0], 0);
-  assert.deepEqual([f[1], f[2], f[3]], [1, t1, 1]);
-  assert.equal(JSON.parse(f[4]).chatID, m1);
-  assert.deepEqual([f[5], f[7]], [2, 0]);
-  assert.equal(JSON.parse(f[8]).chatID, m2);
+  assert.deepEqual([f[0], f[1]], [0, 2]);
+  assert.deepEqual([f[2], f[3], f[4]], [1, t1, 1]);
+  assert.equal(JSON.parse(f[5]).chatID, m1);
+  assert.deepEqual([f[6], f[8]], [2, 0]);
+  assert.equal(JSON.parse(f[9]).chatID, m2);
 
   // recive m1: 200, first confirmation, D pushed to alice's channel
   const rc = await evalsha('recive', bob, ['msgid', m1, String(bob), 'cg:u:']);
@@ -197,12 +198,12 @@ test('send, recive, fetch and pending run on the cluster, following MOVED', asyn
   assert.deepEqual(await evalsha('recive', bob, ['msgid', 'nosuchmsg123', String(bob), 'cg:u:']), [404, 0, 0, 0, 0, '']);
 
   // nothing pending any more; sync still has both in the history
-  assert.deepEqual(await evalsha('fetch', bob, ['init', '0', '10']), [0]);
+  assert.deepEqual(await evalsha('fetch', bob, ['init', '0', '10']), [0, 2]);
   assert.deepEqual(await evalsha('pending', bob, []), [0, 0]);
   const s = await evalsha('fetch', bob, ['sync', '0', '10']);
-  assert.deepEqual([s[0], s[1], s[5]], [0, 1, 2]);
+  assert.deepEqual([s[0], s[1], s[2], s[6]], [0, 2, 1, 2]);
   const s1 = await evalsha('fetch', bob, ['sync', '1', '10']);
-  assert.deepEqual([s1[0], s1[1]], [0, 2]);
+  assert.deepEqual([s1[0], s1[1], s1[2]], [0, 2, 2]);
   local.close();
   remote.close();
 });

@@ -5,8 +5,7 @@
 // Assumptions where the contract is silent (each marked ASSUMPTION below):
 // - the `time` of send/status and of the MESSAGE body is the same stored
 //   time (both describe the stored message; `id` is shared the same way).
-// - init/status `syncKey` is the id of the last message the init pushed;
-//   a sync with nothing new answers count 0 and the key it was given.
+// - a sync with nothing new answers count 0 and the key it was given.
 // - a MESSAGE's `destination` is the destination the session subscribed to.
 // - send/status for a request the gateway cannot parse as JSON may arrive
 //   on /user/queue/send/status or /user/queue/status (section 4 lists bad
@@ -287,7 +286,7 @@ describe('STOMP chat (PROTOCOL.md sections 3 and 4)', () => {
         assert.equal(m.headers['content-type'], 'application/json;charset=UTF-8');
       });
       assert.deepEqual(Object.keys(first.status).sort(), ['code', 'count', 'syncKey']);
-      // ASSUMPTION: syncKey is the id of the last message pushed.
+      // syncKey: the end of erin's stream, here the last message pushed
       assert.deepEqual(first.status, { code: 200, count: 3, syncKey: sent[2].id });
       assert.equal(first.statusFrame.headers.destination, '/user/queue/init/status');
 
@@ -302,13 +301,22 @@ describe('STOMP chat (PROTOCOL.md sections 3 and 4)', () => {
       const third = await E.init();
       assert.deepEqual(third.messages.map((m) => m.json.chatID), [sent[0].msgID, sent[2].msgID]);
       assert.equal(third.status.count, 2);
-      // and a session of a user with nothing pending gets count 0
+      // everything confirmed: nothing to deliver, but the key is still the
+      // end of erin's stream, so a new device syncs on from there, not from 0
+      assert.equal((await E.confirm(sent[0].msgID)).code, 200);
+      assert.equal((await E.confirm(sent[2].msgID)).code, 200);
+      const E2 = await gw.stomp(erin);
+      const done = await E2.init();
+      assert.equal(done.messages.length, 0);
+      assert.deepEqual(done.status, { code: 200, count: 0, syncKey: sent[2].id });
+      const after = await E2.sync(done.status.syncKey);
+      assert.equal(after.messages.length, 0);
+      // and a session of a user who never received anything gets 0, 0
       const nobody = await gw.newUser('empty');
       const N = await gw.stomp(nobody);
       const none = await N.init();
       assert.equal(none.messages.length, 0);
-      assert.equal(none.status.code, 200);
-      assert.equal(none.status.count, 0);
+      assert.deepEqual(none.status, { code: 200, count: 0, syncKey: 0 });
     });
 
     it('a pushed but unconfirmed message comes again on the next init', T, async () => {

@@ -16,14 +16,19 @@
   ARGV[2] after: only ids > after (decimal; 0 = from the start)
   ARGV[3] limit: at most this many messages (clamped to 1..1000)
 
-  Returns {more, id1, time1, redelivered1, body1, id2, ...}, oldest first:
+  Returns {more, position, id1, time1, redelivered1, body1, id2, ...},
+  messages oldest first:
     more         1 when further messages follow the last one returned
+    position     the user's newest id (seq) as this call read it: the end of
+                 the user's stream, where a device that has read everything
+                 continues its sync
     redelivered  init: 1 if the message was pushed before or read by an
                  earlier init; init then marks every returned message as
                  read. sync: 1 if it was pushed or read by an init, or is
                  no longer pending (confirmed); sync changes nothing.
-  Four or five calls whatever the batch size: the range, the bodies, their
-  msgID entries, (sync) their pending scores, (init) the marks.
+  Five or six calls whatever the batch size: the position, the range, the
+  bodies, their msgID entries, (sync) their pending scores, (init) the
+  marks.
 ]]
 
 local K_PENDING, K_USER, K_SEQ, K_MSG = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -36,18 +41,19 @@ local limit = tonumber(ARGV[3]) or 1
 if limit < 1 then limit = 1 end
 if limit > 1000 then limit = 1000 end
 
+local position = tonumber(redis.call('GET', K_SEQ)) or 0
 local ids
 if init then
     ids = redis.call('ZRANGEBYSCORE', K_PENDING, '(' .. after, '+inf', 'LIMIT', 0, limit + 1)
 else
     -- The history is the consecutive ids trimmed+1 .. seq.
     local first = math.max(tonumber(after) or 0, tonumber(redis.call('HGET', K_USER, 'trimmed')) or 0) + 1
-    local last = math.min(tonumber(redis.call('GET', K_SEQ)) or 0, first + limit)
+    local last = math.min(position, first + limit)
     ids = {}
     for i = first, last do ids[#ids + 1] = string.format('%d', i) end
 end
 
-local out = {0}
+local out = {0, position}
 local n = #ids
 if n > limit then
     out[1] = 1

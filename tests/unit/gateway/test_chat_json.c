@@ -679,9 +679,10 @@ ParameterizedTest(struct sync_case *c, chat_sync, parse)
 
 static void
 on_fetch_never(uint64_t sid, void *ticket, int err, const struct cg_chat_item *items,
-               size_t n, int more, void *data)
+               size_t n, int more, uint64_t position, void *data)
 {
-    (void)sid; (void)ticket; (void)err; (void)items; (void)n; (void)more; (void)data;
+    (void)sid; (void)ticket; (void)err; (void)items; (void)n; (void)more; (void)position;
+    (void)data;
     cr_fatal("a fetch refused at once must not call back");
 }
 

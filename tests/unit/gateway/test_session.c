@@ -218,15 +218,25 @@ answer(size_t i, enum cg_chat_topic topic, const char *json)
     h->done(h->sid, h->ticket, 0, topic, b, h->data);   /* takes b */
 }
 
+/* Answer held fetch i; position is the user's newest id as the store
+ * would report it. */
 static void
-answer_fetch(size_t i, const struct cg_chat_item *items, size_t n, int more)
+answer_fetch_at(size_t i, const struct cg_chat_item *items, size_t n, int more,
+                uint64_t position)
 {
     struct held *h = &chat_w.v[i];
 
     cr_assert(eq(int, h->answered, 0));
     cr_assert(eq(chr, h->kind, 'F'));
     h->answered = 1;
-    h->fetch_cb(h->sid, h->ticket, 0, items, n, more, h->data);
+    h->fetch_cb(h->sid, h->ticket, 0, items, n, more, position, h->data);
+}
+
+/* Answer held fetch i, the user's stream ending at its last item. */
+static void
+answer_fetch(size_t i, const struct cg_chat_item *items, size_t n, int more)
+{
+    answer_fetch_at(i, items, n, more, n > 0 ? items[n - 1].id : 0);
 }
 
 /* Answer held fetch i with a store failure. */
@@ -238,7 +248,7 @@ answer_fetch_err(size_t i, int err)
     cr_assert(eq(int, h->answered, 0));
     cr_assert(eq(chr, h->kind, 'F'));
     h->answered = 1;
-    h->fetch_cb(h->sid, h->ticket, err, NULL, 0, 0, h->data);
+    h->fetch_cb(h->sid, h->ticket, err, NULL, 0, 0, 0, h->data);
 }
 
 static void
@@ -1987,6 +1997,33 @@ Test(session, init_keeps_going_on_a_second_recive_subscription)
     pump(f);
     cr_assert(eq(sz, f->nframes, 1));
     cr_assert(eq(str, frame_at(f, 0)->body, "{\"code\":200,\"count\":0,\"syncKey\":0}"));
+}
+
+/* init/status's syncKey is where the user's stream stood at the last read,
+ * not the last id delivered: with nothing pending it is not 0, so a new
+ * device does not sync from the start (PROTOCOL.md section 4). */
+Test(session, init_status_carries_the_users_position)
+{
+    struct fake *f = connect12();
+    struct cg_buf *b = cg_buf_create("{}", 2);
+    struct cg_chat_item items[1] = { { 40, 1, 0, b } };
+
+    subscribe(f, "r", "/user/alice/recive", "auto");
+    subscribe(f, "i", "/user/queue/init/status", "auto");
+    chat_w.mode = MODE_HOLD;
+    FEED(f, "SEND\ndestination:/socket/chat/init\n\n\0");
+    answer_fetch_at(0, NULL, 0, 0, 57);
+    pump(f);
+    cr_assert(eq(sz, f->nframes, 1));
+    cr_assert(eq(str, frame_at(f, 0)->body, "{\"code\":200,\"count\":0,\"syncKey\":57}"));
+
+    /* a message pending below the end: the end, still */
+    FEED(f, "SEND\ndestination:/socket/chat/init\n\n\0");
+    answer_fetch_at(1, items, 1, 0, 57);
+    pump(f);
+    cr_assert(eq(sz, f->nframes, 3));
+    cr_assert(eq(str, frame_at(f, 2)->body, "{\"code\":200,\"count\":1,\"syncKey\":57}"));
+    cg_buf_unref(b);
 }
 
 Test(session, init_store_failure_half_way_ends_with_init_status)

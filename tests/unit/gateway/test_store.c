@@ -402,6 +402,7 @@ struct fetched {
     int      called;
     int      err;
     int      more;
+    uint64_t position;
     size_t   n;
     uint64_t id[16];
     int64_t  time[16];
@@ -411,7 +412,7 @@ struct fetched {
 
 static void
 on_fetch(uint64_t sid, void *ticket, int err, const struct cg_chat_item *items, size_t n,
-         int more, void *data)
+         int more, uint64_t position, void *data)
 {
     struct fetched *f = ticket;
 
@@ -420,6 +421,7 @@ on_fetch(uint64_t sid, void *ticket, int err, const struct cg_chat_item *items, 
     f->called++;
     f->err = err;
     f->more = more;
+    f->position = position;
     f->n = n;
     for (size_t i = 0; i < n && i < 16; i++) {
         f->id[i] = items[i].id;
@@ -925,12 +927,22 @@ Test(store, init_reads_pending_oldest_first_with_redelivered_marks)
     cr_assert(eq(int, f.red[0], 1));
     cr_assert(eq(int, f.red[1], 1));
     cr_assert(eq(int, f.more, 0));
+    cr_assert(eq(u64, f.position, 3), "the end of bob's stream");
     fetched_free(&f);
 
-    /* An empty inbox answers an empty batch. */
+    /* Everything confirmed: nothing pending, the position stays. */
+    cr_assert(eq(int, do_recive(2, "bob", "init-0001", 0).code, 200));
+    cr_assert(eq(int, do_recive(2, "bob", "init-0003", 0).code, 200));
+    do_fetch(&f, 2, 0, 0, 10);
+    cr_assert(eq(sz, f.n, 0));
+    cr_assert(eq(u64, f.position, 3));
+    fetched_free(&f);
+
+    /* An empty inbox answers an empty batch, at 0 for a user never written to. */
     do_fetch(&f, 1, 0, 0, 10);
     cr_assert(eq(sz, f.n, 0));
     cr_assert(eq(int, f.more, 0));
+    cr_assert(eq(u64, f.position, 0));
     finish();
 }
 
