@@ -557,8 +557,8 @@ store_string(struct loader *L, const struct opt *o, const char *v, size_t len,
                      (long long)((int64_t)len < o->min ? o->min : o->max));
         return bad_value(L, o, v, why, s);
     }
-    if (o->check != NULL && o->check(v, why, sizeof why) < 0)
-        return bad_value(L, o, v, why, s);
+    if (o->check != NULL && (rc = o->check(v, why, sizeof why)) < 0)
+        return rc == CG_E_NOMEM ? nomem(L, o) : bad_value(L, o, v, why, s);
     if ((copy = cg_strndup(v, len)) == NULL)
         return nomem(L, o);
     if (o->parse != NULL && (rc = o->parse(v, (char *)L->cfg + o->toff, why, sizeof why)) < 0) {

@@ -14,7 +14,8 @@ enum opt_type { OPT_STRING, OPT_INT, OPT_BOOL };
 
 #define OPT_SECRET_URL 0x1u          /* a URL whose userinfo is redacted */
 
-/* Extra rule for a string value; writes the reason into why on failure. */
+/* Extra rule for a string value: 0, or < 0 with the reason in why.
+ * CG_E_NOMEM is reported as out of memory, anything else as a bad value. */
 typedef int (*opt_check_fn)(const char *v, char *why, size_t cap);
 /* Parse a string value into its typed field (typed points at it). On
  * success the old typed value is released and replaced; on failure it is

@@ -171,7 +171,7 @@ cfg_check_redis_url(const char *v, char *why, size_t cap)
 
     if (rc == 0)
         cg_redis_url_cleanup(&u);
-    return rc < 0 ? -1 : 0;
+    return rc == CG_E_NOMEM ? rc : rc < 0 ? -1 : 0;
 }
 
 int
