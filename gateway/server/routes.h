@@ -38,15 +38,21 @@ struct cg_route {
 
 /* Route a request (upgrade 0) or a WebSocket upgrade (1) with method at
  * path, which is relative to the base path and NUL-terminated at len, or
- * NULL when the request is outside the base path. A pure function of its
- * arguments: it reads nothing else, and out's views borrow path. */
+ * NULL when the request is outside the base path. head_flags are the
+ * CG_HTTP_HEAD_F_* of the raw request head when it was checked (a
+ * connection's first request; else 0): with CG_HTTP_HEAD_F_PATH_FOLDED,
+ * a SockJS URL is 404 (its URLs are exact, and lws folded this one). A
+ * pure function of its arguments: it reads nothing else, and out's views
+ * borrow path. */
 void cg_route_find(const char *path, size_t len, enum cg_http_method method,
-                   int upgrade, struct cg_route *out);
+                   int upgrade, unsigned head_flags, struct cg_route *out);
 
 /* Route wsi's request: read its path under the configured base path (into
  * buf, cap bytes; a longer one counts as outside) and its method, then
- * cg_route_find(). out's views borrow buf. */
+ * cg_route_find() with head_flags (cg_listener_take_head_flags()). out's
+ * views borrow buf. */
 void cg_route_request(struct cg_server *srv, struct lws *wsi, int upgrade,
-                      char *buf, size_t cap, struct cg_route *out);
+                      unsigned head_flags, char *buf, size_t cap,
+                      struct cg_route *out);
 
 #endif
