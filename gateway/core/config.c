@@ -258,6 +258,16 @@ const struct opt cg_config_options[] = {
     /* --- HTTP ----------------------------------------------------------- */
     INT(http_max_body, 65536, 1024, 16777216,
         "largest HTTP request body, bytes; larger ones get 413"),
+    /* The first request head of a connection is checked against these
+     * three before lws reads it (listener.c, http_head.c); lws's header
+     * table is sized from them (server.c). At most 64 fields: see
+     * CG_HTTP_MAX_HEADERS_CAP. */
+    INT(http_max_request_line, 4096, 256, 32768,
+        "longest HTTP request line, bytes (<= http_max_head_bytes); longer gets 414"),
+    INT(http_max_head_bytes, 8192, 1024, 32768,
+        "largest HTTP request head (request line and header fields), bytes; larger gets 431"),
+    INT(http_max_headers, 64, 8, 64,
+        "most header fields in an HTTP request head; more get 431"),
     INT(http_request_timeout_ms, 30000, 1000, 3600000,
         "a request body must be complete this long after its head, ms; else 408"),
     INT(http_body_grace_ms, 5000, 100, 3600000,
@@ -327,6 +337,7 @@ static const struct {
     { REL_LE_FOLLOW, "unauth_max_frame_bytes", "max_frame_bytes" },
     { REL_LE, "out_soft_bytes", "out_max_bytes" },
     { REL_LE, "heartbeat_ms", "heartbeat_max_ms" },
+    { REL_LE_FOLLOW, "http_max_request_line", "http_max_head_bytes" },
     { REL_BOTH_OR_NONE, "tls_cert", "tls_key" },
 };
 

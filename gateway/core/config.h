@@ -90,6 +90,9 @@ struct cg_config {
 
     /* --- HTTP --------------------------------------------------------- */
     int64_t  http_max_body;          /* 65536; larger bodies get 413 */
+    int64_t  http_max_request_line;  /* 4096; a longer first request line gets 414 */
+    int64_t  http_max_head_bytes;    /* 8192; a larger first request head gets 431 */
+    int64_t  http_max_headers;       /* 64; more header fields get 431 */
     int64_t  http_request_timeout_ms;/* body complete within: 30000 */
     int64_t  http_body_grace_ms;     /* before the minimum rate applies: 5000 */
     int64_t  http_body_min_rate;     /* bytes/s after the grace: 500 (0: off) */

@@ -122,6 +122,12 @@ static const struct sample send_samples[] = {
     { "code=\"507\"", OFF(sends[CG_SEND_507]) },
 };
 
+static const struct sample head_refused_samples[] = {
+    { "code=\"400\"", OFF(http_heads_refused[CG_HEAD_400]) },
+    { "code=\"414\"", OFF(http_heads_refused[CG_HEAD_414]) },
+    { "code=\"431\"", OFF(http_heads_refused[CG_HEAD_431]) },
+};
+
 /* Families with a single unlabelled sample. */
 #define SCALAR(field) static const struct sample field##_sample[] = { { NULL, OFF(field) } }
 SCALAR(deliveries);
@@ -190,6 +196,9 @@ static const struct family families[] = {
            "Sends and confirmations carried by those calls.", redis_batch_ops_sample),
     FAMILY("http_requests_total", "counter", "HTTP API requests served.",
            http_requests_sample),
+    FAMILY("http_heads_refused_total", "counter",
+           "First request heads of connections refused before lws read them, "
+           "by status code.", head_refused_samples),
     FAMILY("pending_messages", "gauge",
            "Unconfirmed messages of the users connected to this node, as of the "
            "last sample.", pending_messages_sample),

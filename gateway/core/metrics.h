@@ -39,6 +39,11 @@ enum cg_send_result {
     CG_SEND_429, CG_SEND_503, CG_SEND_507, CG_SEND_RESULT_MAX,
 };
 
+/* First request heads refused before lws reads them (listener.c). */
+enum cg_head_refusal {
+    CG_HEAD_400 = 0, CG_HEAD_414, CG_HEAD_431, CG_HEAD_REFUSAL_MAX,
+};
+
 struct cg_metrics {
     uint64_t connections[CG_TR_KIND_MAX];        /* gauge: open sessions */
     uint64_t connections_total[CG_TR_KIND_MAX];  /* counter */
@@ -60,6 +65,7 @@ struct cg_metrics {
     uint64_t redis_batches;           /* chat script calls (batches) */
     uint64_t redis_batch_ops;         /* chat operations in them */
     uint64_t http_requests;
+    uint64_t http_heads_refused[CG_HEAD_REFUSAL_MAX];
     /* Pending inboxes of the users connected here, as of the last sample
      * (inbox_stats.c says what exactly is sampled and why). */
     uint64_t pending_messages;        /* gauge: their pending messages */

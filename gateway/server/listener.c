@@ -37,7 +37,37 @@
  * while descriptors stay short a pause follows every ACCEPT_PAUSE_MS, so
  * after that at most one warning per ACCEPT_WARN_EVERY_MS says how many
  * pauses there were since the last one (issue 13: an exhausted instance
- * logged ten lines a second). */
+ * logged ten lines a second).
+ *
+ * The first request head (issue 13, finding 7). lws 4.1.6 closes a
+ * connection without an answer when a head does not fit its header table
+ * or holds a byte its URI decoder refuses, and it offers no callback to
+ * answer instead. So on a plain-HTTP listener a new connection is not
+ * handed over at once: it waits here, unread, until its first head is
+ * complete, and http_head.c checks it. A head that passes goes to lws
+ * untouched - the bytes were only peeked (MSG_PEEK), lws reads them itself
+ * - and one that does not is answered 400, 414 or 431 here, with a JSON
+ * body and Connection: close, and ends in a lingering close (linger.h).
+ *
+ *   accept -> peek -+- head complete, fine ----------> adopt (lws reads it)
+ *                   +- head refused ------------------> answer, linger, close
+ *                   +- partial / nothing yet -> wait (poll; SO_RCVLOWAT one
+ *                      past what was peeked, so only new bytes wake us)
+ *                        -> peek again ... | peer gone -> close
+ *                        | CG_HTTP_HEAD_TIMEOUT_S after accept -> close
+ *
+ *   - Cost on the hot path: one recv(MSG_PEEK) of the head, which is
+ *     usually complete at the first wake-up; lws then reads it on the same
+ *     loop turn's next poll.
+ *   - A slowloris is closed CG_HTTP_HEAD_TIMEOUT_S after accept, without an
+ *     answer, as lws did; a waiting connection costs a poll handle and no
+ *     buffer (the bytes stay in the kernel).
+ *   - Only the first head of a connection is checked. Later requests on a
+ *     keep-alive connection are lws's, as before; so are TLS listeners,
+ *     whose bytes are ciphertext here (cg_listener_start's check = 0).
+ *   - What lws folds away from the path ("//", "/./", "/../") is seen here
+ *     only: the flag travels to the route table as the connection's opaque
+ *     user data (cg_listener_take_head_flags()). */
 #include "fmacros.h"
 
 #include <errno.h>
@@ -55,6 +85,9 @@
 #include "core/common.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "core/metrics.h"
+#include "http/http_head.h"
+#include "http/linger.h"
 #include "server/listener.h"
 
 /* Connections accepted per readable event: keeps one busy listener from
@@ -71,6 +104,21 @@
 /* Connections taken from the accept queue at close (see the header). */
 #define CLOSE_DRAIN_MAX 1024
 
+/* At most one line about refused heads this often: each is one client's
+ * mistake (or probe), and a flood of them must not flood the log. */
+#define REFUSE_LOG_EVERY_MS 10000
+
+/* A connection whose first head has not fully arrived. Waiting ones are
+ * on a list in accept order, which is also deadline order. */
+struct waiting {
+    struct cg_listener *l;
+    struct waiting     *prev, *next;
+    uv_poll_t           poll;
+    int                 fd;
+    int                 lowat;      /* SO_RCVLOWAT was raised */
+    uint64_t            deadline;   /* loop time, ms */
+};
+
 struct cg_listener {
     uv_loop_t        *loop;
     int               fd;
@@ -83,7 +131,24 @@ struct cg_listener {
     int64_t           warned_ms;    /* last accept-failure warning; 0: none */
     unsigned long     quiet_pauses; /* pauses since then, not logged yet */
     char              shown[320];   /* the listen address, for logs */
+
+    /* The first-head check (set by start; check == 0: TLS, hand over). */
+    struct cg_listener_heads heads;
+    char             *peek;         /* max_head_bytes + 1 */
+    size_t            peek_cap;
+    uv_timer_t        head_timer;   /* the first waiting one's deadline */
+    struct waiting   *wait_head, *wait_tail;
+    size_t            waiting;
+    int64_t           refused_logged_ms;
+    unsigned long     refused_quiet;  /* refusals since then, not logged */
 };
+
+static void
+listener_free(struct cg_listener *l)
+{
+    cg_free(l->peek);
+    cg_free(l);
+}
 
 /* ---- open --------------------------------------------------------------- */
 
@@ -169,6 +234,9 @@ cg_listener_port(const struct cg_listener *l)
 
 /* ---- accepting ------------------------------------------------------------ */
 
+static void head_start(struct cg_listener *l, int fd);
+static void adopt(struct cg_listener *l, int fd, unsigned flags);
+
 static void on_readable(uv_poll_t *h, int status, int events);
 
 static void
@@ -252,10 +320,290 @@ accept_some(struct cg_listener *l, int max)
         /* As lws's own listener does (lws_plat_set_socket_options): small
          * frames go out at once. */
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        /* On failure lws has closed fd and logged why. */
-        (void)lws_adopt_socket_vhost(l->vh, fd);
+        if (l->heads.check)
+            head_start(l, fd);
+        else
+            adopt(l, fd, 0);   /* TLS: lws reads the head (see the top) */
     }
     return 0;
+}
+
+/* ---- the first request head ---------------------------------------------- */
+
+/* Hand fd to lws; flags (CG_HTTP_HEAD_F_*) ride along as the connection's
+ * opaque user data until cg_listener_take_head_flags() takes them. */
+static void
+adopt(struct cg_listener *l, int fd, unsigned flags)
+{
+    lws_adopt_desc_t info;
+
+    memset(&info, 0, sizeof info);
+    info.vh = l->vh;
+    /* What lws_adopt_socket_vhost() passes, and the flags. */
+    info.type = LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP | LWS_ADOPT_ALLOW_SSL;
+    info.fd.sockfd = fd;
+    info.opaque = (void *)(uintptr_t)flags;
+    /* On failure lws has closed fd and logged why. */
+    (void)lws_adopt_descriptor_vhost_via_info(&info);
+}
+
+unsigned
+cg_listener_take_head_flags(struct lws *wsi)
+{
+    uintptr_t flags = (uintptr_t)lws_get_opaque_user_data(wsi);
+
+    if (flags != 0)
+        lws_set_opaque_user_data(wsi, NULL);
+    return (unsigned)flags;
+}
+
+static const char *
+reason_phrase(int status)
+{
+    switch (status) {
+    case 414: return "URI Too Long";
+    case 431: return "Request Header Fields Too Large";
+    default:  return "Bad Request";
+    }
+}
+
+/* One line per REFUSE_LOG_EVERY_MS at most, with the count of the
+ * refusals in between. */
+static void
+log_refusal(struct cg_listener *l, int fd, const struct cg_http_head_verdict *v)
+{
+    int64_t now = cg_now_ms();
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char host[64] = "?";
+
+    if (l->refused_logged_ms != 0 && now - l->refused_logged_ms < REFUSE_LOG_EVERY_MS) {
+        l->refused_quiet++;
+        return;
+    }
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
+        (void)getnameinfo((struct sockaddr *)&ss, sl, host, sizeof host, NULL, 0,
+                          NI_NUMERICHOST);
+    cg_log(CG_LOG_INFO, "refused the first request head from %s on %s: %d %s "
+           "(limits: request line %zu, head %zu bytes, %zu fields); answered and "
+           "closed; %lu more refused since the last such line (one per %d s at most)",
+           host, l->shown, v->status, v->reason, l->heads.limits.max_request_line,
+           l->heads.limits.max_head_bytes, l->heads.limits.max_headers,
+           l->refused_quiet, REFUSE_LOG_EVERY_MS / 1000);
+    l->refused_logged_ms = now;
+    l->refused_quiet = 0;
+}
+
+/* Answer v's refusal on fd and end the connection: the head already
+ * peeked is read (so that a close cannot reset the answer away), the
+ * answer written, then the lingering close; fd is closed here. */
+static void
+refuse(struct cg_listener *l, int fd, size_t peeked, const struct cg_http_head_verdict *v)
+{
+    char body[160], msg[512];
+    int blen, n;
+
+    log_refusal(l, fd, v);
+    if (l->heads.metrics != NULL)
+        l->heads.metrics->http_heads_refused[v->status == 414 ? CG_HEAD_414
+                                             : v->status == 431 ? CG_HEAD_431
+                                                                : CG_HEAD_400]++;
+    (void)recv(fd, l->peek, peeked, 0);
+    /* The reasons are plain ASCII without quotes or backslashes. */
+    blen = snprintf(body, sizeof body, "{\"error\":\"%s\"}", v->reason);
+    n = snprintf(msg, sizeof msg,
+                 "HTTP/1.1 %d %s\r\n"
+                 "server: chatgate/" CG_VERSION "\r\n"
+                 "content-type: application/json\r\n"
+                 "content-length: %d\r\n"
+                 "cache-control: no-store\r\n"
+                 "x-content-type-options: nosniff\r\n"
+                 "connection: close\r\n"
+                 "\r\n%s", v->status, reason_phrase(v->status), blen, body);
+    /* A new socket's send buffer takes a few hundred bytes at once. */
+    if (n > 0 && (size_t)n < sizeof msg)
+        (void)send(fd, msg, (size_t)n, MSG_NOSIGNAL);
+    if (cg_linger_start(l->heads.linger, fd) < 0)
+        cg_log(CG_LOG_DEBUG, "lingering close refused: closing at once");
+    close(fd);
+}
+
+static void unwait(struct waiting *w);
+
+/* Look at what fd has sent so far and act on it: hand it to lws, refuse
+ * it or close it (returns 1; w, when fd was waiting, is unwaited first so
+ * that no poll handle of ours watches fd any more), or leave it waiting
+ * for more (returns 0, *seen: the bytes looked at). hup: the peer has
+ * shut its side down, no more bytes will come. */
+static int
+peek_head(struct cg_listener *l, struct waiting *w, int fd, int hup, size_t *seen)
+{
+    struct cg_http_head_verdict v;
+    ssize_t n;
+    int rc = 0;
+
+    *seen = 0;
+    do
+        n = recv(fd, l->peek, l->peek_cap, MSG_PEEK);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && !hup)
+        return 0;
+    if (n > 0) {
+        *seen = (size_t)n;
+        rc = cg_http_head_check(l->peek, (size_t)n, &l->heads.limits, &v);
+        if (rc == 0 && !hup)
+            return 0;
+    }
+    if (w != NULL)
+        unwait(w);
+    if (rc == 0)
+        close(fd);    /* gone (or reset) before its head was complete */
+    else if (v.status != 0)
+        refuse(l, fd, (size_t)n, &v);
+    else
+        adopt(l, fd, v.flags);
+    return 1;
+}
+
+static void on_head_timer(uv_timer_t *t);
+
+static void
+arm_head_timer(struct cg_listener *l)
+{
+    uint64_t now = uv_now(l->loop);
+
+    if (l->wait_head == NULL) {
+        uv_timer_stop(&l->head_timer);
+        return;
+    }
+    uv_timer_start(&l->head_timer, on_head_timer,
+                   l->wait_head->deadline > now ? l->wait_head->deadline - now : 0, 0);
+}
+
+static void
+on_waiting_closed(uv_handle_t *h)
+{
+    struct waiting *w = h->data;
+    struct cg_listener *l = w->l;
+
+    cg_free(w);
+    if (--l->handles == 0)
+        listener_free(l);
+}
+
+/* Stop waiting for w: off the list, its poll handle closed, its memory
+ * freed after libuv's callback. The fd is the caller's. uv_close() stops
+ * watching the fd at once (epoll_ctl DEL), so call this before fd is
+ * closed or adopted: lws's own poll handle on the same fd must be the
+ * only one. */
+static void
+unwait(struct waiting *w)
+{
+    struct cg_listener *l = w->l;
+
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        l->wait_head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        l->wait_tail = w->prev;
+    w->prev = w->next = NULL;
+    l->waiting--;
+    uv_close((uv_handle_t *)&w->poll, on_waiting_closed);
+}
+
+static void
+on_waiting_readable(uv_poll_t *p, int status, int events)
+{
+    struct waiting *w = p->data;
+    struct cg_listener *l = w->l;
+    int fd = w->fd, lowat;
+    size_t seen;
+
+    if (status < 0) {
+        unwait(w);
+        close(fd);
+        arm_head_timer(l);
+        return;
+    }
+    if (w->lowat) {
+        /* Back to the default before lws may take the socket over. */
+        lowat = 1;
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
+        w->lowat = 0;
+    }
+    if (peek_head(l, w, fd, (events & UV_DISCONNECT) != 0, &seen)) {
+        arm_head_timer(l);
+        return;
+    }
+    /* Wake up only when there is more than what was looked at. */
+    lowat = (int)seen + 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat) == 0)
+        w->lowat = 1;
+}
+
+static void
+on_head_timer(uv_timer_t *t)
+{
+    struct cg_listener *l = t->data;
+    uint64_t now = uv_now(l->loop);
+
+    /* Closed without an answer, as lws closes a head that takes too long. */
+    while (l->wait_head != NULL && l->wait_head->deadline <= now) {
+        struct waiting *w = l->wait_head;
+        int fd = w->fd;
+
+        unwait(w);
+        close(fd);
+    }
+    arm_head_timer(l);
+}
+
+/* A new connection on a plain-HTTP listener: check its head if it is
+ * there already, else wait for it. */
+static void
+head_start(struct cg_listener *l, int fd)
+{
+    struct waiting *w;
+    size_t seen;
+
+    if (peek_head(l, NULL, fd, 0, &seen))
+        return;
+    if (seen > 0) {
+        int lowat = (int)seen + 1;
+
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
+    }
+    if ((w = cg_calloc(1, sizeof *w)) == NULL ||
+        uv_poll_init(l->loop, &w->poll, fd) < 0) {
+        /* No memory: lws reads the head, as before this check existed. */
+        cg_free(w);
+        if (seen > 0) {
+            int lowat = 1;
+
+            (void)setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
+        }
+        adopt(l, fd, 0);
+        return;
+    }
+    w->l = l;
+    w->fd = fd;
+    w->lowat = seen > 0;
+    w->poll.data = w;
+    w->deadline = uv_now(l->loop) + CG_HTTP_HEAD_TIMEOUT_S * 1000u;
+    w->prev = l->wait_tail;
+    if (l->wait_tail)
+        l->wait_tail->next = w;
+    else
+        l->wait_head = w;
+    l->wait_tail = w;
+    l->waiting++;
+    l->handles++;
+    uv_poll_start(&w->poll, UV_READABLE | UV_DISCONNECT, on_waiting_readable);
+    if (l->wait_head == w)
+        arm_head_timer(l);
 }
 
 static void
@@ -272,12 +620,25 @@ on_readable(uv_poll_t *h, int status, int events)
 }
 
 void
-cg_listener_start(struct cg_listener *l, struct lws_vhost *vh)
+cg_listener_start(struct cg_listener *l, struct lws_vhost *vh,
+                  const struct cg_listener_heads *heads)
 {
     l->vh = vh;
+    l->heads = *heads;
     uv_timer_init(l->loop, &l->pause);
     l->pause.data = l;
-    l->handles = 1;
+    uv_timer_init(l->loop, &l->head_timer);
+    l->head_timer.data = l;
+    l->handles = 2;
+    if (l->heads.check) {
+        /* One past the largest head: enough to see it is too large. */
+        l->peek_cap = l->heads.limits.max_head_bytes + 1;
+        if ((l->peek = cg_malloc(l->peek_cap)) == NULL) {
+            cg_log(CG_LOG_WARN, "listen socket %s: no memory for the request head "
+                   "check; lws reads heads unchecked", l->shown);
+            l->heads.check = 0;
+        }
+    }
     if (uv_poll_init(l->loop, &l->poll, l->fd) == 0) {
         l->polling = 1;
         l->handles++;
@@ -297,7 +658,7 @@ on_handle_closed(uv_handle_t *h)
     struct cg_listener *l = h->data;
 
     if (--l->handles == 0)
-        cg_free(l);
+        listener_free(l);
 }
 
 void
@@ -305,6 +666,18 @@ cg_listener_close(struct cg_listener *l)
 {
     if (l == NULL)
         return;
+    /* From here on lws reads every head itself, as before the check:
+     * what is queued or still waiting is handed over, not cut. */
+    l->heads.check = 0;
+    while (l->wait_head != NULL) {
+        struct waiting *w = l->wait_head;
+        int fd = w->fd, lowat = 1;
+
+        if (w->lowat)
+            (void)setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
+        unwait(w);
+        adopt(l, fd, 0);
+    }
     if (l->polling) {
         uv_poll_stop(&l->poll);
         uv_timer_stop(&l->pause);
@@ -320,7 +693,8 @@ cg_listener_close(struct cg_listener *l)
     l->fd = -1;
     if (l->handles > 0) {
         uv_close((uv_handle_t *)&l->pause, on_handle_closed);
+        uv_close((uv_handle_t *)&l->head_timer, on_handle_closed);
     } else {
-        cg_free(l);
+        listener_free(l);
     }
 }

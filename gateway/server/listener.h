@@ -7,10 +7,24 @@
 #ifndef CG_LISTENER_H
 #define CG_LISTENER_H
 
+#include "http/http_head.h"
+
 struct uv_loop_s;
+struct lws;
 struct lws_vhost;
 struct cg_listener;
 struct cg_listen_addr;
+struct cg_linger;
+struct cg_metrics;
+
+/* The check of each connection's first request head (listener.c's top
+ * comment): check 0 hands every connection to lws at once (TLS). */
+struct cg_listener_heads {
+    int                        check;
+    struct cg_http_head_limits limits;
+    struct cg_linger          *linger;   /* refused heads linger here */
+    struct cg_metrics         *metrics;  /* http_heads_refused; may be NULL */
+};
 
 /* Bind addr (config.c parsed it from the listen option; an empty host
  * means every IPv4 address) and listen; listen is the option's text, for
@@ -26,12 +40,20 @@ int cg_listener_open(struct uv_loop_s *loop, const struct cg_listen_addr *addr,
 int cg_listener_port(const struct cg_listener *l);
 
 /* Start accepting; every accepted connection is adopted by vh (lws owns it
- * from then on, TLS included when vh serves TLS). */
-void cg_listener_start(struct cg_listener *l, struct lws_vhost *vh);
+ * from then on, TLS included when vh serves TLS), once its first request
+ * head has passed the check of heads (copied), which answers the heads it
+ * refuses itself. heads->linger and metrics must outlive l. */
+void cg_listener_start(struct cg_listener *l, struct lws_vhost *vh,
+                       const struct cg_listener_heads *heads);
+
+/* The CG_HTTP_HEAD_F_* flags the check found in wsi's first request head,
+ * the first time this is called for wsi (the caller routes that request);
+ * 0 on every later call, and for connections that were not checked. */
+unsigned cg_listener_take_head_flags(struct lws *wsi);
 
 /* Stop accepting and close the socket: connections already waiting in the
- * kernel's accept queue are accepted and handed over first (they would be
- * reset otherwise), later ones are refused by the kernel, or - with
+ * kernel's accept queue, and those whose first head is still awaited, are
+ * handed over to lws unchecked first (they would be reset otherwise), later ones are refused by the kernel, or - with
  * SO_REUSEPORT - go to the other processes on the port. Frees l once
  * libuv has closed its handles. Call once; l is invalid afterwards. */
 void cg_listener_close(struct cg_listener *l);

@@ -31,6 +31,7 @@
 #include "core/config.h"
 #include "core/context.h"
 #include "http/http_api.h"
+#include "http/http_head.h"
 #include "http/request.h"
 #include "server/routes.h"
 #include "transport/sockjs_frame.h"
@@ -105,7 +106,7 @@ path_matches(const struct row *rw, const char *path, size_t len)
 
 void
 cg_route_find(const char *path, size_t len, enum cg_http_method method, int upgrade,
-              unsigned on, struct cg_route *out)
+              unsigned on, unsigned head_flags, struct cg_route *out)
 {
     const struct row *hit = NULL;
     unsigned want = upgrade ? R_UPGRADE : R_M(method);
@@ -135,6 +136,16 @@ cg_route_find(const char *path, size_t len, enum cg_http_method method, int upgr
         break;
     }
     if (hit != NULL && hit->owner != CG_ROUTE_HTTP) {
+        /* SockJS's URLs are exact (sockjs-protocol-0.3.3: "//" under the
+         * prefix is 404): a path lws had to fold is none of them. */
+        if ((head_flags & CG_HTTP_HEAD_F_PATH_FOLDED) &&
+            (hit->owner == CG_ROUTE_SOCKJS || hit->owner == CG_ROUTE_SOCKJS_RAW)) {
+            if (!upgrade) {
+                out->owner = CG_ROUTE_SOCKJS;
+                out->sockjs.route = CG_SJ_NOT_FOUND;
+            }
+            return;                   /* an upgrade: CG_ROUTE_NONE, 404 */
+        }
         out->owner = hit->owner;
         if (hit->owner == CG_ROUTE_SOCKJS)
             cg_sockjs_parse_path(path + SOCKJS_PREFIX_LEN, len - SOCKJS_PREFIX_LEN,
@@ -187,8 +198,8 @@ path_under_base(const char *base, struct lws *wsi, char *buf, size_t cap, size_t
 }
 
 void
-cg_route_request(struct cg_server *srv, struct lws *wsi, int upgrade, char *buf,
-                 size_t cap, struct cg_route *out)
+cg_route_request(struct cg_server *srv, struct lws *wsi, int upgrade, unsigned head_flags,
+                 char *buf, size_t cap, struct cg_route *out)
 {
     int metrics = srv->metrics_vhost != NULL && lws_get_vhost(wsi) == srv->metrics_vhost;
     unsigned on = metrics ? CG_ROUTES_METRICS
@@ -196,5 +207,5 @@ cg_route_request(struct cg_server *srv, struct lws *wsi, int upgrade, char *buf,
     size_t len = 0;
     const char *path = path_under_base(metrics ? "" : srv->cfg->base_path, wsi, buf, cap, &len);
 
-    cg_route_find(path, len, cg_request_method(wsi), upgrade, on, out);
+    cg_route_find(path, len, cg_request_method(wsi), upgrade, on, head_flags, out);
 }

@@ -44,15 +44,20 @@ struct cg_route {
 /* Route a request (upgrade 0) or a WebSocket upgrade (1) with method at
  * path, which is relative to the base path and NUL-terminated at len, or
  * NULL when the request is outside the base path, among the rows served
- * where on says. A pure function of its arguments: it reads nothing else,
- * and out's views borrow path. */
+ * where on says. head_flags are the CG_HTTP_HEAD_F_* of the raw request
+ * head when it was checked (a connection's first request; else 0): with
+ * CG_HTTP_HEAD_F_PATH_FOLDED, a SockJS URL is 404 (its URLs are exact, and
+ * lws folded this one). A pure function of its arguments: it reads nothing
+ * else, and out's views borrow path. */
 void cg_route_find(const char *path, size_t len, enum cg_http_method method,
-                   int upgrade, unsigned on, struct cg_route *out);
+                   int upgrade, unsigned on, unsigned head_flags, struct cg_route *out);
 
 /* Route wsi's request: which listener it came in on, its path under that
  * listener's base path (into buf, cap bytes; a longer one counts as
- * outside) and its method, then cg_route_find(). out's views borrow buf. */
+ * outside) and its method, then cg_route_find() with head_flags
+ * (cg_listener_take_head_flags()). out's views borrow buf. */
 void cg_route_request(struct cg_server *srv, struct lws *wsi, int upgrade,
-                      char *buf, size_t cap, struct cg_route *out);
+                      unsigned head_flags, char *buf, size_t cap,
+                      struct cg_route *out);
 
 #endif

@@ -129,12 +129,13 @@ owner_of(const struct cg_pss *pss, int ws)
 static int
 on_http_request(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss)
 {
+    unsigned head_flags = cg_listener_take_head_flags(wsi);
     char buf[ROUTE_PATH_MAX];
     struct cg_route rt;
 
     cg_http_on_closed(pss);           /* keep-alive: the previous request */
     srv->metrics.http_requests++;
-    cg_route_request(srv, wsi, 0, buf, sizeof buf, &rt);
+    cg_route_request(srv, wsi, 0, head_flags, buf, sizeof buf, &rt);
     if (rt.owner == CG_ROUTE_SOCKJS)
         return cg_sockjs_http_on_request(srv, wsi, pss, rt.method, &rt.sockjs);
     return cg_http_on_request(srv, wsi, pss, &rt.http);
@@ -146,6 +147,7 @@ on_http_request(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss)
 static int
 on_upgrade(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss)
 {
+    unsigned head_flags = cg_listener_take_head_flags(wsi);
     char buf[ROUTE_PATH_MAX];
     struct cg_route rt;
 
@@ -153,7 +155,7 @@ on_upgrade(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss)
     cg_ws_protocols_restore(srv);
     if (srv->stopping)
         return cg_ws_refuse(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "shutting down");
-    cg_route_request(srv, wsi, 1, buf, sizeof buf, &rt);
+    cg_route_request(srv, wsi, 1, head_flags, buf, sizeof buf, &rt);
     if ((rt.owner == CG_ROUTE_SOCKJS || rt.owner == CG_ROUTE_SOCKJS_RAW) &&
         rt.method != CG_M_GET)
         return cg_ws_refuse_method(wsi);
@@ -269,6 +271,16 @@ idle_secs(int64_t ms, int64_t extra_s)
     return (uint16_t)(s > 65535 ? 65535 : s);
 }
 
+/* The first-head limits of the options (listener.c checks them). */
+static void
+head_limits(const struct cg_config *cfg, struct cg_http_head_limits *lim)
+{
+    lim->max_request_line = (size_t)cfg->http_max_request_line;
+    lim->max_head_bytes = (size_t)cfg->http_max_head_bytes;
+    lim->max_headers = (size_t)cfg->http_max_headers;
+    lim->max_query_params = CG_HTTP_MAX_QUERY_PARAMS;
+}
+
 /* lws only reads the backoff table for client connections, which this
  * vhost never makes; it gets a valid one anyway. */
 static const uint32_t idle_backoff_ms[] = { 1000, 2000, 5000 };
@@ -277,6 +289,7 @@ int
 cg_server_start(struct cg_server *srv, uv_loop_t *loop, const struct cg_config *cfg)
 {
     struct lws_context_creation_info info;
+    struct cg_listener_heads heads;
     void *foreign_loops[1] = { loop };
     int rc;
 
@@ -320,6 +333,9 @@ cg_server_start(struct cg_server *srv, uv_loop_t *loop, const struct cg_config *
                                &srv->metrics_listener)) < 0)
         goto fail;
 
+    memset(&heads, 0, sizeof heads);
+    heads.linger = srv->linger;
+    heads.metrics = &srv->metrics;
     memset(&info, 0, sizeof info);
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8;
     info.foreign_loops = foreign_loops;
@@ -332,6 +348,12 @@ cg_server_start(struct cg_server *srv, uv_loop_t *loop, const struct cg_config *
     /* Idle HTTP keep-alive connections are closed after this long. */
     info.keepalive_timeout = 30;
     info.timeout_secs = 30;
+    /* Heads: every first head that passes listener.c's check fits lws's
+     * header table (http_head.h), and lws's time for a head is the
+     * check's. */
+    head_limits(cfg, &heads.limits);
+    info.max_http_header_data = (unsigned short)CG_HTTP_HEAD_LWS_BYTES(&heads.limits);
+    info.timeout_secs_ah_idle = CG_HTTP_HEAD_TIMEOUT_S;
     info.retry_and_idle_policy = srv->idle_policy;
     if (cfg->tls_cert[0]) {
         info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
@@ -373,11 +395,15 @@ cg_server_start(struct cg_server *srv, uv_loop_t *loop, const struct cg_config *
             rc = CG_E_INVAL;
             goto fail;
         }
-        cg_listener_start(srv->metrics_listener, srv->metrics_vhost);
+        heads.check = 1;              /* never TLS */
+        cg_listener_start(srv->metrics_listener, srv->metrics_vhost, &heads);
         cg_log(CG_LOG_NOTICE, "metrics on http://%s/metrics (port %d)",
                cfg->metrics_listen, cg_listener_port(srv->metrics_listener));
     }
-    cg_listener_start(srv->listener, srv->vhost);
+    /* With TLS the bytes are ciphertext to the check: lws reads the head
+     * and its limits apply as they are (listener.c). */
+    heads.check = cfg->tls_cert[0] == '\0';
+    cg_listener_start(srv->listener, srv->vhost, &heads);
     cg_log(CG_LOG_NOTICE, "listening on %s%s (port %d%s, node %s, base path \"%s\")",
            cfg->tls_cert[0] ? "https://" : "http://", cfg->listen,
            cg_listener_port(srv->listener), cfg->reuse_port ? ", shared" : "",

@@ -39,6 +39,7 @@
 #include "core/context.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/utf8.h"
 #include "session/session.h"
 #include "session/session_internal.h"
 #include "session/subs.h"
@@ -109,6 +110,15 @@ on_subscribe(cg_session *s, struct frame_ctx *c)
     if (c->h[H_ACK] != NULL && cg_subs_parse_ack(*c->h[H_ACK], &ack) < 0)
         return fail(c, CG_E_PROTO, "invalid ack mode %s (auto, client or client-individual)",
                     repr(c->h[H_ACK], r, sizeof r));
+    /* The id comes back in every MESSAGE of the subscription, exactly as
+     * sent (the writer escapes it for the version, and the parser let no
+     * byte in that the version cannot escape). Bytes that are not UTF-8
+     * would make those frames invalid text for a WebSocket client (1007),
+     * and replacing them would break the client's match by id: refused.
+     * Only a binary WebSocket message can carry them (lws checks text
+     * ones, SockJS decodes to UTF-8). */
+    if (!cg_utf8_valid(id->ptr, id->len))
+        return fail(c, CG_E_PROTO, "subscription id is not valid UTF-8");
     if (cg_subs_classify(*dest, s->uid, s->name, &topic) < 0)
         return fail(c, CG_E_FORBIDDEN, "destination %s is not yours",
                     repr(dest, r, sizeof r));

@@ -20,7 +20,7 @@ import { describe, it, before, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 
-import { useEnv, uniqueName, httpRequest, until, RawStomp, HandshakeError } from './lib/harness.mjs';
+import { useEnv, uniqueName, httpRequest, until, RawStomp, HandshakeError, WebSocket } from './lib/harness.mjs';
 import { sessionPath } from './lib/sockjs.mjs';
 
 const T = { timeout: 30000 };
@@ -540,6 +540,146 @@ describe('HTTP API (PROTOCOL.md section 1)', () => {
       const answers = parseResponses(r.data);
       assert.deepEqual(answers.map((a) => a.status), [401, 200], r.data.slice(0, 400));
       assert.notEqual(answers[0].headers.connection, 'close');
+    });
+  });
+
+  describe('request heads lws cannot take: 400, 414, 431 (PROTOCOL.md section 1.2)', () => {
+    // Before issue 13 (finding 7) lws 4.1.6 closed these connections
+    // without a word. Defaults: request line 4096 bytes, head 8192 bytes,
+    // 64 header fields, 24 query parameters.
+    let gw;
+    before(() => { gw = h.env.gw; });
+    const get = (target, fields = []) =>
+      `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\n${fields.map((f) => `${f}\r\n`).join('')}\r\n`;
+
+    /** The answer to head (refused): status, a JSON {"error"} body, Connection: close, then the close. */
+    async function expectRefused(head, status, what) {
+      const a = await expectAnsweredThenClosed(gw, head, [], status, what);
+      assert.match(String(a.headers['content-type']), /^application\/json/i, `${what}: content-type`);
+      const j = JSON.parse(a.body);
+      assert.deepEqual(Object.keys(j), ['error'], `${what}: body ${a.body}`);
+      assert.ok(j.error.length > 0, `${what}: error text`);
+      return j.error;
+    }
+
+    /** Writes parts one by one, gapMs apart, on one connection; resolves like rawExchange. */
+    function trickle(parts, gapMs, timeout = 8000) {
+      return new Promise((resolve) => {
+        const s = net.createConnection({ host: '127.0.0.1', port: gw.port });
+        const chunks = [];
+        let error = null;
+        const timer = setTimeout(() => { s.destroy(); resolve({ data: Buffer.concat(chunks).toString('latin1'), closed: false, error }); }, timeout);
+        s.on('connect', async () => {
+          for (const p of parts) {
+            if (s.destroyed) return;
+            s.write(Buffer.from(p, 'latin1'));
+            await new Promise((r) => setTimeout(r, gapMs));
+          }
+        });
+        s.on('data', (d) => chunks.push(d));
+        s.on('error', (e) => { error = e.code || e.message; });
+        s.on('close', () => { clearTimeout(timer); resolve({ data: Buffer.concat(chunks).toString('latin1'), closed: true, error }); });
+      });
+    }
+
+    it('a request line over http_max_request_line (4096) is 414', T, async () => {
+      const e = await expectRefused(get(`${gw.basePath}/healthz?x=${'a'.repeat(5000)}`), 414, 'request line of 5 kB');
+      assert.match(e, /http_max_request_line/);
+      await expectRefused(get(`${gw.basePath}/${'a'.repeat(70000)}`), 414, 'request line of 70 kB');
+    });
+
+    it('more than 24 query parameters is 414', T, async () => {
+      const q = Array.from({ length: 25 }, (_, i) => `p${i}=1`).join('&');
+      await expectRefused(get(`${gw.basePath}/healthz?${q}`), 414, '25 parameters');
+    });
+
+    it('more than 64 header fields, or a head over http_max_head_bytes (8192), is 431', T, async () => {
+      const many = Array.from({ length: 64 }, (_, i) => `X-F${i}: v`);   // + Host = 65
+      assert.match(await expectRefused(get(`${gw.basePath}/healthz`, many), 431, '65 fields'), /http_max_headers/);
+      assert.match(await expectRefused(get(`${gw.basePath}/healthz`, [`Cookie: a=${'b'.repeat(9000)}`]), 431, 'one 9 kB field'),
+        /http_max_head_bytes/);
+      const spread = Array.from({ length: 40 }, (_, i) => `X-F${i}: ${'v'.repeat(250)}`);
+      await expectRefused(get(`${gw.basePath}/healthz`, spread), 431, '40 fields of 250 bytes');
+    });
+
+    it('a NUL or another control byte in the request line, or a malformed one, is 400', T, async () => {
+      assert.match(await expectRefused(`GET ${gw.basePath}/heal\0thz HTTP/1.1\r\nHost: x\r\n\r\n`, 400, 'raw NUL in the path'), /control byte/);
+      assert.match(await expectRefused(get(`${gw.basePath}/heal%00thz`), 400, '%00 in the path'), /NUL/);
+      await expectRefused(get(`${gw.basePath}/healthz?a=%00`), 400, '%00 in the query');
+      await expectRefused(`GET ${gw.basePath}/a\x01b HTTP/1.1\r\nHost: x\r\n\r\n`, 400, 'control byte in the path');
+      await expectRefused(get(`${gw.basePath}/a%zzb`), 400, 'bad %-escape');
+      await expectRefused(`GET ${gw.basePath}/healthz\r\nHost: x\r\n\r\n`, 400, 'no HTTP version');
+      await expectRefused(`GET  ${gw.basePath}/healthz HTTP/1.1\r\nHost: x\r\n\r\n`, 400, 'two spaces');
+      await expectRefused(`GET ${gw.basePath}/healthz HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n`, 400, 'NUL in a header value');
+      await expectRefused(`GET ${gw.basePath}/healthz HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n`, 400, 'space in a field name');
+      await expectRefused(`GET ${gw.basePath}/healthz HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n`, 400, 'obs-fold');
+      await expectRefused(`GET ${gw.basePath}/healthz HTTP/1.1\rHost: x\r\n\r\n`, 400, 'CR without LF');
+    });
+
+    it('a head that arrives in pieces is checked whole: refused when it grows too large, served when it ends within the limits', T, async () => {
+      const big = [`GET ${gw.basePath}/healthz HTTP/1.1\r\nHost: x\r\n`, `Cookie: ${'c'.repeat(4000)}\r\n`,
+        `X-More: ${'m'.repeat(4500)}\r\n`, '\r\n'];
+      const r = await trickle(big, 150);
+      const a = parseResponses(r.data);
+      assert.equal(a.length, 1, r.data.slice(0, 300));
+      assert.equal(a[0].status, 431);
+      assert.equal(a[0].headers.connection, 'close');
+      assert.ok(r.closed, 'closed after the answer');
+
+      const ok = [`GET ${gw.basePath}/heal`, `thz HTTP/1.1\r\nHo`, `st: x\r\nCookie: ${'c'.repeat(3000)}\r`, '\n\r', '\n'];
+      const r2 = await trickle(ok, 150, 3000);
+      const a2 = parseResponses(r2.data);
+      assert.deepEqual(a2.map((x) => x.status), [200], r2.data.slice(0, 300));
+      assert.equal(a2[0].body, 'ok\n');
+    });
+
+    it('a long head within the limits is served, and keeps its connection for the next request', T, async () => {
+      // 4096-byte request line; 63 more fields; 8192 bytes in all.
+      const pre = `GET ${gw.basePath}/healthz?`;
+      const line = `${pre}${'q'.repeat(4096 - pre.length - ' HTTP/1.1'.length)} HTTP/1.1`;
+      assert.equal(line.length, 4096);
+      const fields = ['Host: 127.0.0.1', ...Array.from({ length: 62 }, (_, i) => `X-F${String(i).padStart(2, '0')}: v`)];
+      let head = `${line}\r\n${fields.map((f) => `${f}\r\n`).join('')}`;
+      const cookie = 'Cookie: ';
+      head += `${cookie}${'c'.repeat(8192 - head.length - cookie.length - 4)}\r\n\r\n`;
+      assert.equal(head.length, 8192);
+      assert.equal(head.split('\r\n').length - 3, 64, '64 fields');
+      const next = `GET ${gw.basePath}/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`;
+      const r = await rawExchange(gw.port, [head, next], 1500);
+      const answers = parseResponses(r.data);
+      assert.deepEqual(answers.map((a) => a.status), [200, 200], r.data.slice(0, 400));
+      // one byte more is refused
+      const r2 = await rawExchange(gw.port, [head.replace('Cookie: ', 'Cookie: c')]);
+      assert.equal(parseResponses(r2.data)[0]?.status, 431, r2.data.slice(0, 200));
+    });
+
+    it('WebSocket upgrades still work, with a long head too', T, async () => {
+      for (const headers of [{}, { Cookie: `a=${'b'.repeat(6000)}` }]) {
+        const ws = new WebSocket(gw.wsUrl('/client'), ['v12.stomp'], { headers, perMessageDeflate: false });
+        await new Promise((resolve, reject) => { ws.on('open', resolve); ws.on('error', reject); });
+        assert.equal(ws.protocol, 'v12.stomp');
+        ws.close();
+      }
+    });
+
+    it('a connection that sends nothing, or half a head, is closed without an answer after 10 s', { timeout: 30000 }, async () => {
+      const t0 = Date.now();
+      const [silent, half] = await Promise.all([
+        rawExchange(gw.port, [], 15000),
+        rawExchange(gw.port, [`GET ${gw.basePath}/healthz HTTP/1.1\r\nHost: x\r\n`], 15000),
+      ]);
+      const ms = Date.now() - t0;
+      for (const r of [silent, half]) {
+        assert.ok(r.closed, 'closed by the server');
+        assert.equal(r.data, '', 'no answer');
+      }
+      assert.ok(ms >= 9000 && ms < 13000, `closed after ${ms} ms`);
+    });
+
+    it('refusals are counted in chatgate_http_heads_refused_total', T, async () => {
+      const m = await httpRequest(gw.metricsUrl());
+      for (const code of ['400', '414', '431'])
+        assert.match(m.text, new RegExp(`^chatgate_http_heads_refused_total\\{code="${code}"\\} [1-9]`, 'm'), code);
     });
   });
 

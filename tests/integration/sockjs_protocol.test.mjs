@@ -131,8 +131,11 @@ describe('SockJS 0.3.3 protocol', () => {
     });
 
     it('other simple URLs are 404', T, async () => {
-      for (const s of ['/a', '/a.html', '/a/a', '/a/a/', '/a/', '/iframe.html', '/iframe-1.0.html',
-        '/info/', '/websocketx']) {
+      // '//' and '///' too (sockjs-protocol-0.3.3 test_notFound): lws
+      // folds them into '/', the greeting, unless the gateway saw the raw
+      // path (a connection's first request: PROTOCOL.md section 1.2).
+      for (const s of ['/a', '/a.html', '//', '///', '/a/a', '/a/a/', '/a/', '/iframe.html', '/iframe-1.0.html',
+        '/info/', '/websocketx', '//info', '/a//xhr']) {
         assert.equal((await request(base + s)).status, 404, s);
       }
     });

@@ -79,6 +79,9 @@ static const struct int_opt int_opts[] = {
     { "sync_batch",              100,     1,    10000 },
     { "init_batch",              256,     1,    10000 },
     { "http_max_body",           65536,   1024, 16777216 },
+    { "http_max_request_line",   4096,    256,  32768 },
+    { "http_max_head_bytes",     8192,    1024, 32768 },
+    { "http_max_headers",        64,      8,    64 },
     { "http_request_timeout_ms", 30000,   1000, 3600000 },
     { "http_body_grace_ms",      5000,    100,  3600000 },
     { "http_body_min_rate",      500,     0,    1073741824 },
@@ -386,7 +389,8 @@ Test(cg_config, envp_null_reads_the_process_environment)
 #define RELAXED                                                              \
     "--unauth-max-frame-bytes", "1024", "--max-frame-bytes", "16777216",    \
     "--out-soft-bytes", "4096", "--out-max-bytes", "1073741824",            \
-    "--heartbeat-ms", "0", "--heartbeat-max-ms", "3600000"
+    "--heartbeat-ms", "0", "--heartbeat-max-ms", "3600000",                 \
+    "--http-max-request-line", "256", "--http-max-head-bytes", "32768"
 
 ParameterizedTestParameters(cg_config, int_bounds_are_enforced_exactly)
 {
@@ -881,6 +885,15 @@ Test(cg_config, unauth_frame_cap_left_at_default_follows_a_smaller_frame_cap)
     cr_assert(eq(i64, cfg.unauth_max_frame_bytes, 4096));
     assert_ok(LOAD("--max-frame-bytes", "65536"));
     cr_assert(eq(i64, cfg.unauth_max_frame_bytes, 8192));
+}
+
+Test(cg_config, request_line_limit_follows_a_smaller_head_limit)
+{
+    assert_ok(LOAD("--http-max-head-bytes", "2048"));
+    cr_assert(eq(i64, cfg.http_max_request_line, 2048));
+    assert_err(LOAD("--http-max-head-bytes", "2048", "--http-max-request-line", "3000"),
+               "http_max_request_line=3000 (flag --http-max-request-line) must not "
+               "exceed http_max_head_bytes=2048 (flag --http-max-head-bytes)");
 }
 
 Test(cg_config, soft_output_cap_must_not_exceed_hard_cap)

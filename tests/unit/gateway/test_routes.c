@@ -12,6 +12,7 @@
 #include <criterion/new/assert.h>
 
 #include "http/http_api.h"
+#include "http/http_head.h"
 #include "server/routes.h"
 #include "transport/sockjs_frame.h"
 
@@ -23,7 +24,7 @@ find(const char *path, enum cg_http_method m, int upgrade)
     struct cg_route rt;
 
     cg_route_find(path, path ? strlen(path) : 0, m, upgrade,
-                  CG_ROUTES_MAIN | CG_ROUTES_METRICS, &rt);
+                  CG_ROUTES_MAIN | CG_ROUTES_METRICS, 0, &rt);
     return rt;
 }
 
@@ -222,7 +223,7 @@ Test(routes, a_decoded_nul_ends_the_apis_path)
     static const char path[] = "/healthz\0x";
     struct cg_route rt;
 
-    cg_route_find(path, sizeof path - 1, CG_M_GET, 0, CG_ROUTES_MAIN, &rt);
+    cg_route_find(path, sizeof path - 1, CG_M_GET, 0, CG_ROUTES_MAIN, 0, &rt);
     cr_expect(rt.http.handler == cg_http_healthz);
     cr_expect(eq(sz, rt.http.rest, 8));
 }
@@ -235,7 +236,7 @@ find_on(const char *path, enum cg_http_method m, int upgrade, unsigned on)
 {
     struct cg_route rt;
 
-    cg_route_find(path, strlen(path), m, upgrade, on, &rt);
+    cg_route_find(path, strlen(path), m, upgrade, on, 0, &rt);
     return rt;
 }
 
@@ -265,4 +266,35 @@ Test(routes, the_metrics_listener_serves_only_metrics)
     cr_expect(eq(int, find_on("/client", CG_M_GET, 1, CG_ROUTES_METRICS).owner, CG_ROUTE_NONE));
     cr_expect(eq(int, find_on("/socketServer/info", CG_M_GET, 0, CG_ROUTES_METRICS).owner,
                  CG_ROUTE_HTTP));
+}
+
+Test(routes, a_sockjs_path_lws_folded_is_404)
+{
+    /* "{base}/socketServer//" reaches the table as "/socketServer/" (lws
+     * folds "//"): the listener's flag makes it 404, as SockJS requires. */
+    static const char *const paths[] = {
+        "/socketServer/", "/socketServer", "/socketServer/info",
+        "/socketServer/0/ab/xhr",
+    };
+    struct cg_route rt;
+
+    for (size_t i = 0; i < NROWS(paths); i++) {
+        const char *p = paths[i];
+
+        cg_route_find(p, strlen(p), CG_M_GET, 0, CG_ROUTES_MAIN, CG_HTTP_HEAD_F_PATH_FOLDED, &rt);
+        cr_expect(eq(int, rt.owner, CG_ROUTE_SOCKJS), "%s", p);
+        cr_expect(eq(int, rt.sockjs.route, CG_SJ_NOT_FOUND), "%s", p);
+        cg_route_find(p, strlen(p), CG_M_GET, 1, CG_ROUTES_MAIN, CG_HTTP_HEAD_F_PATH_FOLDED, &rt);
+        cr_expect(eq(int, rt.owner, CG_ROUTE_NONE), "upgrade %s", p);
+        /* Without the flag: as before. */
+        cg_route_find(p, strlen(p), CG_M_GET, 0, CG_ROUTES_MAIN, 0, &rt);
+        cr_expect(eq(int, rt.owner, CG_ROUTE_SOCKJS), "%s", p);
+    }
+    cg_route_find("/socketServer/websocket", 23, CG_M_GET, 1, CG_ROUTES_MAIN, CG_HTTP_HEAD_F_PATH_FOLDED, &rt);
+    cr_expect(eq(int, rt.owner, CG_ROUTE_NONE));
+    /* Other routes keep lws's folding: "//healthz" is /healthz. */
+    cg_route_find("/healthz", 8, CG_M_GET, 0, CG_ROUTES_MAIN, CG_HTTP_HEAD_F_PATH_FOLDED, &rt);
+    cr_expect(rt.http.handler == cg_http_healthz);
+    cg_route_find("/client", 7, CG_M_GET, 1, CG_ROUTES_MAIN, CG_HTTP_HEAD_F_PATH_FOLDED, &rt);
+    cr_expect(eq(int, rt.owner, CG_ROUTE_WS));
 }

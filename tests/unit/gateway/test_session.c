@@ -1697,6 +1697,61 @@ Test(session, chat_message_goes_to_the_first_recive_subscription_once)
     cr_assert(eq(u64, srv.metrics.send_deliver_ms.count, 1));
 }
 
+/* The subscription id comes back in every MESSAGE exactly as the client
+ * sent it: escaped for the version (so no byte of it can end a header or
+ * the frame early), never raw. The fake parses what the session wrote
+ * with the session's version, so a frame the id broke would fail
+ * parse_out() or come back with another value. */
+struct sub_id_row {
+    char accept[8];
+    char wire[48];        /* the id as it goes on the wire, escaped */
+    char id[48];          /* what it means, and what must come back */
+};
+
+static const struct sub_id_row sub_id_rows[] = {
+    { "1.2", "s\\c1\\n2\\\\3\\r4", "s:1\n2\\3\r4" },
+    { "1.1", "s\\c1\\n2\\\\3", "s:1\n2\\3" },
+    { "1.0", "s:1\\2", "s:1\\2" },                 /* 1.0: no escapes */
+    { "1.2", "\xe8\xae\xa2\xe9\x98\x85-1", "\xe8\xae\xa2\xe9\x98\x85-1" },  /* 订阅-1 */
+};
+
+ParameterizedTestParameters(session, subscription_id_comes_back_exactly_in_every_version)
+{
+    return cr_make_param_array(struct sub_id_row, (void *)sub_id_rows,
+                               sizeof sub_id_rows / sizeof sub_id_rows[0]);
+}
+
+ParameterizedTest(struct sub_id_row *row, session, subscription_id_comes_back_exactly_in_every_version)
+{
+    struct fake *f = connect_as(row->accept, "0,0");
+
+    subscribe(f, row->wire, "/user/7/recive", "auto");
+    pump(f);
+    push(7, "M255:1504712402000:{\"id\":255}");
+    push(7, "M256:1504712402001:{\"id\":256}");
+    pump(f);
+    cr_assert(eq(sz, f->nframes, 2));
+    for (size_t i = 0; i < 2; i++) {
+        cr_assert(eq(int, f->frames[i].cmd, STOMP_CMD_MESSAGE));
+        cr_assert(eq(str, (char *)th(&f->frames[i], "subscription"), row->id));
+        cr_assert(eq(str, (char *)th(&f->frames[i], "destination"), "/user/7/recive"));
+    }
+    cr_assert(eq(str, f->frames[1].body, "{\"id\":256}"));
+}
+
+Test(session, subscription_id_that_is_not_utf8_is_an_error)
+{
+    struct fake *f = connect12();
+
+    /* Only a binary WebSocket message can carry these bytes. */
+    subscribe(f, "s\xff\xfe", "/user/7/recive", "auto");
+    expect_error(f, "subscription id is not valid UTF-8", 1002);
+    cr_assert(eq(sz, cg_registry_user_sessions(srv.registry, 7), 1));
+    push(7, "M255:1504712402000:{}");
+    pump(f);
+    cr_assert(eq(sz, f->count[STOMP_CMD_MESSAGE], 0));
+}
+
 Test(session, delivered_notice_needs_its_subscription)
 {
     struct fake *f = connect12(), *g = connect12();
