@@ -127,8 +127,8 @@ const struct opt cg_config_options[] = {
     /* --- redis ---------------------------------------------------------- */
     { "redis_url", OPT_STRING, FIELD(redis_url, char *), "redis://127.0.0.1:6379/0",
       1, 4096, "Redis to use: redis://[[user]:password@]host[:port][/db] or "
-      "unix://[[user]:password@]/path", cfg_check_redis_url, "redis", OPT_SECRET_URL,
-      NULL, NULL, 0 },
+      "unix://[[user]:password@]/path", NULL, "redis", OPT_SECRET_URL,
+      cfg_parse_redis_url, cfg_free_redis_url, FIELD(redis, struct cg_redis_url) },
     INT(redis_timeout_ms, 2000, 100, 60000,
         "Redis connect timeout and command deadline, ms"),
     INT(redis_reconnect_max_ms, 5000, 100, 300000,

@@ -13,6 +13,7 @@
 
 #include "core/log.h"
 #include "core/origins.h"
+#include "core/redis_url.h"
 
 #define CG_CONFIG_MAX_ORIGINS CG_ORIGINS_MAX
 
@@ -38,6 +39,7 @@ struct cg_config {
 
     /* --- redis -------------------------------------------------------- */
     char    *redis_url;              /* redis://[:pw@]host:port/db or unix:///path */
+    struct cg_redis_url redis;       /* redis_url, parsed */
     int64_t  redis_timeout_ms;       /* connect timeout / command deadline */
     int64_t  redis_reconnect_max_ms; /* backoff ceiling */
     int64_t  redis_connections;      /* command connections (sharded by uid): 4; 0 = 4 */

@@ -63,10 +63,11 @@ int  cfg_check_base_path(const char *v, char *why, size_t cap);
 int  cfg_parse_origins(const char *v, void *typed, char *why, size_t cap);
 void cfg_free_origins(void *typed);
 int  cfg_check_node_id(const char *v, char *why, size_t cap);
-int  cfg_check_redis_url(const char *v, char *why, size_t cap);
 int  cfg_parse_log_level(const char *v, void *typed, char *why, size_t cap);
 int  cfg_parse_proxies(const char *v, void *typed, char *why, size_t cap);
 void cfg_free_proxies(void *typed);
+int  cfg_parse_redis_url(const char *v, void *typed, char *why, size_t cap);
+void cfg_free_redis_url(void *typed);
 
 /* The value to show for a string option in errors and dumps: a secret URL
  * with its passwords replaced by "***" when redact is set (tmp, cap bytes,

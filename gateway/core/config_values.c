@@ -161,17 +161,24 @@ cfg_check_node_id(const char *v, char *why, size_t cap)
     return 0;
 }
 
-/* The grammar is redis_url.h's; the store parses the same string with the
- * same function when it starts. */
+/* redis_url into its parts (redis_url.h), which the store connects with. */
 int
-cfg_check_redis_url(const char *v, char *why, size_t cap)
+cfg_parse_redis_url(const char *v, void *typed, char *why, size_t cap)
 {
-    struct cg_redis_url u;
+    struct cg_redis_url *slot = typed, u;
     int rc = cg_redis_url_parse(v, &u, why, cap);
 
-    if (rc == 0)
-        cg_redis_url_cleanup(&u);
-    return rc == CG_E_NOMEM ? rc : rc < 0 ? -1 : 0;
+    if (rc < 0)
+        return rc;
+    cg_redis_url_cleanup(slot);
+    *slot = u;
+    return 0;
+}
+
+void
+cfg_free_redis_url(void *typed)
+{
+    cg_redis_url_cleanup(typed);
 }
 
 int

@@ -145,24 +145,15 @@ cg_store_create(uv_loop_t *loop, const struct cg_config *cfg,
                 struct cg_metrics *metrics, cg_store **out)
 {
     cg_store *st;
-    char why[96];
-    int rc;
 
     *out = NULL;
-    if ((st = cg_calloc(1, sizeof *st)) == NULL)
-        return CG_E_NOMEM;
-    if ((rc = cg_redis_url_parse(cfg->redis_url, &st->url, why, sizeof why)) < 0) {
-        cg_free(st);
-        if (rc == CG_E_NOMEM)
-            return rc;
-        cg_log(CG_LOG_ERROR, "redis_url=%s: %s",
-               cfg->redis_url == NULL ? "(none)" :
-               strchr(cfg->redis_url, '@') || strstr(cfg->redis_url, "password=")
-                   ? "(not shown: it holds a password)" : cfg->redis_url, why);
+    if (cfg->redis.host == NULL && cfg->redis.path == NULL) {
+        cg_log(CG_LOG_ERROR, "redis_url is not set (cg_config_load() parses it)");
         return CG_E_INVAL;
     }
+    if ((st = cg_calloc(1, sizeof *st)) == NULL)
+        return CG_E_NOMEM;
     if ((st->buckets = cg_calloc(SUB_BUCKETS_MIN, sizeof *st->buckets)) == NULL) {
-        cg_redis_url_cleanup(&st->url);
         cg_free(st);
         return CG_E_NOMEM;
     }
@@ -174,12 +165,12 @@ cg_store_create(uv_loop_t *loop, const struct cg_config *cfg,
     st->nconn = 1 + st->ncmd;
     if ((st->conns = cg_calloc(st->nconn, sizeof *st->conns)) == NULL) {
         cg_free(st->buckets);
-        cg_redis_url_cleanup(&st->url);
         cg_free(st);
         return CG_E_NOMEM;
     }
     st->loop = loop;
     st->cfg = cfg;
+    st->url = &cfg->redis;
     st->m = metrics;
     st->timeout_ms = cfg->redis_timeout_ms > 0 ? (uint64_t)cfg->redis_timeout_ms
                                                : DEFAULT_TIMEOUT_MS;
@@ -200,7 +191,7 @@ cg_store_create(uv_loop_t *loop, const struct cg_config *cfg,
     for (size_t i = 0; i < st->nconn; i++)
         cg_store__conn_init(st, i);
     st->handles_open = (unsigned)(2 + 2 * st->nconn);
-    cg_log(CG_LOG_INFO, "redis: connecting to %s", st->url.shown);
+    cg_log(CG_LOG_INFO, "redis: connecting to %s", st->url->shown);
     *out = st;
     return 0;
 }
@@ -220,7 +211,6 @@ cg_store__maybe_finish(cg_store *st)
     data = st->close_data;
     if (cb)
         cb(data);
-    cg_redis_url_cleanup(&st->url);
     cg_free(st->buckets);
     for (size_t i = 0; i < st->nconn; i++) {
         cg_free(st->conns[i].batch.keys.p);

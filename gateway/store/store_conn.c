@@ -196,15 +196,15 @@ cg_store__conn_lost(struct conn *c, const char *why)
     if (was == CONN_UP) {
         cg_log(CG_LOG_WARN, "redis: %s connection to %s lost (%s); %s; reconnecting in "
                "%llu ms (check that redis-server is running at %s)", c->name,
-               st->url.shown, why,
+               st->url->shown, why,
                c->kind == CONN_CMD ? "sends answer 503 until it is back"
                                    : "pushes wait in the pending inboxes until it is back",
-               (unsigned long long)delay, st->url.shown);
+               (unsigned long long)delay, st->url->shown);
     } else if (cg_store__loud_failure(c->failures)) {
         cg_log(CG_LOG_WARN, "redis: cannot connect the %s connection to %s (%s); attempt %u, "
                "retrying in %llu ms (check that redis-server is running at %s and that "
-               "redis_url is right)", c->name, st->url.shown, why, c->failures,
-               (unsigned long long)delay, st->url.shown);
+               "redis_url is right)", c->name, st->url->shown, why, c->failures,
+               (unsigned long long)delay, st->url->shown);
     }
     uv_timer_start(&c->retry, on_retry, delay, 0);
     cg_store__notify_state(st);
@@ -244,7 +244,7 @@ on_watchdog(uv_timer_t *t)
     cg_log(CG_LOG_WARN, "redis: no reply on the %s connection for %llu ms with %zu "
            "replies due (redis_timeout_ms); dropping it (is redis-server at %s stalled "
            "or overloaded?)", c->name, (unsigned long long)idle, c->outstanding,
-           st->url.shown);
+           st->url->shown);
     cg_store__conn_drop(c, "no reply within redis_timeout_ms");
     if (c->kind == CONN_CMD && !st->closing)
         cg_store__conn_drop(SUB_CONN(st), "the command connection timed out");
@@ -283,9 +283,9 @@ cg_store__conn_up(struct conn *c)
     c->state = CONN_UP;
     if (c->ever_up && c->failures)
         cg_log(CG_LOG_NOTICE, "redis: %s connection to %s is back after %u reconnect "
-               "attempt%s", c->name, st->url.shown, c->failures, c->failures == 1 ? "" : "s");
+               "attempt%s", c->name, st->url->shown, c->failures, c->failures == 1 ? "" : "s");
     else
-        cg_log(CG_LOG_NOTICE, "redis: %s connection to %s up%s", c->name, st->url.shown,
+        cg_log(CG_LOG_NOTICE, "redis: %s connection to %s up%s", c->name, st->url->shown,
                c->kind == CONN_CMD ? " (scripts send, recive, fetch, pending loaded)" : "");
     c->failures = 0;
     c->ever_up = 1;
@@ -407,8 +407,8 @@ conn_open(struct conn *c, const char *ip)
     redisAsyncContext *ac;
     char why[160];
 
-    ac = st->url.path ? redisAsyncConnectUnix(st->url.path)
-                      : redisAsyncConnect(ip, st->url.port);
+    ac = st->url->path ? redisAsyncConnectUnix(st->url->path)
+                      : redisAsyncConnect(ip, st->url->port);
     c->state = CONN_HANDSHAKE;
     if (ac == NULL || ac->err) {
         snprintf(why, sizeof why, "%s", ac ? ac->c.errstr : "out of memory");
@@ -428,7 +428,7 @@ conn_open(struct conn *c, const char *ip)
     }
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    if (st->url.path == NULL)
+    if (st->url->path == NULL)
         redisEnableKeepAlive(&ac->c);
     c->ac = ac;
     c->hs_left = 0;
@@ -470,7 +470,7 @@ on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     }
     if (ip[0] == '\0') {
         char why[128];
-        snprintf(why, sizeof why, "cannot resolve %s: %s", st->url.host,
+        snprintf(why, sizeof why, "cannot resolve %s: %s", st->url->host,
                  status < 0 ? uv_strerror(status) : "no address");
         cg_store__conn_lost(c, why);
         return;
@@ -496,8 +496,8 @@ conn_start(struct conn *c)
 
     if (st->closing || c->ac || c->gai_busy)
         return;
-    if (st->url.path || is_numeric_host(st->url.host)) {
-        conn_open(c, st->url.host);
+    if (st->url->path || is_numeric_host(st->url->host)) {
+        conn_open(c, st->url->host);
         return;
     }
     memset(&hints, 0, sizeof hints);
@@ -505,10 +505,10 @@ conn_start(struct conn *c)
     hints.ai_socktype = SOCK_STREAM;
     c->gai.data = c;
     c->state = CONN_RESOLVING;
-    rc = uv_getaddrinfo(st->loop, &c->gai, on_resolved, st->url.host, NULL, &hints);
+    rc = uv_getaddrinfo(st->loop, &c->gai, on_resolved, st->url->host, NULL, &hints);
     if (rc < 0) {
         char why[128];
-        snprintf(why, sizeof why, "cannot resolve %s: %s", st->url.host, uv_strerror(rc));
+        snprintf(why, sizeof why, "cannot resolve %s: %s", st->url->host, uv_strerror(rc));
         cg_store__conn_lost(c, why);
         return;
     }

@@ -48,7 +48,7 @@ on_hs_reply(redisAsyncContext *ac, void *rv, void *priv)
         if (cg_store__loud_failure(c->failures + 1))
             cg_log(strncmp(r->str, "LOADING", 7) == 0 ? CG_LOG_NOTICE : CG_LOG_ERROR,
                    "redis: %s connection to %s: %s%s refused: %s (%s)",
-                   c->name, st->url.shown,
+                   c->name, st->url->shown,
                    step == HS_AUTH ? "AUTH" : step == HS_SELECT ? "SELECT" :
                    step == HS_PING ? "PING" : "SCRIPT LOAD ",
                    step >= HS_SCRIPT ? cg_store__script_names[step - HS_SCRIPT] : "", r->str, advice);
@@ -82,7 +82,7 @@ int
 cg_store__queue_handshake(struct conn *c)
 {
     cg_store *st = c->st;
-    const struct cg_redis_url *u = &st->url;
+    const struct cg_redis_url *u = st->url;
 
     if (u->pass) {
         const char *argv[3] = { "AUTH", u->user ? u->user : u->pass, u->pass };

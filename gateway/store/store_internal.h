@@ -131,7 +131,7 @@ struct cg_store {
     uv_loop_t               *loop;
     const struct cg_config  *cfg;
     struct cg_metrics       *m;
-    struct cg_redis_url      url;
+    const struct cg_redis_url *url; /* the config's redis_url, parsed */
     struct conn             *conns;        /* [0] subscriber, [1..ncmd] command */
     size_t                   nconn;        /* 1 + ncmd */
     size_t                   ncmd;

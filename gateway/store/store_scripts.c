@@ -84,7 +84,7 @@ cg_store__req_retry(struct req *q, struct conn *c)
     q->retried = 1;
     q->sent_ns = uv_hrtime();
     cg_log(CG_LOG_NOTICE, "redis: script %s was missing on %s (SCRIPT FLUSH or a "
-           "failover?); loaded it again", cg_store__script_names[q->script], c->st->url.shown);
+           "failover?); loaded it again", cg_store__script_names[q->script], c->st->url->shown);
     return 0;
 }
 

@@ -28,6 +28,8 @@
 #include "core/metrics.h"
 #include "store/store.h"
 
+#include "config_test.h"
+
 /* ---- environment ------------------------------------------------------ */
 
 static struct {
@@ -45,6 +47,7 @@ setup(void)
     memset(&E, 0, sizeof E);
     cg_log_set_level(CG_LOG_ERROR);
     E.cfg.redis_url = "unix:///nonexistent/chatgate-test.sock";
+    cg_test_redis_url(&E.cfg, E.cfg.redis_url);
     E.cfg.redis_timeout_ms = 1000;
     E.cfg.redis_reconnect_max_ms = 1000;
     E.cfg.max_content_bytes = 16384;
@@ -70,6 +73,7 @@ teardown_impl(int check)
     cg_store_close(E.st, NULL, NULL);
     uv_run(&E.loop, UV_RUN_DEFAULT);
     rc = uv_loop_close(&E.loop);
+    cg_test_redis_url_done(&E.cfg);
     if (check)
         cr_assert(eq(int, rc, 0), "every handle must be closed");
 }
@@ -757,6 +761,7 @@ Test(chat_alloc, every_failed_allocation_is_clean)
         memset(&cfg, 0, sizeof cfg);
         memset(&m, 0, sizeof m);
         cfg.redis_url = "redis://:pw@127.0.0.1:6379/1";
+        cg_test_redis_url(&cfg, cfg.redis_url);
         uv_loop_init(&loop);
         cg_alloc_fail_after(n);
         rc1 = cg_store_create(&loop, &cfg, &m, &st);
@@ -770,5 +775,6 @@ Test(chat_alloc, every_failed_allocation_is_clean)
             cg_store_close(st, NULL, NULL);
         uv_run(&loop, UV_RUN_DEFAULT);
         cr_assert(eq(int, uv_loop_close(&loop), 0));
+        cg_test_redis_url_done(&cfg);
     }
 }

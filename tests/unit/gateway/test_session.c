@@ -33,6 +33,7 @@
 #include "server/server.h"
 #include "session/registry.h"
 #include "session/session.h"
+#include "config_test.h"
 #include "session_test.h"
 #include "stomp/stomp.h"
 #include "store/store.h"
@@ -614,6 +615,7 @@ setup(void)
     memset(&store_cfg, 0, sizeof store_cfg);
     memset(&store_metrics, 0, sizeof store_metrics);
     store_cfg.redis_url = "unix:///nonexistent/chatgate-test.sock";
+    cg_test_redis_url(&store_cfg, store_cfg.redis_url);
     cr_assert(eq(int, cg_store_create(&loop, &store_cfg, &store_metrics, &chat_store), 0));
     cr_assert(eq(int, cg_chat_create(&cfg, chat_store, &srv.metrics, &srv.chat), 0));
     srv.auth = (cg_auth *)&dummy_auth;
@@ -642,6 +644,7 @@ teardown(void)
     cg_chat_destroy(srv.chat);
     cg_registry_destroy(srv.registry);
     cr_assert(eq(int, uv_loop_close(&loop), 0), "a handle was left open");
+    cg_test_redis_url_done(&store_cfg);
     cg_config_cleanup(&cfg);
     free(chat_w.v);
     memset(&chat_w, 0, sizeof chat_w);
@@ -1292,6 +1295,7 @@ Test(session, send_answers_503_while_the_store_is_down)
     /* A store that never connects, behind the real chat module. */
     free(cfg.redis_url);
     cfg.redis_url = strdup("unix:///nonexistent/chatgate-test.sock");
+    cg_test_redis_url(&cfg, cfg.redis_url);
     cr_assert(eq(int, cg_store_create(&loop, &cfg, &srv.metrics, &st), 0));
     cr_assert(eq(int, cg_chat_create(&cfg, st, &srv.metrics, &real), 0));
     cg_chat_destroy(srv.chat);
@@ -1811,6 +1815,7 @@ Test(session, attach_failure_is_503)
     /* A store that is not connected refuses to subscribe at once. */
     free(cfg.redis_url);
     cfg.redis_url = strdup("unix:///nonexistent/chatgate-test.sock");
+    cg_test_redis_url(&cfg, cfg.redis_url);
     cr_assert(eq(int, cg_store_create(&loop, &cfg, &srv.metrics, &st), 0));
     srv.store = st;
     f = new_fake();

@@ -30,6 +30,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "store/store.h"
+#include "config_test.h"
 #include "redis_fixture.h"
 
 #ifndef CG_REDIS_SERVER
@@ -107,6 +108,7 @@ test_config(struct cg_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
     cfg->redis_url = E.url;
+    cg_test_redis_url(cfg, E.url);
     cfg->redis_timeout_ms = 2000;
     cfg->redis_reconnect_max_ms = 400;
     cfg->max_content_bytes = 16384;
@@ -196,6 +198,7 @@ teardown_impl(int check)
     uv_close((uv_handle_t *)&E.tick, NULL);
     uv_run(&E.loop, UV_RUN_DEFAULT);
     loop_rc = uv_loop_close(&E.loop);
+    cg_test_redis_url_done(&E.cfg);
     cg_redis_fixture_stop(&E.redis);
     for (size_t i = 0; i < E.npushes; i++)
         free(E.pushes[i].payload);
@@ -1726,6 +1729,7 @@ unreachable(const char *url, uint64_t attempts)
     memset(&cfg, 0, sizeof cfg);
     memset(&m, 0, sizeof m);
     cfg.redis_url = (char *)url;
+    cg_test_redis_url(&cfg, url);
     cfg.redis_timeout_ms = 500;
     cfg.redis_reconnect_max_ms = 200;
     cr_assert(eq(int, uv_loop_init(&loop), 0));
@@ -1746,6 +1750,7 @@ unreachable(const char *url, uint64_t attempts)
     uv_close((uv_handle_t *)&t, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     cr_assert(eq(int, uv_loop_close(&loop), 0));
+    cg_test_redis_url_done(&cfg);
 }
 
 Test(store_down, refused_tcp_is_retried_with_backoff)
@@ -1797,6 +1802,7 @@ Test(store_down, deferred_completions_run_on_the_next_turn_and_hear_close)
     memset(&cfg, 0, sizeof cfg);
     memset(&m, 0, sizeof m);
     cfg.redis_url = "unix:///nonexistent/chatgate.sock";
+    cg_test_redis_url(&cfg, cfg.redis_url);
     cr_assert(eq(int, uv_loop_init(&loop), 0));
     cr_assert(eq(int, cg_store_create(&loop, &cfg, &m, &st), 0));
     later_seq = 0;
@@ -1860,15 +1866,16 @@ ParameterizedTestParameters(store_url, parse)
     return cr_make_param_array(struct url_case, cases, sizeof cases / sizeof cases[0]);
 }
 
+/* The config parses redis_url (core/redis_url.c); what it accepts, the
+ * store starts with, and a config without it is refused. */
 ParameterizedTest(struct url_case *c, store_url, parse)
 {
     uv_loop_t loop;
     struct cg_config cfg;
     struct cg_metrics m;
     cg_store *st = NULL;
-    int closed = 0;
-
-    (void)closed;
+    char why[96] = "";
+    int rc;
 
     cg_log_set_level(CG_LOG_ERROR);
     memset(&m, 0, sizeof m);
@@ -1877,17 +1884,22 @@ ParameterizedTest(struct url_case *c, store_url, parse)
     cfg.redis_timeout_ms = 1000;
     cfg.redis_reconnect_max_ms = 1000;
     uv_loop_init(&loop);
-    int rc = cg_store_create(&loop, &cfg, &m, &st);
+    rc = cg_redis_url_parse(c->url, &cfg.redis, why, sizeof why);
     if (c->ok) {
-        cr_assert(eq(int, rc, 0), "%s must parse", c->url);
+        cr_assert(eq(int, rc, 0), "%s must parse: %s", c->url, why);
+        cr_assert(eq(int, cg_store_create(&loop, &cfg, &m, &st), 0));
         cr_assert(eq(int, cg_store_ready(st), 0));
-        cg_store_close(st, NULL, &closed);
+        cg_store_close(st, NULL, NULL);
     } else {
         cr_assert(eq(int, rc, CG_E_INVAL), "%s must be refused", c->url);
+        cr_assert(not(eq(str, why, "")), "%s: a reason", c->url);
+        cr_assert(cfg.redis.host == NULL && cfg.redis.path == NULL);
+        cr_assert(eq(int, cg_store_create(&loop, &cfg, &m, &st), CG_E_INVAL));
         cr_assert(st == NULL);
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     cr_assert(eq(int, uv_loop_close(&loop), 0));
+    cg_redis_url_cleanup(&cfg.redis);
 }
 
 /* ---- batches of chat operations (store.h "Batching") --------------------- */
