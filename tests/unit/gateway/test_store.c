@@ -1828,6 +1828,7 @@ Test(store_down, deferred_completions_run_on_the_next_turn_and_hear_close)
     cr_assert(eq(int, d.called, 0), "refused: never called");
     cr_assert(eq(int, a.called + b.called, 2));
     cr_assert(eq(int, uv_loop_close(&loop), 0));
+    cg_test_redis_url_done(&cfg);
 }
 
 /* ---- redis_url parsing -------------------------------------------------- */
