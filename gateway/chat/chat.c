@@ -6,6 +6,8 @@
  * One function per operation:
  *
  *   cg_chat_send    decode -> token bucket -> EVALSHA send   -> send/status
+ *                   (with msgid_unique_per_sender: claim on the sender's
+ *                   keys first, then send)
  *   cg_chat_recive  decode -> EVALSHA recive                 -> recive/status
  *   cg_chat_fetch   EVALSHA fetch (init: pending, sync: history) -> items
  *
@@ -31,6 +33,24 @@
  * Sends and confirmations are operations of gateway/store/lua/chat.lua, which
  * the store runs in batches (store.h); fetches are calls of fetch.lua.
  *
+ * A msgID names one message of its sender for one receiver: the send's own
+ * check (m:<msgID> with the content's digest, in the receiver's keys)
+ * answers a retry with the first id and another content with 409. With
+ * msgid_unique_per_sender it names one message of the sender whatever the
+ * receiver, and a send is two operations, one after the other: the claim
+ * of its msgID on the sender's keys ({u:S}:sent, sharded by the sender),
+ * then, if the claim answers 200, the send on the receiver's keys (sharded
+ * by the receiver). The claim costs every send one more Redis round trip
+ * (and fsync) and about as much script time as the send itself
+ * (bench/RESULTS.md), so it is an option.
+ * They touch two users' hash tags, which on Redis Cluster are two slots, so
+ * they cannot be one script call; the claim runs first so that of two sends
+ * with one msgID to two receivers only one is ever stored. A sender's
+ * claims share one connection and answer in order, so the sends after
+ * them are queued in that order too: one sender's messages to one receiver
+ * keep their order. Between the two the request keeps its own copy of the
+ * body pieces (struct send_data).
+ *
  * The MESSAGE body is assembled by chat.lua from three pieces made here;
  * the content is JSON-escaped exactly once, by jw_str(), so what the
  * receiver parses equals what the sender sent. */
@@ -42,6 +62,7 @@
 #include <time.h>
 
 #include <jansson.h>
+#include <openssl/evp.h>
 
 #include "chat/chat.h"
 #include "chat/chat_internal.h"
@@ -59,9 +80,11 @@
 static const char REASON_STORE[] = "store unavailable, retry";
 
 /* Key suffixes, in the KEYS order of each script. */
-static const char *const SEND_KEYS[]   = { "user", "msg", "pending", "seq" };
-static const char *const RECIVE_KEYS[] = { "msg", "pending", "user" };
+static const char *const CLAIM_KEYS[]  = { "sent", "sent.old" };
+static const char *const SEND_KEYS[]   = { "user", "msg", "pending", "seq", "psend" };
+static const char *const RECIVE_KEYS[] = { "msg", "pending", "user", "psend" };
 static const char *const FETCH_KEYS[]  = { "pending", "user", "seq", "msg" };
+#define NCLAIM_KEYS  (sizeof CLAIM_KEYS / sizeof CLAIM_KEYS[0])
 #define NSEND_KEYS   (sizeof SEND_KEYS / sizeof SEND_KEYS[0])
 #define NRECIVE_KEYS (sizeof RECIVE_KEYS / sizeof RECIVE_KEYS[0])
 #define NFETCH_KEYS  (sizeof FETCH_KEYS / sizeof FETCH_KEYS[0])
@@ -75,7 +98,21 @@ struct cg_chat {
     struct cg_metrics      *m;
     struct creq            *reqs;      /* waiting for Redis */
     struct jw               pieces;    /* send's body pieces, reused */
-    char                    max_pending[24], history_max[24];
+    char                    max_pending[24], max_per_sender[24], history_max[24];
+};
+
+/* Content digest: the first DIGEST_BYTES of its SHA-1, in hex. 64 bits
+ * tell a retry from another message with the same msgID; only the sender's
+ * own messages are compared, so a forged collision gains nothing. */
+#define DIGEST_BYTES 8
+
+/* What the send after a claim needs, kept by the request in between. */
+struct send_data {
+    uint64_t sender, reciver;
+    int      want_delivered;
+    char     digest[2 * DIGEST_BYTES + 1];
+    size_t   p1, p2, len;              /* pieces[0..p1), [p1..p2), [p2..len) */
+    char     pieces[];
 };
 
 struct creq {
@@ -94,6 +131,7 @@ struct creq {
     uint64_t           start_us;
     char               msgid[CG_CHAT_MSGID_MAX + 1];
     size_t             msgid_len;
+    struct send_data  *send;           /* a send between claim and send */
 };
 
 /* ---- requests -------------------------------------------------------- */
@@ -121,6 +159,13 @@ creq_new(cg_chat *chat, enum cg_chat_op op, uint64_t sid, void *ticket, void *da
     q->data = data;
     q->start_us = mono_us();
     return q;
+}
+
+static void
+creq_free(struct creq *q)
+{
+    cg_free(q->send);
+    cg_free(q);
 }
 
 static void
@@ -192,7 +237,7 @@ on_later(struct cg_store_defer *d, int err)
     } else {
         q->done(q->sid, q->ticket, 0, q->topic, body, q->data);   /* takes body */
     }
-    cg_free(q);
+    creq_free(q);
 }
 
 /* Answer q with body (taken on success) on topic on the next loop turn:
@@ -244,13 +289,33 @@ reply_ints(const struct cg_store_reply *r, size_t n, long long *out)
 
 /* ---- send ------------------------------------------------------------ */
 
+/* Whose msgID a 409 is about. */
+enum reuse {
+    REUSE_OTHER_SENDER = 0,  /* still pending for R from another sender */
+    REUSE_OWN_CONTENT,       /* the sender's own, for R with other content */
+    REUSE_OWN_CLAIM,         /* the sender's own, claimed for another
+                                receiver or content (msgid_unique_per_sender) */
+};
+
 static const char *
-send_reason(int code, const struct cg_config *cfg, char *buf, size_t cap)
+send_reason(int code, enum reuse own, const struct cg_config *cfg, char *buf, size_t cap)
 {
     switch (code) {
     case 404: return "unknown receiver";
-    case 409: return "msgID already used for this receiver by another sender; "
-                     "make a new msgID and send again";
+    case 409:
+        if (own == REUSE_OWN_CLAIM)
+            return "msgID already used by you for another message (another receiver "
+                   "or other content); make a new msgID and send again";
+        if (own == REUSE_OWN_CONTENT)
+            return "msgID already used by you for another message to this receiver "
+                   "(other content); make a new msgID and send again";
+        return "msgID already used for this receiver by another sender; "
+               "make a new msgID and send again";
+    case 429:
+        snprintf(buf, cap, "too many unconfirmed messages from you to this user "
+                 "(max_pending_per_sender %lld); send again once they confirm some",
+                 (long long)cfg->max_pending_per_sender);
+        return buf;
     case 507:
         snprintf(buf, cap, "receiver's pending inbox is full (max_pending %lld)",
                  (long long)cfg->max_pending);
@@ -259,15 +324,38 @@ send_reason(int code, const struct cg_config *cfg, char *buf, size_t cap)
     }
 }
 
+/* Answer a send that reached Redis (q already unlinked). */
+static void
+send_answer(cg_chat *chat, struct creq *q, int code, enum reuse own, long long id,
+            long long time)
+{
+    struct cg_buf *body;
+    char rbuf[160];
+
+    if (code == 200)
+        body = cg_chat_render_send_ok(q->msgid, q->msgid_len, (uint64_t)id, time);
+    else
+        body = cg_chat_render_status(code, q->msgid, q->msgid_len,
+                                     send_reason(code, own, chat->cfg, rbuf, sizeof rbuf));
+    if (chat->m) {
+        chat->m->sends[send_result(code)]++;
+        if (code == 200)
+            cg_hist_observe(&chat->m->send_ack_ms,
+                            (double)(mono_us() - q->start_us) / 1000.0);
+    }
+    if (code != 200)
+        cg_log(CG_LOG_DEBUG, "chat: send from uid %llu to uid %llu answered %d",
+               (unsigned long long)q->send->sender, (unsigned long long)q->send->reciver, code);
+    answer(q->done, q->sid, q->ticket, q->data, CG_TOPIC_SEND_STATUS, body);
+}
+
 static void
 on_send_reply(const struct cg_store_reply *r, int err, void *data)
 {
     struct creq *q = data;
     cg_chat *chat = creq_unlink(q);
-    long long v[3];
+    long long v[3] = { 0, 0, 0 };
     int code;
-    struct cg_buf *body;
-    char rbuf[96];
 
     if (chat == NULL)
         goto out;                      /* answered by cg_chat_destroy */
@@ -276,7 +364,7 @@ on_send_reply(const struct cg_store_reply *r, int err, void *data)
         goto out;
     }
     if (err < 0 || reply_ints(r, 3, v) < 0 ||
-        (v[0] != 200 && v[0] != 404 && v[0] != 409 && v[0] != 507)) {
+        (v[0] != 200 && v[0] != 404 && v[0] != 409 && v[0] != 429 && v[0] != 507)) {
         if (err == 0)
             cg_log(CG_LOG_WARN, "chat: unexpected reply of the send script (type %d); "
                    "answering 503", r ? (int)cg_store_reply_type(r) : -1);
@@ -284,20 +372,10 @@ on_send_reply(const struct cg_store_reply *r, int err, void *data)
     } else {
         code = (int)v[0];
     }
-    if (code == 200)
-        body = cg_chat_render_send_ok(q->msgid, q->msgid_len, (uint64_t)v[1], v[2]);
-    else
-        body = cg_chat_render_status(code, q->msgid, q->msgid_len,
-                                     send_reason(code, chat->cfg, rbuf, sizeof rbuf));
-    if (chat->m) {
-        chat->m->sends[send_result(code)]++;
-        if (code == 200)
-            cg_hist_observe(&chat->m->send_ack_ms,
-                            (double)(mono_us() - q->start_us) / 1000.0);
-    }
-    answer(q->done, q->sid, q->ticket, q->data, CG_TOPIC_SEND_STATUS, body);
+    send_answer(chat, q, code, code == 409 && v[1] == 1 ? REUSE_OWN_CONTENT : REUSE_OTHER_SENDER,
+                v[1], v[2]);
 out:
-    cg_free(q);
+    creq_free(q);
 }
 
 /* Token bucket of one connection: send_rate per second, send_burst deep. */
@@ -328,22 +406,107 @@ cg_chat_conn_init(struct cg_chat_conn *c, const struct cg_config *cfg)
     c->last_ms = cg_mono_ms();
 }
 
-/* Queue the send operation. Returns 0 (the reply will answer), 503 when
- * the store refused at once, or CG_E_NOMEM. */
+/* Queue the send operation of q (after its claim). Returns 0 (the reply
+ * will answer), or 503 when the store refused it. */
 static int
-send_submit(cg_chat *chat, const struct cg_chat_caller *who,
-            const struct cg_chat_send_req *in, struct creq *q)
+send_submit(cg_chat *chat, struct creq *q)
 {
+    const struct send_data *d = q->send;
     char keys[NSEND_KEYS][CG_STORE_KEY_MAX], sender[24], chan[32];
-    const char *argv[NSEND_KEYS + 10];
-    size_t lens[NSEND_KEYS + 10];
-    struct jw *w = &chat->pieces;
-    size_t k = NSEND_KEYS, p1, p2;
+    const char *argv[NSEND_KEYS + 12];
+    size_t lens[NSEND_KEYS + 12];
+    size_t k = NSEND_KEYS;
     int rc, chan_len;
 
-    if (build_keys(in->reciver, SEND_KEYS, NSEND_KEYS, keys, argv, lens) < 0 ||
-        (chan_len = cg_store_channel(chan, sizeof chan, in->reciver)) < 0)
+    if (build_keys(d->reciver, SEND_KEYS, NSEND_KEYS, keys, argv, lens) < 0 ||
+        (chan_len = cg_store_channel(chan, sizeof chan, d->reciver)) < 0)
         return 503;
+#define ARG(s, n) (argv[k] = (s), lens[k] = (n), k++)
+    ARG("send", 4);
+    ARG(sender, cg_u64_str(sender, d->sender));
+    ARG(q->msgid, q->msgid_len);
+    ARG(chat->max_pending, strlen(chat->max_pending));
+    ARG(chat->max_per_sender, strlen(chat->max_per_sender));
+    ARG(chat->history_max, strlen(chat->history_max));
+    ARG(chan, (size_t)chan_len);
+    ARG(d->pieces, d->p1);
+    ARG(d->pieces + d->p1, d->p2 - d->p1);
+    ARG(d->pieces + d->p2, d->len - d->p2);
+    ARG(d->want_delivered ? "1" : "0", 1);
+    ARG(d->digest, 2 * DIGEST_BYTES);
+#undef ARG
+    /* Sharded by the receiver: its sends, confirmations and fetches share
+     * one connection and stay in order (store.h). */
+    rc = cg_store_chat_op(chat->store, d->reciver, (int)NSEND_KEYS, (int)k, argv, lens,
+                          on_send_reply, q);
+    return rc < 0 ? 503 : 0;
+}
+
+static void
+on_claim_reply(const struct cg_store_reply *r, int err, void *data)
+{
+    struct creq *q = data;
+    cg_chat *chat = q->chat;
+    long long v[1];
+    int code;
+
+    if (chat == NULL) {                /* answered by cg_chat_destroy */
+        creq_free(q);
+        return;
+    }
+    if (err == CG_E_CLOSED) {
+        creq_unlink(q);
+        q->done(q->sid, q->ticket, CG_E_CLOSED, CG_TOPIC_SEND_STATUS, NULL, q->data);
+        creq_free(q);
+        return;
+    }
+    if (err < 0 || reply_ints(r, 1, v) < 0 || (v[0] != 200 && v[0] != 409)) {
+        if (err == 0)
+            cg_log(CG_LOG_WARN, "chat: unexpected reply of the claim script (type %d); "
+                   "answering 503", r ? (int)cg_store_reply_type(r) : -1);
+        code = 503;
+    } else {
+        code = (int)v[0];
+    }
+    if (code == 200 && (code = send_submit(chat, q)) == 0)
+        return;                        /* on_send_reply answers; still linked */
+    creq_unlink(q);
+    send_answer(chat, q, code, REUSE_OWN_CLAIM, 0, 0);
+    creq_free(q);
+}
+
+/* The first DIGEST_BYTES of SHA-1(content), as hex, into out. */
+static int
+content_digest(const char *content, size_t len, char out[2 * DIGEST_BYTES + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+
+    if (EVP_Digest(content, len, md, &mdlen, EVP_sha1(), NULL) != 1 || mdlen < DIGEST_BYTES)
+        return CG_E_NOMEM;
+    for (size_t i = 0; i < DIGEST_BYTES; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[2 * DIGEST_BYTES] = '\0';
+    return 0;
+}
+
+/* Render the body pieces into q's own send_data and queue the claim.
+ * Returns 0 (the claim's reply goes on), 503 when the store refused at
+ * once, or CG_E_NOMEM. */
+static int
+send_start(cg_chat *chat, const struct cg_chat_caller *who,
+           const struct cg_chat_send_req *in, struct creq *q)
+{
+    char keys[NCLAIM_KEYS][CG_STORE_KEY_MAX], val[24 + 1 + 2 * DIGEST_BYTES + 1];
+    const char *argv[NCLAIM_KEYS + 3];
+    size_t lens[NCLAIM_KEYS + 3];
+    struct jw *w = &chat->pieces;
+    struct send_data *d;
+    size_t k = NCLAIM_KEYS, p1, p2, vlen;
+    int rc;
 
     /* {"id":ID ,"chatID":"..","sender":"..","reciver":" NAME
      * ","content":"..","time": TIME ,"senderId":S,"reciverId":R} */
@@ -364,28 +527,44 @@ send_submit(cg_chat *chat, const struct cg_chat_caller *who,
     jw_lit(w, ",\"reciverId\":");
     jw_u64(w, in->reciver);
     jw_lit(w, "}");
-    if (w->err)
+    if (w->err || (d = cg_malloc(sizeof *d + w->len)) == NULL)
         return CG_E_NOMEM;
-#define ARG(s, n) (argv[k] = (s), lens[k] = (n), k++)
-    ARG("send", 4);
-    ARG(sender, cg_u64_str(sender, who->uid));
-    ARG(in->msgid, in->msgid_len);
-    ARG(chat->max_pending, strlen(chat->max_pending));
-    ARG(chat->history_max, strlen(chat->history_max));
-    ARG(chan, (size_t)chan_len);
-    ARG(w->p, p1);
-    ARG(w->p + p1, p2 - p1);
-    ARG(w->p + p2, w->len - p2);
-    ARG(who->want_delivered ? "1" : "0", 1);
-#undef ARG
-    /* Sharded by the receiver: its sends, confirmations and fetches share
-     * one connection and stay in order (store.h). */
-    rc = cg_store_chat_op(chat->store, in->reciver, (int)NSEND_KEYS, (int)k, argv, lens,
-                          on_send_reply, q);
-    if (rc == CG_E_STORE || rc == CG_E_CLOSED || rc == CG_E_INVAL)
-        rc = 503;
-    return rc;
+    d->sender = who->uid;
+    d->reciver = in->reciver;
+    d->want_delivered = who->want_delivered;
+    d->p1 = p1;
+    d->p2 = p2;
+    d->len = w->len;
+    memcpy(d->pieces, w->p, w->len);
+    if (content_digest(in->content, in->content_len, d->digest) < 0) {
+        cg_free(d);
+        return CG_E_NOMEM;
+    }
+    q->send = d;                       /* freed with q */
+    if (!chat->cfg->msgid_unique_per_sender)
+        return send_submit(chat, q);   /* a msgID is unique per receiver */
+
+    vlen = cg_u64_str(val, in->reciver);
+    val[vlen++] = ':';
+    memcpy(val + vlen, d->digest, 2 * DIGEST_BYTES);
+    vlen += 2 * DIGEST_BYTES;
+    argv[k] = "claim";
+    lens[k++] = 5;
+    argv[k] = q->msgid;
+    lens[k++] = q->msgid_len;
+    argv[k] = val;
+    lens[k++] = vlen;
+    if (build_keys(who->uid, CLAIM_KEYS, NCLAIM_KEYS, keys, argv, lens) < 0)
+        return 503;
+    /* Sharded by the sender: its claims answer in the order they were
+     * made, so its sends are queued in that order. */
+    rc = cg_store_chat_op(chat->store, who->uid, (int)NCLAIM_KEYS, (int)k, argv, lens,
+                          on_claim_reply, q);
+    if (rc == CG_E_NOMEM)
+        return rc;
+    return rc < 0 ? 503 : 0;
 }
+
 
 int
 cg_chat_send(cg_chat *chat, struct cg_chat_conn *conn, const struct cg_chat_caller *who,
@@ -423,14 +602,14 @@ cg_chat_send(cg_chat *chat, struct cg_chat_conn *conn, const struct cg_chat_call
     memcpy(q->msgid, in.msgid, in.msgid_len + 1);
     q->msgid_len = in.msgid_len;
     if (code == 200) {
-        code = send_submit(chat, who, &in, q);
+        code = send_start(chat, who, &in, q);
         if (code == 0) {
             creq_link(q);
             cg_chat_send_req_cleanup(&in);
             return 0;
         }
         if (code < 0) {
-            cg_free(q);
+            creq_free(q);
             cg_chat_send_req_cleanup(&in);
             return code;
         }
@@ -440,12 +619,12 @@ cg_chat_send(cg_chat *chat, struct cg_chat_conn *conn, const struct cg_chat_call
     out = cg_chat_render_status(code, in.msgid_len ? in.msgid : NULL, in.msgid_len, reason);
     cg_chat_send_req_cleanup(&in);
     if (out == NULL) {
-        cg_free(q);
+        creq_free(q);
         return CG_E_NOMEM;
     }
     if ((rc = answer_later(q, CG_TOPIC_SEND_STATUS, out)) < 0) {
         cg_buf_unref(out);
-        cg_free(q);
+        creq_free(q);
         return rc;
     }
     if (chat->m)
@@ -501,7 +680,7 @@ on_recive_reply(const struct cg_store_reply *r, int err, void *data)
                                  code == 200 ? "ok" :
                                  code == 404 ? "no such message for this user" : REASON_STORE));
 out:
-    cg_free(q);
+    creq_free(q);
 }
 
 static int
@@ -563,7 +742,7 @@ cg_chat_recive(cg_chat *chat, const struct cg_chat_caller *who,
             return 0;
         }
         if (code < 0) {
-            cg_free(q);
+            creq_free(q);
             return code;
         }
         in.reason = REASON_STORE;
@@ -571,12 +750,12 @@ cg_chat_recive(cg_chat *chat, const struct cg_chat_caller *who,
     /* Refused before Redis: answered on the next loop turn. */
     if ((out = cg_chat_render_status(code, in.msgid_len ? in.msgid : NULL, in.msgid_len,
                                      in.reason)) == NULL) {
-        cg_free(q);
+        creq_free(q);
         return CG_E_NOMEM;
     }
     if ((rc = answer_later(q, CG_TOPIC_RECIVE_STATUS, out)) < 0) {
         cg_buf_unref(out);
-        cg_free(q);
+        creq_free(q);
         return rc;
     }
     return 0;
@@ -652,7 +831,7 @@ on_fetch_reply(const struct cg_store_reply *r, int err, void *data)
         cg_buf_unref(items[i].body);
     cg_free(items);
 out:
-    cg_free(q);
+    creq_free(q);
 }
 
 int
@@ -687,7 +866,7 @@ cg_chat_fetch(cg_chat *chat, const struct cg_chat_caller *who, int sync,
     rc = cg_store_eval_keyed(chat->store, who->uid, CG_SCRIPT_FETCH, (int)NFETCH_KEYS,
                              (int)k, argv, lens, on_fetch_reply, q);
     if (rc < 0) {
-        cg_free(q);
+        creq_free(q);
         return rc;
     }
     creq_link(q);
@@ -711,6 +890,8 @@ cg_chat_create(const struct cg_config *cfg, struct cg_store *store,
     chat->store = store;
     chat->m = metrics;
     snprintf(chat->max_pending, sizeof chat->max_pending, "%lld", (long long)cfg->max_pending);
+    snprintf(chat->max_per_sender, sizeof chat->max_per_sender, "%lld",
+             (long long)cfg->max_pending_per_sender);
     snprintf(chat->history_max, sizeof chat->history_max, "%lld", (long long)cfg->history_max);
     *out = chat;
     return 0;

@@ -248,6 +248,19 @@ const struct opt cg_config_options[] = {
         "send rate-limit bucket size"),
     INT(max_pending, 100000, 1, 100000000,
         "most unconfirmed messages kept per user"),
+    /* One sender's share of a pending inbox: 1000 messages of at most
+     * max_content_bytes (16 KiB) is about 17 MB of Redis per (sender,
+     * receiver), so a stranger cannot fill an inbox alone (issue 13), while
+     * a real conversation rarely leaves 1000 messages unread. */
+    INT(max_pending_per_sender, 1000, 1, 100000000,
+        "most unconfirmed messages from one sender in one user's pending inbox "
+        "(<= max_pending)"),
+    /* Off: a msgID is one message per (sender, receiver), checked in the
+     * receiver's keys with the send itself. On: per sender, whatever the
+     * receiver, at the price of a claim on the sender's keys before every
+     * send (one more round trip and fsync; bench/RESULTS.md). */
+    BOOL(msgid_unique_per_sender, 0,
+         "a msgID reused for another receiver answers 409 (one more Redis round trip per send)"),
     INT(history_max, 1000, 1, 1000000,
         "messages kept per user for sync"),
     INT(sync_batch, 100, 1, 10000,
@@ -336,6 +349,8 @@ static const struct {
      * smaller max_frame_bytes lowers it too unless it was set on purpose. */
     { REL_LE_FOLLOW, "unauth_max_frame_bytes", "max_frame_bytes" },
     { REL_LE, "out_soft_bytes", "out_max_bytes" },
+    /* A smaller inbox lowers one sender's share with it. */
+    { REL_LE_FOLLOW, "max_pending_per_sender", "max_pending" },
     { REL_LE, "heartbeat_ms", "heartbeat_max_ms" },
     { REL_LE_FOLLOW, "http_max_request_line", "http_max_head_bytes" },
     { REL_BOTH_OR_NONE, "tls_cert", "tls_key" },

@@ -86,6 +86,8 @@ struct cg_config {
     int64_t  send_rate;              /* sends per second per connection: 50 */
     int64_t  send_burst;             /* bucket size: 100 */
     int64_t  max_pending;            /* pending inbox cap per user: 100000 */
+    int64_t  max_pending_per_sender; /* ... of which one sender's: 1000 */
+    int      msgid_unique_per_sender;/* claim msgIDs across receivers: off */
     int64_t  history_max;            /* messages kept per user for sync: 1000 */
     int64_t  sync_batch;             /* messages per sync answer: 100 */
     int64_t  init_batch;             /* messages fetched per init round trip: 256 */

@@ -8,7 +8,11 @@
  * i.e. the receiver), so ORDERING GUARANTEE: requests submitted with the
  * same shard key are executed by Redis and answered in submission order
  * (chat operations and other requests alike); requests with different keys
- * may run and be answered in any order relative to each other.
+ * may run and be answered in any order relative to each other. With
+ * msgid_unique_per_sender a chat send is two requests (chat.c): the claim,
+ * keyed by the sender, then the send, keyed by the receiver and submitted
+ * when the claim answers; it takes its place among the receiver's requests
+ * only then.
  * cg_store_eval() and cg_store_command() use shard key 0.
  *
  * Batching: the chat operations (send, recive) submitted during one turn of
@@ -37,12 +41,20 @@
  *                           min(64, history_max / 16)); ids are consecutive
  *   {u:<uid>}:seq           INCR counter of the user's message ids (sync key)
  *   {u:<uid>}:msg           hash: "<id>" -> MESSAGE body JSON, and
- *                           "m:<msgID>" -> "<sender uid>:<id>:<time ms>:<f>"
+ *                           "m:<msgID>" -> "<sender uid>:<id>:<time ms>:<digest>:<f>"
  *                           for the msgID's newest message (dedupe, confirm
- *                           by msgID); f: 1 once pushed to a session or
+ *                           by msgID); digest: 16 hex digits of SHA-1 of the
+ *                           content (absent, with its ":", in entries of
+ *                           before it); f: 1 once pushed to a session or
  *                           read by an init (-> redelivered), + 2 when the
  *                           sender asked for a delivered notice
  *   {u:<uid>}:pending       zset: id (score id) while unconfirmed
+ *   {u:<uid>}:psend         hash: sender uid -> its pending messages in
+ *                           this inbox (max_pending_per_sender)
+ *   {u:<uid>}:sent, :sent.old  hashes: msgID -> "<receiver>:<digest>" of
+ *                           this user's last 1000 to 2000 sends (the claim
+ *                           of chat.lua, with msgid_unique_per_sender
+ *                           only), expire a day after the last
  *
  * Channel cg:u:<uid> carries the push records of store/push_record.h (a
  * new message M, a delivered notice D, a logout L), which also decodes and

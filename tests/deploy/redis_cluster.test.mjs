@@ -12,6 +12,7 @@
 // 0.14 has no cluster support; docs/OPERATIONS.md "Redis: one primary, and Redis Cluster" lists what is missing).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,15 +21,16 @@ import { REPO_ROOT, until } from '../integration/lib/harness.mjs';
 import { ClusterClient, RespConn, keySlot, startCluster } from './lib/deploy.mjs';
 
 const LUA = path.join(REPO_ROOT, 'gateway', 'store', 'lua');
-// The script files, and the key sets: chat.lua's two operations (send,
-// recive) and the other two scripts.
+// The script files, and the key sets: chat.lua's three operations (claim,
+// send, recive) and the other two scripts.
 const FILES = ['chat', 'fetch', 'pending'];
-const SCRIPTS = ['send', 'recive', 'fetch', 'pending'];
-const OPS = new Set(['send', 'recive']);
+const SCRIPTS = ['claim', 'send', 'recive', 'fetch', 'pending'];
+const OPS = new Set(['claim', 'send', 'recive']);
 // The key suffixes of each, in chat.c's order (SEND_KEYS, ...).
 const KEYS = {
-  send: ['user', 'msg', 'pending', 'seq'],
-  recive: ['msg', 'pending', 'user'],
+  claim: ['sent', 'sent.old'],
+  send: ['user', 'msg', 'pending', 'seq', 'psend'],
+  recive: ['msg', 'pending', 'user', 'psend'],
   fetch: ['pending', 'user', 'seq', 'msg'],
   pending: ['pending', 'msg'],
 };
@@ -81,12 +83,15 @@ async function uidAwayFromFirstNode(from) {
   }
 }
 
+// chat.c's content digest: the first 8 bytes of SHA-1(content), in hex.
+const digest = (content) => crypto.createHash('sha1').update(content).digest('hex').slice(0, 16);
+
 // chat.c's ARGV for chat.lua's send operation (send_submit), after its name.
 function sendArgs(sender, senderName, reciver, msgID, content) {
-  return [String(sender), msgID, '100000', '1000', `cg:u:${reciver}`,
+  return [String(sender), msgID, '100000', '1000', '1000', `cg:u:${reciver}`,
     `,"chatID":"${msgID}","sender":"${senderName}","reciver":"`,
     `","content":${JSON.stringify(content)},"time":`,
-    `,"senderId":${sender},"reciverId":${reciver}}`, '1'];
+    `,"senderId":${sender},"reciverId":${reciver}}`, '1', digest(content)];
 }
 
 // A send or recive is a batch of one chat.lua operation; its reply is the
@@ -141,8 +146,15 @@ test('send, recive, fetch and pending run on the cluster, following MOVED', asyn
   const local = await subscriber(bobNode, [`cg:u:${bob}`]);
   const remote = await subscriber(otherNode, [`cg:u:${bob}`, `cg:u:${alice}`]);
 
-  // send: stored, numbered, published to both nodes' subscribers
+  // claim, on the sender's slot: first claim and its retry go on; the same
+  // msgID for another receiver or content is 409
   const m1 = 'a1b2c3d4e5f60718293a4b5c6d7e8f9012345678';
+  assert.deepEqual(await evalsha('claim', alice, [m1, `${bob}:${digest('起来聊天')}`]), [200]);
+  assert.deepEqual(await evalsha('claim', alice, [m1, `${bob}:${digest('起来聊天')}`]), [200]);
+  assert.deepEqual(await evalsha('claim', alice, [m1, `${bob + 1}:${digest('起来聊天')}`]), [409]);
+  assert.deepEqual(await evalsha('claim', alice, [m1, `${bob}:${digest('other')}`]), [409]);
+
+  // send: stored, numbered, published to both nodes' subscribers
   const r1 = await evalsha('send', bob, sendArgs(alice, 'alice', bob, m1, '起来聊天'));
   assert.equal(r1[0], 200);
   assert.equal(r1[1], 1);
@@ -195,6 +207,8 @@ test('send, recive, fetch and pending run on the cluster, following MOVED', asyn
   assert.deepEqual(await evalsha('recive', bob, ['msgid', m1, String(bob), 'cg:u:']), [200, alice, 1, t1, 0, m1]);
   // confirm by id (a STOMP ACK), then an unknown one
   assert.equal((await evalsha('recive', bob, ['id', '2', String(bob), 'cg:u:']))[0], 200);
+  // both confirmed: alice's count in bob's psend is gone
+  assert.equal(await client.call(`{u:${bob}}:psend`, 'EXISTS', `{u:${bob}}:psend`), 0);
   assert.deepEqual(await evalsha('recive', bob, ['msgid', 'nosuchmsg123', String(bob), 'cg:u:']), [404, 0, 0, 0, 0, '']);
 
   // nothing pending any more; sync still has both in the history
@@ -231,6 +245,8 @@ test('a batch of operations on one user runs in one call on the cluster', async 
   const r = await client.call(`{u:${carol}}:user`, 'EVALSHA', sha.chat, 3 * KEYS.send.length + KEYS.recive.length,
     ...keys(carol, 'send'), ...keys(carol, 'send'), ...keys(carol, 'recive'), ...keys(carol, 'send'),
     ...send(carol, m1), ...send(carol, m2), 'recive', 'msgid', m1, String(carol), 'cg:u:', ...send(carol, m1));
+  // dave's count in carol's psend: two stored, one confirmed
+  assert.equal(await client.call(`{u:${carol}}:psend`, 'HGET', `{u:${carol}}:psend`, String(dave)), '1');
   assert.ok(Array.isArray(r), String(r));
   assert.equal(r.length, 4);
   assert.deepEqual(r[0].slice(0, 2), [200, 1]);

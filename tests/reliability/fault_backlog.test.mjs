@@ -72,7 +72,10 @@ async function drainOnce(gw, r, expect) {
 }
 
 describe('a backlog drained by one init', () => {
-  const h = useEnv('fault_backlog');
+  // Every message of a backlog is alice's: her share of one inbox may be
+  // the whole inbox here (max_pending_per_sender, default 1000, is not
+  // what this file tests; hostile_pending_quota does).
+  const h = useEnv('fault_backlog', { gatewayArgs: ['--max-pending-per-sender', String(MAX_PENDING)] });
   let gw, alice;
   before(async () => {
     gw = h.env.gw;

@@ -6,7 +6,10 @@
 // waiting for anything (the first half one frame per WebSocket message,
 // the second half 100 frames per message), then `DISCONNECT receipt:x`.
 // The gateway runs with --send-rate 100000 --send-burst 1000000 so the
-// per-connection rate limit does not answer 429. Asserted:
+// per-connection rate limit does not answer 429, and with
+// --max-pending-per-sender 100000 (the whole default inbox) so alice's
+// share of bob's inbox does not either: all COUNT are hers, and bob
+// confirms them as they come, not before the next is sent. Asserted:
 //   - the sender gets COUNT send/status answers, all 200, ids strictly
 //     increasing in send order, and the RECEIPT x after the last of them;
 //     then the server closes the connection (1000);
@@ -31,7 +34,9 @@ const COUNT = pick(10000, 50000);
 secrets.use('fault_pipeline_disconnect');
 
 describe('pipelined SENDs then DISCONNECT receipt', () => {
-  const h = useEnv('fault_pipeline_disconnect', { gatewayArgs: ['--send-rate', '100000', '--send-burst', '1000000'] });
+  const h = useEnv('fault_pipeline_disconnect', {
+    gatewayArgs: ['--send-rate', '100000', '--send-burst', '1000000', '--max-pending-per-sender', '100000'],
+  });
 
   it(`${COUNT} x 128 B then DISCONNECT receipt:x: RECEIPT after every answer, receiver gets all`, { timeout: pick(120000, 600000) }, async () => {
     await reported(`pipelined ${COUNT} + DISCONNECT`, async (rep) => {

@@ -82,9 +82,11 @@ async function capCloses(gw) {
 describe('a slow consumer', () => {
   const h = useEnv('fault_slow_consumer', {
     // S leaves ~990 messages/s unread: over a long episode that passes the
-    // default max_pending (100 000, then 507), so it is raised here
+    // default max_pending (100 000, then 507), so it is raised here, and
+    // each of the 10 senders passes its default share (1000, then 429)
     gatewayArgs: ['--out-max-bytes', String(OUT_MAX), '--out-soft-bytes', '131072',
-      '--send-rate', '100000', '--send-burst', '1000000', '--max-pending', '1000000'],
+      '--send-rate', '100000', '--send-burst', '1000000', '--max-pending', '1000000',
+      '--max-pending-per-sender', '1000000'],
   });
 
   it(`reading ${SLOW_RATE} msg/s while ${RATE} msg/s arrive: closed at the cap, memory bounded, nothing lost, others unaffected`, { timeout: 240000 + EPISODE_MS }, async () => {

@@ -11,8 +11,9 @@
   operation order. Operation i's first argument names it, and that fixes how
   many keys and arguments it takes:
 
-    ARGV  "send"   + 9 arguments, 4 keys   (SEND below)
-    ARGV  "recive" + 4 arguments, 3 keys   (RECIVE below)
+    ARGV  "claim"  + 2 arguments, 2 keys   (CLAIM below)
+    ARGV  "send"   + 11 arguments, 5 keys  (SEND below)
+    ARGV  "recive" + 4 arguments, 4 keys   (RECIVE below)
 
   Every key of one operation shares one user's hash tag {u:U}. On Redis
   Cluster a batch must therefore only hold operations on users of one hash
@@ -29,23 +30,52 @@
 
   Data of one receiver R (store.h has the whole model):
     {u:R}:msg      hash: "<id>"       -> MESSAGE body JSON
-                         "m:<msgID>"  -> "<sender uid>:<id>:<time ms>:<f>",
+                         "m:<msgID>"  -> "<sender uid>:<id>:<time ms>:<digest>:<f>",
                          the msgID's newest message; f is the sum of
                            1  pushed to a session or read by an init (a
                               later init marks it redelivered)
                            2  the sender asked for a delivered notice
+                         digest: 16 hex digits, the start of the SHA-1 of
+                         the content (chat.c). Entries written before the
+                         digest existed lack it (and its ":"); those were
+                         not counted in psend either, so confirming them
+                         lowers no count
     {u:R}:pending  zset: unconfirmed ids (score = id)
+    {u:R}:psend    hash: sender uid -> how many of the pending ids are that
+                   sender's (those whose entry has a digest); a sender's
+                   field goes when its count reaches 0
     {u:R}:user     hash: name (the receiver's username), and trimmed: the
                    history (what sync reads) is every id above it, at least
                    the last history_max ids (up to history_max + slack, see
                    trim below); ids are consecutive, so it needs no set
     {u:R}:seq      counter of R's message ids
 
+  CLAIM (only with msgid_unique_per_sender; chat.c) - the sender S claims
+  a msgID for one (receiver, content) before the send itself runs on the
+  receiver's keys (which, on Redis Cluster, live in another slot: the two
+  cannot be one operation).
+    KEYS  {u:S}:sent, {u:S}:sent.old
+          hashes msgID -> "<R>:<digest>", the msgIDs of S's latest sends:
+          sent takes new claims; once it holds SENT_GEN of them it is
+          renamed to sent.old (dropping the previous sent.old), so the last
+          SENT_GEN to 2 * SENT_GEN claims of S are remembered. Both expire
+          SENT_TTL_MS after the last new claim.
+    ARGV  msgID, "<R>:<digest>"
+    Reply {200}  first claim of this msgID, or the same receiver and
+                 content again (a retry): go on with SEND
+          {409}  S claimed this msgID for another receiver or content
+    Claims are atomic per sender: of two sends with one msgID to two
+    receivers, the one whose claim runs first goes on, the other gets 409.
+    A claim stays when the send after it fails (404, 429, 507, Redis down):
+    a retry of the same message still passes it.
+
   SEND - store one chat message durably and push it.
-    KEYS  {u:R}:user, {u:R}:msg, {u:R}:pending, {u:R}:seq
+    KEYS  {u:R}:user, {u:R}:msg, {u:R}:pending, {u:R}:seq, {u:R}:psend
     ARGV  sender uid (decimal)
           msgID (client's id, [A-Za-z0-9_-]{8,64}, validated by the caller)
           max_pending  (507 when the pending inbox already holds this many)
+          max_pending_per_sender  (429 when this many of the pending
+                       messages are the sender's)
           history_max  (ids kept in the history, for sync)
           channel      cg:u:<R>
           body piece between id and receiver name:
@@ -55,14 +85,18 @@
           body tail:  ,"senderId":<S>,"reciverId":<R>}
           "1" when the sender wants a delivered notice once R confirms
           (some session of S subscribes to /user/queue/delivered), else "0"
+          digest of the content (16 hex digits)
     The body stored and pushed is therefore
       {"id":ID,"chatID":"..","sender":"..","reciver":"NAME","content":"..",
        "time":TIME,"senderId":S,"reciverId":R}
     in exactly that key order (PROTOCOL.md section 4).
     Reply {code, id, time ms}:
-      {200, id, time}  stored (or a retry of the same (sender, msgID): the
-                       first id and time, nothing stored or published again)
+      {200, id, time}  stored (or a retry of the same (sender, msgID) with
+                       the same content: the first id and time, nothing
+                       stored or published again)
       {404, 0, 0}      the receiver does not exist
+      {409, 1, 0}      the sender used this msgID for R before with other
+                       content (its entry's digest differs)
       {409, 0, 0}      msgID is still pending for R from another sender.
                        Once that message is confirmed (no longer pending)
                        the msgID is free again for any sender: the new
@@ -70,17 +104,19 @@
                        then on (PROTOCOL.md: "already pending ... from
                        another sender").
       {507, 0, 0}      R's pending inbox holds max_pending messages
+      {429, 0, 0}      max_pending_per_sender of them are from this sender
     Nothing is written on any answer but a first 200.
 
   RECIVE - the receiver R confirms one message.
-    KEYS  {u:R}:msg, {u:R}:pending, {u:R}:user
+    KEYS  {u:R}:msg, {u:R}:pending, {u:R}:user, {u:R}:psend
     ARGV  "msgid" (the next argument is a msgID) or "id" (a message id, as
           a STOMP ACK names it; the msgID is read from the stored body)
           the msgID or the id (decimal, no leading zeros)
           R (decimal), for the notification
           channel prefix "cg:u:" (the sender's channel is prefix .. sender)
     Reply {code, sender uid, id, stored time ms, first, msgID}:
-      {200, S, id, t, 1, msgID}  confirmed now: left the pending inbox, and,
+      {200, S, id, t, 1, msgID}  confirmed now: left the pending inbox (and
+                                 S's count in psend, if counted), and,
                                  if the sender asked for it, the sender's
                                  channel got
                                  D{"msgID":"..","id":N,"reciverId":R,"time":T}
@@ -129,12 +165,19 @@ local function body_chat_id(body)
     return string.match(body, '^{"id":%d+,"chatID":"([%w_%-]+)"')
 end
 
--- "<sender>:<id>:<time>:<f>" -> sender, id, time (strings), f (a number)
+-- "<sender>:<id>:<time>:[<digest>:]<f>" -> sender, id, time (strings), f
+-- (a number), digest ('' when the entry has none). f stays last, so the
+-- entries of before the digest read the same.
 local PUSHED, NOTIFY = 1, 2
 local function parse_entry(v)
-    local s, id, t, f = string.match(v, '^(%d+):(%d+):(%d+):(%d)$')
-    return s, id, t, tonumber(f)
+    local s, id, t, d, f = string.match(v, '^(%d+):(%d+):(%d+):(%x*):?(%d)$')
+    return s, id, t, tonumber(f), d
 end
+
+-- CLAIM's memory per sender: SENT_GEN msgIDs per generation, two
+-- generations, gone a day after the sender's last new msgID.
+local SENT_GEN = 1000
+local SENT_TTL_MS = 86400000
 
 -- Drop everything kept for the ids of gone (neither pending nor in the
 -- history any more): their bodies and their msgID entries (only where the
@@ -195,12 +238,30 @@ local function trim(K_USER, K_MSG, K_PENDING, id, history_max)
 end
 
 
+local function claim(k, a)
+    local K_SENT, K_OLD = KEYS[k], KEYS[k + 1]
+    local msgid, v = ARGV[a], ARGV[a + 1]
+    local have = redis.call('HGET', K_SENT, msgid) or redis.call('HGET', K_OLD, msgid)
+    if have then
+        return {have == v and 200 or 409}
+    end
+    if redis.call('HLEN', K_SENT) >= SENT_GEN then
+        redis.call('RENAME', K_SENT, K_OLD)
+    end
+    redis.call('HSET', K_SENT, msgid, v)
+    redis.call('PEXPIRE', K_SENT, SENT_TTL_MS)
+    return {200}
+end
+
 local function send(k, a)
     local K_USER, K_MSG, K_PENDING, K_SEQ = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
+    local K_PSEND = KEYS[k + 4]
     local sender, msgid = ARGV[a], ARGV[a + 1]
-    local max_pending, history_max = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-    local channel = ARGV[a + 4]
-    local notify = ARGV[a + 8] == '1' and NOTIFY or 0
+    local max_pending, per_sender = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+    local history_max = tonumber(ARGV[a + 4])
+    local channel = ARGV[a + 5]
+    local notify = ARGV[a + 9] == '1' and NOTIFY or 0
+    local digest = ARGV[a + 10]
 
     local name = names[K_USER]
     if name == nil then
@@ -214,8 +275,12 @@ local function send(k, a)
     local mkey = 'm:' .. msgid
     local prev = redis.call('HGET', K_MSG, mkey)
     if prev then
-        local s, pid, pt = parse_entry(prev)
+        local s, pid, pt, _, pd = parse_entry(prev)
         if s == sender then
+            -- An entry without a digest predates it: taken as a retry.
+            if pd ~= '' and pd ~= digest then
+                return {409, 1, 0}
+            end
             return {200, tonumber(pid), tonumber(pt)}
         end
         if redis.call('ZSCORE', K_PENDING, pid) then
@@ -227,12 +292,15 @@ local function send(k, a)
     if redis.call('ZCARD', K_PENDING) >= max_pending then
         return {507, 0, 0}
     end
+    if (tonumber(redis.call('HGET', K_PSEND, sender)) or 0) >= per_sender then
+        return {429, 0, 0}
+    end
 
     local id = redis.call('INCR', K_SEQ)
     local time, stime = clock()
     local sid = string.format('%d', id)
-    local body = '{"id":' .. sid .. ARGV[a + 5] .. json_inner(name) .. ARGV[a + 6] ..
-                 stime .. ARGV[a + 7]
+    local body = '{"id":' .. sid .. ARGV[a + 6] .. json_inner(name) .. ARGV[a + 7] ..
+                 stime .. ARGV[a + 8]
     -- Pushed first, so the one HSET can record whether some gateway node
     -- holds a session of R (a positive count): a later init then reports
     -- the message as redelivered. Nothing is seen before the script ends,
@@ -241,8 +309,10 @@ local function send(k, a)
     -- The record: M<id>:<time>:<body> (gateway/store/push_record.h).
     local pushed = redis.call('PUBLISH', channel, 'M' .. sid .. ':' .. stime .. ':' .. body) > 0
     redis.call('HSET', K_MSG, sid, body, mkey,
-               sender .. ':' .. sid .. ':' .. stime .. ':' .. (notify + (pushed and PUSHED or 0)))
+               sender .. ':' .. sid .. ':' .. stime .. ':' .. digest .. ':' ..
+               (notify + (pushed and PUSHED or 0)))
     redis.call('ZADD', K_PENDING, sid, sid)
+    redis.call('HINCRBY', K_PSEND, sender, 1)
 
     local slack = math.min(64, math.floor(history_max / 16))
     if id % (slack + 1) == 0 then
@@ -254,7 +324,7 @@ end
 local NOT_FOUND = {404, 0, 0, 0, 0, ''}
 
 local function recive(k, a)
-    local K_MSG, K_PENDING, K_USER = KEYS[k], KEYS[k + 1], KEYS[k + 2]
+    local K_MSG, K_PENDING, K_USER, K_PSEND = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
     local mode, key, reciver, prefix = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
 
     local msgid = key
@@ -276,7 +346,7 @@ local function recive(k, a)
     local mkey = 'm:' .. msgid
     local v = redis.call('HGET', K_MSG, mkey)
     if not v then return NOT_FOUND end
-    local sender, id, t, flags = parse_entry(v)
+    local sender, id, t, flags, digest = parse_entry(v)
     if not sender then return NOT_FOUND end
     if mode == 'id' and id ~= key then
         -- The msgID was used again by a newer message after this one was
@@ -297,6 +367,11 @@ local function recive(k, a)
         if tonumber(id) <= trimmed_of(K_USER) then
             redis.call('HDEL', K_MSG, id, mkey)
         end
+        -- Only entries with a digest were counted by SEND. Clamped at 0: a
+        -- count never stays negative, whatever the data.
+        if digest ~= '' and redis.call('HINCRBY', K_PSEND, sender, -1) <= 0 then
+            redis.call('HDEL', K_PSEND, sender)
+        end
         if flags >= NOTIFY then
             local _, ms = clock()
             -- The record: D<notice> (gateway/store/push_record.h).
@@ -310,8 +385,9 @@ end
 
 -- name -> {function, keys, arguments after the name}
 local OPS = {
-    send   = {send, 4, 9},
-    recive = {recive, 3, 4},
+    claim  = {claim, 2, 2},
+    send   = {send, 5, 11},
+    recive = {recive, 4, 4},
 }
 
 -- Check the layout of the whole batch before anything runs: a malformed

@@ -9,8 +9,9 @@
                          (at least the last history_max; chat.lua)
   KEYS[3] {u:U}:seq      the user's newest id
   KEYS[4] {u:U}:msg      hash: id -> MESSAGE body JSON, and
-                         m:<msgID> -> "<sender>:<id>:<time>:<f>" (f odd once
-                         pushed to a session or read by an init; chat.lua)
+                         m:<msgID> -> "<sender>:<id>:<time>:[<digest>:]<f>"
+                         (f odd once pushed to a session or read by an
+                         init; chat.lua has the rest, kept as it is)
 
   ARGV[1] "init" (read the pending inbox) or "sync" (read the history)
   ARGV[2] after: only ids > after (decimal; 0 = from the start)
@@ -86,8 +87,8 @@ for i = 1, n do
         local t = string.match(body, ',"time":(%d+),"senderId":%d+,"reciverId":%d+}$')
         local j = mkey_of[i]
         local e = j and entries[j]
-        local s, eid, et, f
-        if e then s, eid, et, f = string.match(e, '^(%d+):(%d+):(%d+):(%d)$') end
+        local s, eid, et, dig, f
+        if e then s, eid, et, dig, f = string.match(e, '^(%d+):(%d+):(%d+):(.-)(%d)$') end
         -- An entry that no longer names this id: the msgID was used again
         -- after this message was confirmed.
         local own = eid == id
@@ -97,7 +98,7 @@ for i = 1, n do
             red = (not own or pushed) and 1 or 0
             if own and not pushed then
                 marks[#marks + 1] = mkeys[j]
-                marks[#marks + 1] = s .. ':' .. eid .. ':' .. et .. ':' .. (tonumber(f) + 1)
+                marks[#marks + 1] = s .. ':' .. eid .. ':' .. et .. ':' .. dig .. (tonumber(f) + 1)
             end
         else
             red = (pushed or not own or not pending[i]) and 1 or 0

@@ -91,7 +91,8 @@ const usedMsgKeys = new Set();
 /**
  * msgID as the page makes it: SHA1 hex of (content + Date.now()). Two sends
  * of the same content in the same millisecond would collide (the gateway
- * then treats the second as a retry), so a repeated key gets a counter.
+ * then treats the second as a retry, or answers 409 when it goes to another
+ * receiver), so a repeated key gets a counter.
  */
 export function msgId(content = '') {
   let key = String(content) + Date.now();

@@ -8,6 +8,7 @@
 // would have stored: same ids, pending inbox, history, dedupe entry and
 // PUBLISH. Only the gateway's own checks in front of the script (JSON
 // decoding, rate limit) are skipped, which is what the backlog test wants.
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -103,17 +104,21 @@ export class RedisPipe {
   close() { this.sock.destroy(); }
 }
 
-const SEND_KEYS = ['user', 'msg', 'pending', 'seq'];
+const SEND_KEYS = ['user', 'msg', 'pending', 'seq', 'psend'];
 
 /** The EVALSHA of chat.lua that the store would issue for this message as a
- * batch of one send operation (chat.c's send_submit). */
-export function sendScriptArgs(sha, { sender, msgID, to, content, maxPending, historyMax = 1000 }) {
+ * batch of one send operation (chat.c's send_submit; the claim before it,
+ * on the sender's keys, is skipped: fillInbox's msgIDs are fresh).
+ * maxPerSender defaults to maxPending, as --max-pending-per-sender set to
+ * --max-pending would. */
+export function sendScriptArgs(sha, { sender, msgID, to, content, maxPending, maxPerSender = maxPending, historyMax = 1000 }) {
   const keys = SEND_KEYS.map((k) => `{u:${to}}:${k}`);
+  const digest = crypto.createHash('sha1').update(content).digest('hex').slice(0, 16);
   const p1 = `,"chatID":${JSON.stringify(msgID)},"sender":${JSON.stringify(sender.username)},"reciver":"`;
   const p2 = `","content":${JSON.stringify(content)},"time":`;
   const p3 = `,"senderId":${sender.uid},"reciverId":${to}}`;
-  return ['EVALSHA', sha, keys.length, ...keys, 'send', String(sender.uid), msgID, String(maxPending), String(historyMax),
-    `cg:u:${to}`, p1, p2, p3, '1'];
+  return ['EVALSHA', sha, keys.length, ...keys, 'send', String(sender.uid), msgID, String(maxPending),
+    String(maxPerSender), String(historyMax), `cg:u:${to}`, p1, p2, p3, '1', digest];
 }
 
 /**
@@ -121,7 +126,7 @@ export function sendScriptArgs(sha, { sender, msgID, to, content, maxPending, hi
  * chat.lua directly (one send per call), `batch` calls per pipeline. Returns
  * [{msgID, content, id, time}] in order. Throws on any non-200.
  */
-export async function fillInbox(port, { sender, to, count, maxPending, historyMax = 1000, batch = 2000, prefix = 'bl' }) {
+export async function fillInbox(port, { sender, to, count, maxPending, maxPerSender = maxPending, historyMax = 1000, batch = 2000, prefix = 'bl' }) {
   const r = await RedisPipe.connect(port);
   try {
     const src = fs.readFileSync(path.join(REPO_ROOT, 'gateway/store/lua/chat.lua'), 'utf8');
@@ -134,7 +139,7 @@ export async function fillInbox(port, { sender, to, count, maxPending, historyMa
         const msgID = `${prefix}${String(k).padStart(10, '0')}${Math.random().toString(36).slice(2, 10)}`;
         const content = `backlog #${k + 1} for ${to}`;
         msgs.push({ msgID, content });
-        cmds.push(sendScriptArgs(sha, { sender, msgID, to, content, maxPending, historyMax }));
+        cmds.push(sendScriptArgs(sha, { sender, msgID, to, content, maxPending, maxPerSender, historyMax }));
       }
       const replies = await r.pipeline(cmds);
       replies.forEach((batchRep, k) => {

@@ -75,6 +75,7 @@ static const struct int_opt int_opts[] = {
     { "send_rate",               50,      1,    100000 },
     { "send_burst",              100,     1,    1000000 },
     { "max_pending",             100000,  1,    100000000 },
+    { "max_pending_per_sender",  1000,    1,    100000000 },
     { "history_max",             1000,    1,    1000000 },
     { "sync_batch",              100,     1,    10000 },
     { "init_batch",              256,     1,    10000 },
@@ -112,7 +113,7 @@ static const struct { const char *name, *def; } str_opts[] = {
 
 #define N_STR (sizeof str_opts / sizeof str_opts[0])
 
-static const char *const bool_opts[] = { "reuse_port", "sockjs_jsonp" };
+static const char *const bool_opts[] = { "reuse_port", "sockjs_jsonp", "msgid_unique_per_sender" };
 
 #define N_BOOL (sizeof bool_opts / sizeof bool_opts[0])
 
@@ -390,7 +391,8 @@ Test(cg_config, envp_null_reads_the_process_environment)
     "--unauth-max-frame-bytes", "1024", "--max-frame-bytes", "16777216",    \
     "--out-soft-bytes", "4096", "--out-max-bytes", "1073741824",            \
     "--heartbeat-ms", "0", "--heartbeat-max-ms", "3600000",                 \
-    "--http-max-request-line", "256", "--http-max-head-bytes", "32768"
+    "--http-max-request-line", "256", "--http-max-head-bytes", "32768", \
+    "--max-pending-per-sender", "1", "--max-pending", "100000000"
 
 ParameterizedTestParameters(cg_config, int_bounds_are_enforced_exactly)
 {
@@ -894,6 +896,23 @@ Test(cg_config, request_line_limit_follows_a_smaller_head_limit)
     assert_err(LOAD("--http-max-head-bytes", "2048", "--http-max-request-line", "3000"),
                "http_max_request_line=3000 (flag --http-max-request-line) must not "
                "exceed http_max_head_bytes=2048 (flag --http-max-head-bytes)");
+}
+
+Test(cg_config, sender_share_must_not_exceed_the_inbox)
+{
+    assert_err(LOAD("--max-pending", "500", "--max-pending-per-sender", "501"),
+               "max_pending_per_sender=501 (flag --max-pending-per-sender) must not "
+               "exceed max_pending=500 (flag --max-pending)");
+    assert_ok(LOAD("--max-pending", "500", "--max-pending-per-sender", "500"));
+    cr_assert(eq(i64, cfg.max_pending_per_sender, 500));
+}
+
+Test(cg_config, sender_share_left_at_default_follows_a_smaller_inbox)
+{
+    assert_ok(LOAD("--max-pending", "3"));
+    cr_assert(eq(i64, cfg.max_pending_per_sender, 3));
+    assert_ok(LOAD("--max-pending", "200000"));
+    cr_assert(eq(i64, cfg.max_pending_per_sender, 1000));
 }
 
 Test(cg_config, soft_output_cap_must_not_exceed_hard_cap)

@@ -115,6 +115,7 @@ test_config(struct cg_config *cfg)
     cfg->send_rate = 1000;
     cfg->send_burst = 1000;
     cfg->max_pending = 100000;
+    cfg->max_pending_per_sender = 1000;
     cfg->history_max = 1000;
     cfg->sync_batch = 100;
     cfg->init_batch = 256;
@@ -691,11 +692,12 @@ Test(store, send_stores_once_and_retry_returns_first_id)
              "\"content\":\"起来聊天\",\"time\":%lld,\"senderId\":1,\"reciverId\":2}", r.time);
     cr_assert(eq(str, stored, expect));
     free(stored);
-    /* The msgID entry: sender 1, id 1, its time, flags 2: a delivered
-     * notice wanted (do_send asks for it), not pushed (nobody subscribed
-     * to bob's channel). */
+    /* The msgID entry: sender 1, id 1, its time, the content's digest
+     * (the first 8 bytes of SHA-1("起来聊天")), flags 2: a delivered notice
+     * wanted (do_send asks for it), not pushed (nobody subscribed to bob's
+     * channel). */
     ids = rstr("HGET %s %s", "{u:2}:msg", "m:msg-0001");
-    snprintf(expect, sizeof expect, "1:1:%lld:2", r.time);
+    snprintf(expect, sizeof expect, "1:1:%lld:da04bee6dd52fec7:2", r.time);
     cr_assert(eq(str, ids, expect));
     free(ids);
     cr_assert(eq(i64, rint_("ZCARD %s", "{u:2}:pending", NULL), 1));
@@ -823,7 +825,7 @@ Test(store, push_reaches_the_receivers_channel_and_marks_delivered)
     free(stored);
     /* Pushed to a subscriber: marked, so a later init says redelivered. */
     stored = rstr("HGET %s %s", "{u:2}:msg", "m:push-0001");
-    snprintf(expect, sizeof expect, "1:1:%lld:3", r.time);    /* pushed + notice */
+    snprintf(expect, sizeof expect, "1:1:%lld:8b2ff42af08a4a36:3", r.time); /* pushed + notice */
     cr_assert(eq(str, stored, expect));
     free(stored);
     finish();
@@ -1591,12 +1593,20 @@ Test(store, killed_command_connection_fails_only_its_shard_and_reconnects)
     start(four_conns);
     add_users();
     subscribe_wait(3);
-    /* The connection of receiver 2's shard is the only one that ran a script. */
-    cr_assert(eq(int, send_msg(1, "alice", 2, "kill-0001", "a").code, 200));
+    /* The connection of receiver 2's shard is the only one that ran a
+     * script: bob's fetch. */
+    {
+        struct fetched f0;
+
+        do_fetch(&f0, 2, 0, 0, 10);
+        fetched_free(&f0);
+    }
     cr_assert(eq(sz, clients_with_cmd("evalsha", &victim), 1));
+    cr_assert(eq(int, send_msg(1, "alice", 2, "kill-0001", "a").code, 200));
 
     /* Two sends queued (not yet written: the loop has not run), then the
-     * shard-2 connection is killed under them. */
+     * shard-2 connection is killed under them (their claims run on alice's
+     * shard; the send to 2 then meets the dead connection). */
     cg_chat_conn_init(&conn, &E.cfg);
     cr_assert(eq(int, cg_chat_send(E.chat, &conn, &who, b2, sizeof b2 - 1, on_done, &a2,
                                    NULL), 0));
@@ -1698,9 +1708,9 @@ Test(store, history_is_trimmed_in_chunks_and_keeps_pending)
     }
     /* msg = the 32 in the history (11..42) + 3, a body and a msgID each. */
     cr_assert(eq(i64, rint_("HLEN %s", "{u:2}:msg", NULL), 2 * 33));
-    /* A msgID used again after its confirmation is not dropped by the trim
-     * of its old id. */
-    cr_assert(eq(int, send_msg(1, "alice", 2, "chunk-0011", "again").code, 200));
+    /* A msgID used again (by another sender) after its confirmation is not
+     * dropped by the trim of its old id. */
+    cr_assert(eq(int, send_msg(3, "carol", 2, "chunk-0011", "again").code, 200));
     cr_assert(eq(int, do_recive(2, "bob", "chunk-0011", 0).code, 200));
     finish();
 }
@@ -1982,6 +1992,33 @@ Test(store, sends_of_one_loop_turn_go_to_redis_as_one_script_call)
 
 static void batch_of_three(struct cg_config *c) { c->redis_connections = 1; c->redis_batch_max = 3; }
 static void no_batching(struct cg_config *c) { c->redis_connections = 1; c->redis_batch_max = 1; }
+
+static void claim_msgids(struct cg_config *c) { c->msgid_unique_per_sender = 1; }
+
+/* msgid_unique_per_sender: every send claims its msgID on the sender's
+ * keys first (chat.c), so a burst is two script calls, the claims' and
+ * the sends', and each msgID is recorded for its receiver. */
+Test(store, with_msgid_unique_per_sender_a_send_claims_first)
+{
+    struct ans a[NBATCH];
+    char *claimed;
+
+    memset(a, 0, sizeof a);
+    start(claim_msgids);
+    add_users();
+    freeReplyObject(rcommand("CONFIG RESETSTAT"));
+    send_burst(a, "claim");
+    check_burst(a);
+    cr_assert(eq(i64, evalsha_calls(), 2));
+    cr_assert(eq(u64, E.m.redis_batches, 2));
+    cr_assert(eq(u64, E.m.redis_batch_ops, 2 * NBATCH));
+    cr_assert(eq(i64, rint_("HLEN %s", "{u:1}:sent", NULL), NBATCH));
+    claimed = rstr("HGET %s %s", "{u:1}:sent", "claim-0000");
+    cr_assert(not(zero(ptr, claimed)));
+    cr_assert(eq(int, strncmp(claimed, "2:", 2), 0), "claimed for bob: %s", claimed);
+    free(claimed);
+    finish();
+}
 
 Test(store, a_full_batch_is_sent_at_once_and_batch_max_1_sends_each_alone)
 {
