@@ -87,7 +87,7 @@ bad_slot(cg_auth *a, const char *hash)
     return &a->bad[fnv1a(hash, CG_TOKEN_HASH_LEN) % BAD_SLOTS];
 }
 
-static void
+void
 remember_bad(cg_auth *a, const char *hash)
 {
     struct bad_token *b = bad_slot(a, hash);
@@ -119,7 +119,7 @@ cg_auth_token_peek(cg_auth *a, const char *tok, size_t len)
 
 /* ---- op plumbing ----------------------------------------------------------- */
 
-static struct auth_op *
+struct auth_op *
 op_create(cg_auth *a, enum op_kind kind, cg_auth_cb cb, void *data)
 {
     struct auth_op *op = cg_calloc(1, sizeof *op);
@@ -273,7 +273,7 @@ reg_enqueue(struct auth_op *op)
 
 /* Send op's first command. On failure the op is dropped without its
  * callback (the caller returns the error instead: STYLE.md 3). */
-static int
+int
 op_start(struct auth_op *op, int argc, const char **argv)
 {
     cg_auth *a = op->a;
@@ -295,19 +295,19 @@ key_name(char *buf, size_t cap, const char *lname)
     snprintf(buf, cap, "cg:name:%s", lname);
 }
 
-static void
+void
 key_user(char *buf, size_t cap, uint64_t uid)
 {
     cg_store_key(buf, cap, uid, "user");
 }
 
-static void
+void
 key_token(char *buf, size_t cap, const char *hash)
 {
     snprintf(buf, cap, "cg:tok:%s", hash);
 }
 
-static int
+int
 reply_u64(const struct cg_store_reply *r, uint64_t *out)
 {
     const char *s;
@@ -333,11 +333,16 @@ reply_u64(const struct cg_store_reply *r, uint64_t *out)
     return 0;
 }
 
-/* "uid:expires:name" token record. */
+/* The token record "uid:expires:name[:issued]" (issued: ms, written since
+ * the backend API; a record without it counts as issued at 0, so that
+ * disabling a user revokes it too). */
 static int
-parse_token_record(const struct cg_store_reply *r, struct cg_principal *who)
+parse_token_record(const struct cg_store_reply *r, struct cg_principal *who,
+                   int64_t *issued_ms)
 {
-    char *end, *end2;
+    char *end, *end2, *end3;
+    const char *name, *colon;
+    size_t nlen;
 
     if (cg_store_reply_type(r) != CG_STORE_REPLY_STRING)
         return -1;
@@ -345,9 +350,21 @@ parse_token_record(const struct cg_store_reply *r, struct cg_principal *who)
     if (*end != ':' || who->uid == 0)
         return -1;
     who->expires_ms = strtoll(end + 1, &end2, 10);
-    if (*end2 != ':' || strlen(end2 + 1) > CG_NAME_MAX)
+    if (*end2 != ':')
         return -1;
-    snprintf(who->name, sizeof who->name, "%s", end2 + 1);
+    name = end2 + 1;
+    colon = strchr(name, ':');
+    nlen = colon ? (size_t)(colon - name) : strlen(name);
+    if (nlen > CG_NAME_MAX)
+        return -1;
+    memcpy(who->name, name, nlen);
+    who->name[nlen] = '\0';
+    *issued_ms = 0;
+    if (colon != NULL) {
+        *issued_ms = strtoll(colon + 1, &end3, 10);
+        if (*end3 != '\0')
+            return -1;
+    }
     return 0;
 }
 
@@ -386,6 +403,10 @@ step_register(struct auth_op *op, const struct cg_store_reply *r, int err)
             goto fail_store;
         if (cg_store_reply_integer(r) != 0)
             return op_finish(op, CG_E_EXISTS);
+        if (op->no_pw) {              /* the backend API's user without one */
+            op->step = 2;
+            return cmd(op, 2, (const char *[]){ "INCR", "cg:uid" });
+        }
         return reg_enqueue(op);
     case 1: /* hashed */
         if (err < 0)
@@ -400,12 +421,13 @@ step_register(struct auth_op *op, const struct cg_store_reply *r, int err)
         snprintf(now, sizeof now, "%lld", (long long)cg_now_ms());
         op->step = 10;
         {
-            const char *hset[] = { "HSET", k1, "name", op->who.name, "pw", op->record,
-                                   "created", now };
+            const char *hset[] = { "HSET", k1, "name", op->who.name, "created", now,
+                                   "pw", op->record };
+            int n = op->no_pw ? 6 : 8;     /* no password: no pw field, no login */
             size_t l[8];
-            for (int i = 0; i < 8; i++)
+            for (int i = 0; i < n; i++)
                 l[i] = strlen(hset[i]);
-            if (cg_store_command(op->a->store, 8, hset, l, NULL, NULL) < 0)
+            if (cg_store_command(op->a->store, n, hset, l, NULL, NULL) < 0)
                 goto fail_store;
         }
         return cmd(op, 4, (const char *[]){ "SET", k2, uid, "NX" });
@@ -447,11 +469,50 @@ verify_decoy(struct auth_op *op)
     pool(op, work_verify);
 }
 
+void
+token_issue(struct auth_op *op, int64_t ttl_ms)
+{
+    char k[96], val[128], ttl[24], hash[CG_TOKEN_HASH_LEN + 1];
+    unsigned char raw[32];
+    int64_t now = cg_now_ms();
+
+    if (RAND_bytes(raw, sizeof raw) != 1)
+        return op_finish(op, CG_E_STORE);
+    b64url(raw, sizeof raw, op->token);
+    explicit_bzero(raw, sizeof raw);
+    cg_auth_token_hash(op->token, CG_TOKEN_LEN, hash);
+    op->who.expires_ms = now + ttl_ms;
+    key_token(k, sizeof k, hash);
+    snprintf(val, sizeof val, "%llu:%lld:%s:%lld", (unsigned long long)op->who.uid,
+             (long long)op->who.expires_ms, op->who.name, (long long)now);
+    snprintf(ttl, sizeof ttl, "%lld", (long long)ttl_ms);
+    cmd(op, 5, (const char *[]){ "SET", k, val, "PX", ttl });
+}
+
+int
+user_state_refuses(const struct cg_store_reply *r, int64_t issued_ms)
+{
+    const struct cg_store_reply *rb;
+    char *end;
+    long long before;
+
+    if (cg_store_reply_type(r) != CG_STORE_REPLY_ARRAY || cg_store_reply_count(r) != 3 ||
+        cg_store_reply_type(cg_store_reply_element(r, 0)) != CG_STORE_REPLY_STRING ||
+        cg_store_reply_type(cg_store_reply_element(r, 1)) == CG_STORE_REPLY_STRING)
+        return 1;
+    rb = cg_store_reply_element(r, 2);
+    if (cg_store_reply_type(rb) == CG_STORE_REPLY_STRING) {
+        before = strtoll(cg_store_reply_str(rb, NULL), &end, 10);
+        if (*end != '\0' || issued_ms < before)
+            return 1;
+    }
+    return 0;
+}
+
 static void
 step_login(struct auth_op *op, const struct cg_store_reply *r, int err)
 {
-    char k[96], val[96], ttl[24], hash[CG_TOKEN_HASH_LEN + 1];
-    unsigned char raw[32];
+    char k[96];
     const char *name, *record;
     size_t name_len, record_len;
 
@@ -464,11 +525,13 @@ step_login(struct auth_op *op, const struct cg_store_reply *r, int err)
         if (cg_store_reply_type(r) == CG_STORE_REPLY_NIL || reply_u64(r, &op->who.uid) < 0)
             return verify_decoy(op);
         key_user(k, sizeof k, op->who.uid);
-        return cmd(op, 4, (const char *[]){ "HMGET", k, "name", "pw" });
+        return cmd(op, 5, (const char *[]){ "HMGET", k, "name", "pw", "disabled" });
     case LOGIN_RECORD:
         if (err < 0 || cg_store_reply_type(r) != CG_STORE_REPLY_ARRAY ||
-            cg_store_reply_count(r) != 2)
+            cg_store_reply_count(r) != 3)
             goto fail_store;
+        op->disabled = cg_store_reply_type(cg_store_reply_element(r, 2)) ==
+                       CG_STORE_REPLY_STRING;
         name = cg_store_reply_str(cg_store_reply_element(r, 0), &name_len);
         record = cg_store_reply_str(cg_store_reply_element(r, 1), &record_len);
         if (cg_store_reply_type(cg_store_reply_element(r, 0)) != CG_STORE_REPLY_STRING ||
@@ -483,17 +546,13 @@ step_login(struct auth_op *op, const struct cg_store_reply *r, int err)
     case LOGIN_VERIFIED: /* make and store a token */
         if (err < 0 || op->decoy)
             return op_finish(op, err < 0 ? err : CG_E_AUTH);
-        if (RAND_bytes(raw, sizeof raw) != 1)
-            return op_finish(op, CG_E_STORE);
-        b64url(raw, sizeof raw, op->token);
-        explicit_bzero(raw, sizeof raw);
-        cg_auth_token_hash(op->token, CG_TOKEN_LEN, hash);
-        op->who.expires_ms = cg_now_ms() + op->a->cfg->token_ttl_s * 1000;
-        key_token(k, sizeof k, hash);
-        snprintf(val, sizeof val, "%llu:%lld:%s", (unsigned long long)op->who.uid,
-                 (long long)op->who.expires_ms, op->who.name);
-        snprintf(ttl, sizeof ttl, "%lld", (long long)op->a->cfg->token_ttl_s * 1000);
-        return cmd(op, 5, (const char *[]){ "SET", k, val, "PX", ttl });
+        if (op->disabled) {
+            /* The password was right: the failure is not counted. */
+            cg_log(CG_LOG_INFO, "login of disabled user %s (uid %llu) refused",
+                   op->who.name, (unsigned long long)op->who.uid);
+            return op_finish(op, CG_E_FORBIDDEN);
+        }
+        return token_issue(op, op->a->cfg->token_ttl_s * 1000);
     case LOGIN_TOKEN:
         if (no_reply(r, err))
             goto fail_store;
@@ -506,17 +565,34 @@ fail_store:
     op_finish(op, err < 0 ? err : CG_E_STORE);
 }
 
+/* check: GET cg:tok:<hash> -> HMGET user name disabled revoked_before.
+ * A token of a deleted user (no name), of a disabled one, or issued before
+ * the user's revoked_before (set when it was disabled) is refused. */
 static void
 step_check(struct auth_op *op, const struct cg_store_reply *r, int err)
 {
+    char k[96];
+
     if (no_reply(r, err))
         return op_finish(op, err < 0 ? err : CG_E_STORE);
-    if (parse_token_record(r, &op->who) < 0 || op->who.expires_ms <= cg_now_ms()) {
-        remember_bad(op->a, op->who.token_hash);
-        op->a->metrics->auth_failures++;
-        return op_finish(op, CG_E_AUTH);
+    switch (op->step++) {
+    case 0:
+        if (parse_token_record(r, &op->who, &op->issued_ms) < 0 ||
+            op->who.expires_ms <= cg_now_ms())
+            goto refused;
+        key_user(k, sizeof k, op->who.uid);
+        cmd(op, 5, (const char *[]){ "HMGET", k, "name", "disabled", "revoked_before" });
+        return;
+    case 1:
+        if (user_state_refuses(r, op->issued_ms))
+            goto refused;
+        return op_finish(op, 0);
     }
-    op_finish(op, 0);
+    return;
+refused:
+    remember_bad(op->a, op->who.token_hash);
+    op->a->metrics->auth_failures++;
+    op_finish(op, CG_E_AUTH);
 }
 
 static void
@@ -530,7 +606,7 @@ step_logout(struct auth_op *op, const struct cg_store_reply *r, int err)
     case 0:
         if (no_reply(r, err))
             goto fail_store;
-        if (parse_token_record(r, &op->who) < 0)
+        if (parse_token_record(r, &op->who, &op->issued_ms) < 0)
             return op_finish(op, CG_E_AUTH);
         key_token(k, sizeof k, op->who.token_hash);
         {
@@ -573,10 +649,13 @@ step_lookup(struct auth_op *op, const struct cg_store_reply *r, int err)
     case 1:
         op->step = 2;
         key_user(k, sizeof k, op->who.uid);
-        return cmd(op, 3, (const char *[]){ "HGET", k, "name" });
+        return cmd(op, 4, (const char *[]){ "HMGET", k, "name", "disabled" });
     case 2:
         if (no_reply(r, err))
             goto fail_store;
+        op->who.disabled = cg_store_reply_type(cg_store_reply_element(r, 1)) ==
+                           CG_STORE_REPLY_STRING;
+        r = cg_store_reply_element(r, 0);
         name = cg_store_reply_str(r, &name_len);
         if (cg_store_reply_type(r) != CG_STORE_REPLY_STRING || name_len > CG_NAME_MAX)
             return op_finish(op, CG_E_NOTFOUND);
@@ -605,6 +684,7 @@ step(struct auth_op *op, const struct cg_store_reply *r, int err)
     case OP_CHECK:    step_check(op, r, err); break;
     case OP_LOGOUT:   step_logout(op, r, err); break;
     case OP_LOOKUP:   step_lookup(op, r, err); break;
+    case OP_ADMIN:    step_admin(op, r, err); break;
     }
 }
 
@@ -748,5 +828,5 @@ cg_auth_lookup(cg_auth *a, const char *who, size_t len, cg_auth_cb cb, void *dat
     op->who.uid = strtoull(who, NULL, 10);
     op->step = 2;
     key_user(k, sizeof k, op->who.uid);
-    return op_start(op, 3, (const char *[]){ "HGET", k, "name" });
+    return op_start(op, 4, (const char *[]){ "HMGET", k, "name", "disabled" });
 }

@@ -32,6 +32,8 @@ struct cg_principal {
                                                     session of the user */
     int64_t  retry_after_s;                      /* login refused with CG_E_LIMIT:
                                                     seconds until it may retry */
+    int      disabled;                           /* lookup and the admin calls:
+                                                    the user is disabled */
 };
 
 /* err: 0, CG_E_AUTH (bad/expired/revoked token or wrong password),
@@ -110,8 +112,44 @@ int cg_auth_login(cg_auth *a, const char *name, size_t name_len,
  * node closes the token's live connections. */
 int cg_auth_logout(cg_auth *a, const char *tok, size_t len, cg_auth_cb cb, void *data);
 
-/* Look a user up by uid (all digits) or by name. */
+/* Look a user up by uid (all digits) or by name. who->disabled tells
+ * whether the user is disabled. */
 int cg_auth_lookup(cg_auth *a, const char *uid_or_name, size_t len,
                    cg_auth_cb cb, void *data);
+
+/* ---- the backend API's calls (auth_admin.c; PROTOCOL.md section 8) ----
+ * None is limited like register and login: the backend API limits its
+ * keys itself. who names the user: a uid (all digits) or a name, as for
+ * cg_auth_lookup(); an unknown one is CG_E_NOTFOUND. actor (the API key's
+ * name) is only for the log lines. */
+
+/* Create a user with the name rules of register; pw may be NULL (pw_len
+ * 0): the user then cannot log in with a password, only with minted or
+ * app tokens. Returns at once CG_E_INVAL for a refused name or a password
+ * outside 8-128 bytes. Callback: 0 (who's uid and name), CG_E_EXISTS. */
+int cg_auth_create_user(cg_auth *a, const char *name, size_t name_len,
+                        const char *pw, size_t pw_len, const char *actor,
+                        cg_auth_cb cb, void *data);
+
+/* Disable (disabled 1) or enable (0) a user. Disabling refuses the user's
+ * logins (CG_E_FORBIDDEN after a right password) and every token issued
+ * before it, for good (enabling does not bring them back), and closes
+ * the user's sessions on every node (a K push record). */
+int cg_auth_set_disabled(cg_auth *a, const char *who, size_t len, int disabled,
+                         const char *actor, cg_auth_cb cb, void *data);
+
+/* Delete a user: closes its sessions on every node, UNLINKs its keys (the
+ * record, the inbox and its pending set, the sync counter: Redis frees a
+ * large one off its main thread) and frees the name for a new
+ * registration (a new user gets a new uid). Its tokens are refused from
+ * then on: their user is gone. */
+int cg_auth_delete_user(cg_auth *a, const char *who, size_t len, const char *actor,
+                        cg_auth_cb cb, void *data);
+
+/* A login token for the user, as login makes it, valid ttl_s seconds
+ * (0: token_ttl_s; never longer). CG_E_FORBIDDEN for a disabled user.
+ * The callback's token is the new token. */
+int cg_auth_mint(cg_auth *a, const char *who, size_t len, int64_t ttl_s,
+                 const char *actor, cg_auth_cb cb, void *data);
 
 #endif

@@ -60,7 +60,10 @@ struct cg_auth {
     struct auth_op         *reg_head, *reg_tail;
 };
 
-enum op_kind { OP_REGISTER, OP_LOGIN, OP_CHECK, OP_LOGOUT, OP_LOOKUP };
+enum op_kind { OP_REGISTER, OP_LOGIN, OP_CHECK, OP_LOGOUT, OP_LOOKUP, OP_ADMIN };
+
+/* What an OP_ADMIN does once it found its user (auth_admin.c). */
+enum admin_action { ADM_DISABLE, ADM_ENABLE, ADM_DELETE, ADM_MINT };
 
 struct auth_op {
     cg_auth            *a;
@@ -84,6 +87,12 @@ struct auth_op {
                                           attempt (given back unless it fails
                                           on the password) */
     long long           count;         /* the last bucket's count after INCR */
+    int                 disabled;      /* login: the user is disabled */
+    int64_t             issued_ms;     /* check: when the token was made */
+    int                 no_pw;         /* register: the backend's, no password */
+    enum admin_action   action;        /* OP_ADMIN */
+    int64_t             ttl_ms;        /* OP_ADMIN mint */
+    char                actor[40];     /* OP_ADMIN: the API key's name (logs) */
 };
 
 /* Login op steps: 0 .. LB_N-1 take a count from that bucket. */
@@ -103,6 +112,20 @@ enum {
 };
 
 /* auth.c: running an operation's steps */
+struct auth_op *op_create(cg_auth *a, enum op_kind kind, cg_auth_cb cb, void *data);
+int op_start(struct auth_op *op, int argc, const char **argv);
+void key_user(char *buf, size_t cap, uint64_t uid);
+void key_token(char *buf, size_t cap, const char *hash);
+int reply_u64(const struct cg_store_reply *r, uint64_t *out);
+void remember_bad(cg_auth *a, const char *hash);
+/* Make a token for op->who valid ttl_ms, SET it (the next step gets the
+ * reply); op->token holds it. */
+void token_issue(struct auth_op *op, int64_t ttl_ms);
+/* 1 when the reply of HMGET user name disabled revoked_before refuses a
+ * token issued at issued_ms: no such user, disabled, or revoked since. */
+int user_state_refuses(const struct cg_store_reply *r, int64_t issued_ms);
+/* auth_admin.c */
+void step_admin(struct auth_op *op, const struct cg_store_reply *r, int err);
 void op_finish(struct auth_op *op, int err);
 int cmd_sent(struct auth_op *op, int argc, const char **argv);
 void cmd(struct auth_op *op, int argc, const char **argv);

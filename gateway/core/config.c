@@ -70,6 +70,7 @@
 #include "core/log.h"
 #include "core/origins.h"
 #include "core/proxies.h"
+#include "core/api_keys.h"
 #include "core/config_internal.h"
 #include "core/utf8.h"
 
@@ -191,6 +192,19 @@ const struct opt cg_config_options[] = {
         "more answer 429"),
     INT(register_window_s, 60, 1, 86400,
         "window of register_max, seconds"),
+
+    /* --- backend API (PROTOCOL.md section 8) ---------------------------- */
+    /* 65536: 64 keys of a 256-byte secret, or a file's path. */
+    { "api_keys", OPT_STRING, FIELD(api_keys, char *), "", 0, 65536,
+      "backend API keys: name:scope[,scope]:secret entries separated by ';', or "
+      "@/path/to/file with one a line (secret: only its hash is kept)", NULL, NULL,
+      OPT_SECRET, cfg_parse_api_keys, cfg_free_api_keys,
+      FIELD(api_keys_parsed, struct cg_api_keys *) },
+    INT(api_rate, 20, 1, 100000,
+        "backend API requests per second allowed per key, on each node"),
+    INT(api_burst, 40, 1, 1000000,
+        "backend API rate-limit bucket size per key"),
+
 
     /* --- STOMP limits (PROTOCOL.md section 3) --------------------------- */
     /* Every session may buffer one frame: 16 MiB bounds that per session. */

@@ -18,6 +18,7 @@
 #define CG_CONFIG_MAX_ORIGINS CG_ORIGINS_MAX
 
 struct cg_proxies;
+struct cg_api_keys;
 
 /* listen, parsed: the host to bind ("" for any IPv4 address, from
  * "0.0.0.0"; an IPv6 literal without its brackets) and the port. */
@@ -61,6 +62,12 @@ struct cg_config {
     int64_t  register_addr_window_s;      /* ... per 600 s */
     int64_t  register_max;                /* from all addresses: 300 */
     int64_t  register_window_s;           /* ... per 60 s */
+
+    /* --- backend API (PROTOCOL.md section 8) ------------------------- */
+    char    *api_keys;               /* "name:scopes:secret;..." or "@file"; secret */
+    struct cg_api_keys *api_keys_parsed; /* api_keys, parsed: hashes only */
+    int64_t  api_rate;               /* backend requests per second per key, per node: 20 */
+    int64_t  api_burst;              /* ... bucket size: 40 */
 
     /* --- STOMP limits (PROTOCOL.md section 3) ------------------------- */
     int64_t  max_frame_bytes;        /* 65536 */

@@ -13,6 +13,8 @@
 enum opt_type { OPT_STRING, OPT_INT, OPT_BOOL };
 
 #define OPT_SECRET_URL 0x1u          /* a URL whose userinfo is redacted */
+#define OPT_SECRET     0x2u          /* a secret: shown as "***" (an "@file"
+                                        value as it is: a path) */
 
 /* Extra rule for a string value: 0, or < 0 with the reason in why.
  * CG_E_NOMEM is reported as out of memory, anything else as a bad value. */
@@ -68,6 +70,8 @@ int  cfg_parse_proxies(const char *v, void *typed, char *why, size_t cap);
 void cfg_free_proxies(void *typed);
 int  cfg_parse_redis_url(const char *v, void *typed, char *why, size_t cap);
 void cfg_free_redis_url(void *typed);
+int  cfg_parse_api_keys(const char *v, void *typed, char *why, size_t cap);
+void cfg_free_api_keys(void *typed);
 
 /* The value to show for a string option in errors and dumps: a secret URL
  * with its passwords replaced by "***" when redact is set (tmp, cap bytes,

@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "core/origins.h"
 #include "core/proxies.h"
+#include "core/api_keys.h"
 #include "core/redis_url.h"
 
 /* ------------------------------------------------------------------------ */
@@ -211,6 +212,28 @@ cfg_free_proxies(void *typed)
     *slot = NULL;
 }
 
+int
+cfg_parse_api_keys(const char *v, void *typed, char *why, size_t cap)
+{
+    struct cg_api_keys **slot = typed, *k;
+    int rc;
+
+    if ((rc = cg_api_keys_parse(v, &k, why, cap)) < 0)
+        return rc;
+    cg_api_keys_destroy(*slot);
+    *slot = k;
+    return 0;
+}
+
+void
+cfg_free_api_keys(void *typed)
+{
+    struct cg_api_keys **slot = typed;
+
+    cg_api_keys_destroy(*slot);
+    *slot = NULL;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Redaction                                                                 */
 /* ------------------------------------------------------------------------ */
@@ -286,5 +309,7 @@ redact_url(const char *v, char *out, size_t cap)
 const char *
 cfg_shown(const struct opt *o, const char *v, int redact, char *tmp, size_t cap)
 {
+    if (redact && (o->flags & OPT_SECRET) && v[0] != '\0' && v[0] != '@')
+        return "***";
     return redact && (o->flags & OPT_SECRET_URL) ? redact_url(v, tmp, cap) : v;
 }

@@ -29,6 +29,13 @@ struct cg_linger;
 struct lws_retry_bo;
 
 #define CG_WS_NPROTO 3   /* v12.stomp, v11.stomp, v10.stomp */
+#define CG_API_BUCKETS 64 /* = CG_API_KEYS_MAX (api_keys.h) */
+
+/* A backend API key's rate-limit bucket on this node (backend_api.c). */
+struct cg_rate_bucket {
+    double  tokens;
+    int64_t at_ms;     /* last refill (monotonic); 0: never used, full */
+};
 
 struct cg_server {
     struct uv_loop_s        *loop;
@@ -55,6 +62,7 @@ struct cg_server {
                                             lives as long as the lws context */
     struct lws_protocols    *ws_protocols[CG_WS_NPROTO]; /* the vhost's own
                                             entries (transport_ws.c) */
+    struct cg_rate_bucket    api_bucket[CG_API_BUCKETS]; /* per api_keys entry */
     struct cg_metrics        metrics;
     char                     node_id[128];
     int                      stopping;   /* SIGTERM/SIGINT seen: draining */

@@ -42,6 +42,7 @@
 #include "core/log.h"
 #include "http/http_api.h"
 #include "http/http_body.h"
+#include "http/http_internal.h"
 #include "http/linger.h"
 #include "http/request.h"
 #include "session/registry.h"
@@ -148,6 +149,7 @@ respond_auth_error(struct cg_http_req *r, int err)
     case CG_E_AUTH:     respond_error(r, 401, "missing, invalid or expired token"); break;
     case CG_E_NOTFOUND: respond_error(r, 404, "no such user"); break;
     case CG_E_EXISTS:   respond_error(r, 409, "username is taken"); break;
+    case CG_E_FORBIDDEN: respond_error(r, 403, "account disabled"); break;
     case CG_E_INVAL:    respond_error(r, 400, "invalid request"); break;
     case CG_E_LIMIT:    respond_error(r, 429, "too many attempts, try again later"); break;
     case CG_E_CLOSED:   respond_error(r, 503, "server shutting down"); break;
@@ -187,6 +189,51 @@ body_credentials(struct cg_http_req *r, struct cg_credentials *c)
         return 0;
     respond_error(r, 400, why);
     return -1;
+}
+
+/* ---- for the backend API (http_internal.h) ------------------------------ */
+
+void
+cg_http__respond_json(struct cg_http_req *r, unsigned status, json_t *obj)
+{
+    respond_json(r, status, obj);
+}
+
+void
+cg_http__respond_error(struct cg_http_req *r, unsigned status, const char *why)
+{
+    respond_error(r, status, why);
+}
+
+struct cg_http_req *
+cg_http__hold(struct cg_http_req *r)
+{
+    return req_hold(r);
+}
+
+void
+cg_http__unref(struct cg_http_req *r)
+{
+    req_unref(r);
+}
+
+struct cg_server *cg_http__srv(const struct cg_http_req *r) { return r->srv; }
+struct lws *cg_http__wsi(const struct cg_http_req *r) { return r->wsi; }
+enum cg_http_method cg_http__method(const struct cg_http_req *r) { return r->method; }
+const char *cg_http__path(const struct cg_http_req *r) { return r->path; }
+const char *cg_http__addr(const struct cg_http_req *r) { return r->addr; }
+
+const char *
+cg_http__body(const struct cg_http_req *r, size_t *len)
+{
+    *len = r->body.len;
+    return r->body.len ? cg_wbuf_data(&r->body) : NULL;
+}
+
+void
+cg_http__retry_after(struct cg_http_req *r, int64_t seconds)
+{
+    r->retry_after_s = seconds;
 }
 
 /* ---- handlers -------------------------------------------------------------- */

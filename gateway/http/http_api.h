@@ -24,6 +24,11 @@ void cg_http_user(struct cg_http_req *r, const char *rest);
 void cg_http_healthz(struct cg_http_req *r, const char *rest);
 void cg_http_readyz(struct cg_http_req *r, const char *rest);
 void cg_http_metrics(struct cg_http_req *r, const char *rest);
+/* The backend API (backend_api.c, PROTOCOL.md section 8): POST
+ * /api/backend/users, and /api/backend/users/{x}[/action] (rest is
+ * "{x}[/action]"). */
+void cg_http_backend_users(struct cg_http_req *r, const char *rest);
+void cg_http_backend_user(struct cg_http_req *r, const char *rest);
 
 /* The longest path under the base path the API and the files take,
  * NUL included: the table routes a longer one to nothing (404). */

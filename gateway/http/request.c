@@ -94,6 +94,34 @@ cg_request_token(struct lws *wsi, char *buf, size_t cap)
     return n < 0 ? -1 : 0;
 }
 
+int
+cg_request_bearer(struct lws *wsi, char *buf, size_t cap)
+{
+    char tmp[512];
+    const char *v;
+    int n;
+
+    n = lws_hdr_copy(wsi, tmp, (int)sizeof tmp, WSI_TOKEN_HTTP_AUTHORIZATION);
+    if (n < 0) {
+        explicit_bzero(tmp, sizeof tmp);
+        return -1;
+    }
+    if (n <= 7 || strncasecmp(tmp, "Bearer ", 7) != 0) {
+        explicit_bzero(tmp, sizeof tmp);
+        return 0;
+    }
+    for (v = tmp + 7; *v == ' '; v++)
+        ;
+    n = (int)strlen(v);
+    if ((size_t)n >= cap) {
+        explicit_bzero(tmp, sizeof tmp);
+        return -1;
+    }
+    memcpy(buf, v, (size_t)n + 1);
+    explicit_bzero(tmp, sizeof tmp);
+    return n;
+}
+
 /* ---- the body clock (request.h) ----------------------------------------- */
 
 /* Checked at least this often while a body is being read. */

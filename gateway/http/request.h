@@ -53,6 +53,11 @@ cg_server_of(struct lws *wsi)
  * the length, 0 when there is none, -1 when one is present but too long. */
 int cg_request_token(struct lws *wsi, char *buf, size_t cap);
 
+/* The credentials of "Authorization: Bearer <x>" alone (never the query
+ * string: the backend API's keys must not land in access logs). Returns
+ * its length, 0 when there is none, -1 when it does not fit in cap. */
+int cg_request_bearer(struct lws *wsi, char *buf, size_t cap);
+
 /* The client's address for logs and per-address limits: the direct peer,
  * or, when the peer is one of trusted_proxies, the right-most untrusted
  * X-Forwarded-For entry (proxies.h has the exact rule). Writes a

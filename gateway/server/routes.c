@@ -5,6 +5,8 @@
  *   {base}/socketServer/websocket  upgrade         SockJS raw WebSocket
  *   {base}/socketServer[/...]      any, upgrades   SockJS (its own URLs)
  *   {base}/api/..., /healthz, ...  per route       the HTTP API
+ *   {base}/api/backend/users/...   GET, POST       the backend API (its
+ *                                                  handler reads the rest)
  *   {base}/api/ anything else      not upgrades    404 (405: known path)
  *   {base}/...                     GET, HEAD       the web client's files
  *   /metrics                       GET, HEAD       metrics (where they are)
@@ -82,6 +84,9 @@ static const struct row table[] = {
     API(MAIN,    R_POST,   "/api/login",                EXACT,   cg_http_login),
     API(MAIN,    R_POST,   "/api/logout",               EXACT,   cg_http_logout),
     API(MAIN,    R_GET,    "/api/users/",               PREFIX,  cg_http_user),
+    /* The backend API: the handler reads {x}[/action] (backend_api.c). */
+    API(MAIN,    R_POST,   "/api/backend/users",        EXACT,   cg_http_backend_users),
+    API(MAIN,    R_GET | R_POST, "/api/backend/users/", PREFIX,  cg_http_backend_user),
     API(MAIN,    R_GET,    "/healthz",                  EXACT,   cg_http_healthz),
     API(MAIN,    R_GET,    "/readyz",                   EXACT,   cg_http_readyz),
     API(METRICS, R_GET,    "/metrics",                  EXACT,   cg_http_metrics),

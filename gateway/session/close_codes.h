@@ -45,7 +45,9 @@ enum cg_close_code {
     /* WebSocket, the message, after its ERROR: "401 unauthorized", "401
      * token expired: log in again", "403 forbidden destination", and every
      * limit and timeout of PROTOCOL.md section 7. WebSocket, "logged out":
-     * logout of the session's token. Also what a SockJS session is closed
+     * logout of the session's token; "account disabled", "account
+     * deleted": the backend API disabled or deleted the user (a K push
+     * record, registry.c). Also what a SockJS session is closed
      * with when it queued more than sockjs_max_queue_bytes with no
      * receiving request; its client sees c[3000,"Go away!"]. */
     CG_CLOSE_POLICY = 1008,

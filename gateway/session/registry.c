@@ -36,7 +36,10 @@
  * (M) becomes ONE cg_buf shared by every session of the user (each queues
  * a reference); a delivered notice (D) likewise for /user/queue/delivered;
  * a logout (L) closes the sessions logged in with that token (1008 "logged
- * out") and makes auth forget the token.
+ * out") and makes auth forget the token; a kick (K: the user was disabled
+ * or deleted) closes every session of the user (1008, the record's
+ * reason); a re-init (I: an operator's redeliver) makes every session of
+ * the user read its pending inbox again (cg_session_resync()).
  *
  * Limits. A user has at most max_user_sessions sessions attached here: a
  * further attach is CG_E_LIMIT (session_connect.c answers CONNECT with
@@ -755,6 +758,32 @@ push_logout(cg_registry *r, const struct user *u, const char *h)
         cg_auth_forget(r->srv->auth, h);
 }
 
+/* K: close every session of u with the record's reason; I: every session
+ * reads its pending inbox again. */
+static void
+push_kick_or_reinit(const struct user *u, const struct cg_push_record *rec, cg_registry *r)
+{
+    char why[CG_PUSH_REASON_MAX + 1];
+
+    memcpy(why, rec->data, rec->len);
+    why[rec->len] = '\0';
+    cg_log(CG_LOG_INFO, "uid %" PRIu64 ": %s %u session%s here (%s)", u->uid,
+           rec->type == CG_PUSH_KICK ? "closing" : "redelivering to", u->n,
+           u->n == 1 ? "" : "s", why);
+    /* Closing and resyncing never detach (detaching happens in the
+     * transport's closed event), so u->sids is stable here. */
+    for (uint32_t i = 0; i < u->n; i++) {
+        cg_session *s = cg_registry_get(r, u->sids[i]);
+
+        if (s == NULL)
+            continue;
+        if (rec->type == CG_PUSH_KICK)
+            cg_session_close(s, CG_CLOSE_POLICY, why);
+        else
+            cg_session_resync(s);
+    }
+}
+
 void
 cg_registry_on_push(uint64_t uid, const char *payload, size_t len, void *data)
 {
@@ -783,6 +812,10 @@ cg_registry_on_push(uint64_t uid, const char *payload, size_t len, void *data)
     }
     if (u == NULL || u->n == 0)
         return;                    /* nobody here any more */
+    if (rec.type == CG_PUSH_KICK || rec.type == CG_PUSH_REINIT) {
+        push_kick_or_reinit(u, &rec, r);
+        return;
+    }
     if (rec.type == CG_PUSH_MESSAGE) {
         push_message(r, u, &rec);
         return;

@@ -639,7 +639,7 @@ cg_session_resync(cg_session *s)
 {
     if (s->state != ST_CONNECTED || cg_subs_by_topic(&s->subs, CG_TOPIC_RECIVE) == NULL)
         return;
-    cg_slog(s, CG_LOG_INFO, "store is back: re-reading the pending inbox");
+    cg_slog(s, CG_LOG_INFO, "re-reading the pending inbox (the store is back, or an operator asked)");
     if (cg_session__init_start(s) == CG_E_NOMEM)
         cg_session__fail(s, CG_E_NOMEM, "out of memory");
 }

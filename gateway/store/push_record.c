@@ -44,6 +44,18 @@ is_hash(const char *p, size_t len)
     return 1;
 }
 
+/* K's and I's reason: 1-CG_PUSH_REASON_MAX of [a-z ]. */
+static int
+is_reason(const char *p, size_t len)
+{
+    if (len < 1 || len > CG_PUSH_REASON_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!((p[i] >= 'a' && p[i] <= 'z') || p[i] == ' '))
+            return 0;
+    return 1;
+}
+
 /* M's "<id>:<time>:<body>" */
 static int
 decode_message(const char *p, size_t len, struct cg_push_record *out)
@@ -78,6 +90,9 @@ cg_push_record_decode(const char *p, size_t len, struct cg_push_record *out)
         return 0;
     case CG_PUSH_LOGOUT:
         return is_hash(p + 1, len - 1) ? 0 : CG_E_INVAL;
+    case CG_PUSH_KICK:
+    case CG_PUSH_REINIT:
+        return is_reason(p + 1, len - 1) ? 0 : CG_E_INVAL;
     default:
         return CG_E_INVAL;
     }
@@ -104,6 +119,12 @@ cg_push_record_encode(const struct cg_push_record *rec, char *buf, size_t cap)
         break;
     case CG_PUSH_LOGOUT:
         if (!is_hash(rec->data, rec->len))
+            return CG_E_INVAL;
+        n = 1 + rec->len;
+        break;
+    case CG_PUSH_KICK:
+    case CG_PUSH_REINIT:
+        if (!is_reason(rec->data, rec->len))
             return CG_E_INVAL;
         n = 1 + rec->len;
         break;

@@ -20,6 +20,15 @@
  *   L<token hash>         the login token whose SHA-256 is <token hash>
  *                         (64 lowercase hex digits, as auth.c makes it)
  *                         was revoked: close its sessions, forget it.
+ *   K<reason>             the channel's user was disabled or deleted
+ *                         (the backend API, auth_admin.c): close every
+ *                         session of the user. reason: 1-64 bytes of
+ *                         [a-z ], the close reason ("account disabled").
+ *   I<reason>             an operator asked for the user's pending
+ *                         messages to be delivered again (the backend
+ *                         API): every session of the user with a recive
+ *                         subscription runs an init, as after a Redis
+ *                         reconnect. reason: as for K ("redeliver").
  *
  * Anything else is malformed and refused: an empty record, another type
  * byte, a missing ':', an empty, signed, zero-padded or overflowing number,
@@ -35,12 +44,17 @@ enum cg_push_type {
     CG_PUSH_MESSAGE   = 'M',
     CG_PUSH_DELIVERED = 'D',
     CG_PUSH_LOGOUT    = 'L',
+    CG_PUSH_KICK      = 'K',
+    CG_PUSH_REINIT    = 'I',
 };
+
+#define CG_PUSH_REASON_MAX 64       /* K and I: the reason's bytes */
 
 #define CG_PUSH_HASH_LEN 64        /* hex SHA-256 of a token */
 
 /* One decoded record. data is borrowed from the bytes it was decoded from
- * (not NUL-terminated): the body (M), the notice (D) or the token hash (L). */
+ * (not NUL-terminated): the body (M), the notice (D), the token hash (L) or
+ * the reason (K, I). */
 struct cg_push_record {
     enum cg_push_type type;
     uint64_t          id;          /* M only */

@@ -83,6 +83,7 @@ enum cg_script {
                             * only through cg_store_chat_op() */
     CG_SCRIPT_FETCH,       /* read pending (init) or history (sync) after id */
     CG_SCRIPT_PENDING,     /* size and oldest time of one pending inbox (metrics) */
+    CG_SCRIPT_PENDING_ADMIN, /* the backend API's page and purge of one inbox */
     CG_SCRIPT_MAX,
 };
 

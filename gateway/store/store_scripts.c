@@ -24,9 +24,10 @@
 extern const char cg_lua_chat[];
 extern const char cg_lua_fetch[];
 extern const char cg_lua_pending[];
+extern const char cg_lua_pending_admin[];
 
 const char *const cg_store__script_names[CG_SCRIPT_MAX] = {
-    "chat", "fetch", "pending"
+    "chat", "fetch", "pending", "pending_admin"
 };
 
 const char *
@@ -36,6 +37,7 @@ cg_store_script_source(enum cg_script script)
     case CG_SCRIPT_CHAT:   return cg_lua_chat;
     case CG_SCRIPT_FETCH:  return cg_lua_fetch;
     case CG_SCRIPT_PENDING: return cg_lua_pending;
+    case CG_SCRIPT_PENDING_ADMIN: return cg_lua_pending_admin;
     default:               return NULL;
     }
 }

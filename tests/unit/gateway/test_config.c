@@ -43,6 +43,8 @@ static const struct int_opt int_opts[] = {
     { "redis_connections",       4,       1,      64 },
     { "redis_batch_max",         128,     1,    4096 },
     { "token_ttl_s",             604800,  1,    31536000 },
+    { "api_rate",                20,      1,    100000 },
+    { "api_burst",               40,      1,    1000000 },
     { "password_iterations",     100000,  1000, 10000000 },
     { "login_account_addr_max",  10,      1,    1000000 },
     { "login_account_addr_window_s", 300, 1,    86400 },
@@ -109,6 +111,7 @@ static const struct { const char *name, *def; } str_opts[] = {
     { "tls_cert", "" },
     { "tls_key", "" },
     { "metrics_listen", "127.0.0.1:9464" },
+    { "api_keys", "" },
 };
 
 #define N_STR (sizeof str_opts / sizeof str_opts[0])

@@ -107,6 +107,12 @@ ParameterizedTestParameters(push_record, malformed_is_refused)
         { "D", 0, "an empty notice" },
         { "L", 0, "no hash" },
         { "X{}", 0, "an unknown type" },
+        { "K", 0, "a kick without a reason" },
+        { "KAccount", 0, "an upper-case reason" },
+        { "Kaccount\ndisabled", 0, "a new line in a reason" },
+        { "I", 0, "a re-init without a reason" },
+        { "Iaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 0,
+          "a reason of 65 bytes" },
         { "m1:2:{}", 0, "a type in lower case" },
         { " M1:2:{}", 0, "a leading space" },
         { "M1", 0, "no ':'" },
@@ -147,6 +153,26 @@ ParameterizedTest(struct bad *c, push_record, malformed_is_refused)
               "%s must be refused", c->why);
 }
 
+Test(push_record, kick_and_reinit_round_trip)
+{
+    struct cg_push_record rec, k = { CG_PUSH_KICK, 0, 0, "account disabled", 16 },
+                          i = { CG_PUSH_REINIT, 0, 0, "redeliver", 9 };
+    char buf[128];
+
+    cr_assert(eq(int, cg_push_record_encode(&k, buf, sizeof buf), 17));
+    cr_assert(eq(str, buf, "Kaccount disabled"));
+    cr_assert(eq(int, cg_push_record_decode(buf, 17, &rec), 0));
+    cr_assert(eq(int, rec.type, CG_PUSH_KICK));
+    cr_assert(eq(sz, rec.len, 16));
+    cr_assert(zero(int, memcmp(rec.data, "account disabled", 16)));
+    cr_assert(eq(int, cg_push_record_encode(&i, buf, sizeof buf), 10));
+    cr_assert(eq(int, cg_push_record_decode(buf, 10, &rec), 0));
+    cr_assert(eq(int, rec.type, CG_PUSH_REINIT));
+    /* 64 bytes is the longest reason */
+    cr_assert(eq(int, cg_push_record_decode("Kaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                                            "aaaaaaaaaa", 65, &rec), 0));
+}
+
 Test(push_record, nothing_at_all_is_refused)
 {
     struct cg_push_record rec;
@@ -167,6 +193,9 @@ Test(push_record, malformed_records_are_not_encoded)
         { CG_PUSH_LOGOUT, 0, 0, "0123456789ABCDEF0123456789abcdef"
                                 "0123456789abcdef0123456789abcdef", CG_PUSH_HASH_LEN },
         { (enum cg_push_type)'X', 0, 0, "{}", 2 },
+        { CG_PUSH_KICK, 0, 0, "", 0 },
+        { CG_PUSH_KICK, 0, 0, "Deleted", 7 },
+        { CG_PUSH_REINIT, 0, 0, "re:init", 7 },
     };
 
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
