@@ -663,12 +663,13 @@ cg_http_backend_user(struct cg_http_req *r, const char *rest)
         if (actions[i].method == m)
             break;
     }
+    /* The key first: without one, nothing about the routes is told. */
+    if ((key = key_check(r, i < sizeof actions / sizeof *actions ? actions[i].scope : 0)) == NULL)
+        return;
     if (i == sizeof actions / sizeof *actions) {
         cg_http__respond_error(r, known ? 405 : 404, known ? "method not allowed" : "not found");
         return;
     }
-    if ((key = key_check(r, actions[i].scope)) == NULL)
-        return;
     if (wlen == 0 || wlen > CG_NAME_MAX) {
         cg_http__respond_error(r, 404, "no such user");
         return;

@@ -62,7 +62,9 @@ describe('backend API', () => {
     // a user's login token is no API key
     const u = await gw.newUser('notakey');
     assertJsonError(await B('GET', `/users/${u.uid}`, undefined, u.token), 401, 'a login token');
-    // unknown action 404, wrong method 405
+    // unknown action 404, wrong method 405; without a key, 401 first
+    assertJsonError(await gw.api('GET', '/api/backend/users/x/nothing'), 401, 'unknown action, no key');
+    assertJsonError(await gw.api('GET', '/api/backend/users/x/disable'), 401, 'wrong method, no key');
     assertJsonError(await B('GET', '/users/x/nothing'), 404, 'unknown action');
     assertJsonError(await B('GET', '/users/x/disable'), 405, 'GET of a POST action');
     // the secret never reaches the log; the key's name does
