@@ -13,15 +13,15 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 
 // Bottom to top. Each part may include the parts listed for it; "stomp" is
 // the pure codec in stomp/ and include/stomp/, "longlink" the pure codec in
-// longlink/ and include/longlink/ (no part uses it yet).
+// longlink/ and include/longlink/.
 export const ALLOWED = {
   core: [],
   store: ['core'],
   chat: ['store', 'core'],
-  session: ['chat', 'store', 'core', 'stomp'],
+  session: ['chat', 'store', 'core', 'stomp', 'longlink'],
   http: ['session', 'chat', 'store', 'core'],
-  transport: ['http', 'session', 'chat', 'store', 'core', 'stomp'],
-  server: ['transport', 'http', 'session', 'chat', 'store', 'core', 'stomp'],
+  transport: ['http', 'session', 'chat', 'store', 'core', 'stomp', 'longlink'],
+  server: ['transport', 'http', 'session', 'chat', 'store', 'core', 'stomp', 'longlink'],
 };
 // Headers outside gateway/ that any part may include: the feature-test
 // macros, and the codec's string view (libc only; the gateway's one view).

@@ -321,7 +321,8 @@ static const struct cg_transport_ops fake_ops = {
 static struct fake *
 new_fake_open(const char *token, int ws_version)
 {
-    struct cg_session_open open = { token, token ? strlen(token) : 0, ws_version };
+    struct cg_session_open open = { .token = token, .token_len = token ? strlen(token) : 0,
+                                    .ws_version = ws_version };
     struct stomp_limits lim = { 1 << 24, 64, 1 << 16, 1 << 24 };
     struct fake *f;
 
