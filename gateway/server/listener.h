@@ -29,6 +29,12 @@ int cg_listener_port(const struct cg_listener *l);
  * from then on, TLS included when vh serves TLS). */
 void cg_listener_start(struct cg_listener *l, struct lws_vhost *vh);
 
+/* As cg_listener_start(), but every accepted connection (non-blocking,
+ * TCP_NODELAY) is handed to on_fd(data, fd), which owns the descriptor from
+ * then on; on_fd may not close the listener. */
+void cg_listener_start_fd(struct cg_listener *l, void (*on_fd)(void *data, int fd),
+                          void *data);
+
 /* Stop accepting and close the socket: connections already waiting in the
  * kernel's accept queue are accepted and handed over first (they would be
  * reset otherwise), later ones are refused by the kernel, or - with

@@ -27,7 +27,8 @@
  *                 a framing error: close 1002
  *
  * Heart-beats: the client sends (heartbeat, or any packet) at least every
- * heartbeat_ms, which auth_answer announces; silence for twice that closes
+ * agreed interval, which auth_answer announces: heartbeat_ms, or longer if
+ * the auth asked (up to heartbeat_max_ms); silence for twice that closes
  * the session (session_timer.c, as for STOMP's incoming heart-beats). The
  * server sends nothing unasked: a heartbeat is answered, that is all.
  *
@@ -136,7 +137,6 @@ static const struct {
 void
 cg_session__ll_connected(cg_session *s)
 {
-    const struct cg_config *cfg = cfg_of(s);
     char name[3 * (CG_NAME_MAX + 1)], body[256];
     uint32_t key;
     size_t i;
@@ -151,10 +151,8 @@ cg_session__ll_connected(cg_session *s)
             return;
         }
     }
-    /* The client sends at least every heartbeat_ms; silence for twice that
-     * ends the session. The server sends nothing unasked. */
-    s->hb_in = (uint32_t)(cfg->heartbeat_ms > 0 && cfg->heartbeat_ms <= UINT32_MAX
-                          ? cfg->heartbeat_ms : 0);
+    /* The client sends at least every hb_in (agreed at auth); silence for
+     * twice that ends the session. The server sends nothing unasked. */
     s->hb_out = 0;
     json_safe(s->name, name, sizeof name);
     n = snprintf(body, sizeof body,
@@ -177,13 +175,22 @@ cg_session__ll_connected(cg_session *s)
 /* Dispatch                                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* auth {"token":T}: the token check STOMP's CONNECT makes. */
+/* auth {"token":T} or {"token":T,"heartbeatMs":H}: the token check
+ * STOMP's CONNECT makes. The client's heartbeat is the interval it
+ * promises to send at; the one agreed is the larger of it and
+ * heartbeat_ms, held to heartbeat_max_ms (a phone may ask for minutes, as
+ * with STOMP's heart-beat header). */
 static int
 on_auth_packet(cg_session *s, const struct ll_packet *pk, struct frame_ctx *c)
 {
-    struct cg_jscan_field f[] = { { "token", CG_JSCAN_STRING, 0, NULL, 0, 0 } };
+    const struct cg_config *cfg = cfg_of(s);
+    struct cg_jscan_field f[] = {
+        { "token", CG_JSCAN_STRING, 0, NULL, 0, 0 },
+        { "heartbeatMs", CG_JSCAN_UINT, 0, NULL, 0, 0 },
+    };
+    uint64_t hb = cfg->heartbeat_ms > 0 ? (uint64_t)cfg->heartbeat_ms : 0;
 
-    if (cg_jscan_object(pk->body, pk->body_len, f, 1) < 0 || !f[0].seen) {
+    if (cg_jscan_object(pk->body, pk->body_len, f, 2) < 0 || !f[0].seen) {
         s->srv->metrics.auth_failures++;
         return fail(c, CG_E_AUTH, "auth body is not {\"token\":T}");
     }
@@ -196,6 +203,12 @@ on_auth_packet(cg_session *s, const struct ll_packet *pk, struct frame_ctx *c)
         return fail(c, CG_E_NOMEM, "out of memory");
     s->token_len = f[0].len;
     s->auth_tag = pk->seq;
+    if (hb > 0 && f[1].seen && f[1].num > hb)
+        hb = f[1].num;
+    if (cfg->heartbeat_max_ms > 0 && hb > (uint64_t)cfg->heartbeat_max_ms)
+        hb = (uint64_t)cfg->heartbeat_max_ms;
+    /* Not enforced before the session is attached: reading is paused. */
+    s->hb_in = (uint32_t)(hb < UINT32_MAX ? hb : UINT32_MAX);
     return cg_session__auth_start(s, c);
 }
 

@@ -105,6 +105,7 @@ static const struct { const char *name, *def; } str_opts[] = {
     { "tls_cert", "" },
     { "tls_key", "" },
     { "metrics_listen", "127.0.0.1:9464" },
+    { "longlink_listen", "" },
 };
 
 #define N_STR (sizeof str_opts / sizeof str_opts[0])
