@@ -4,8 +4,10 @@
 // with a close packet and never crash the gateway; idle links are closed.
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 
-import { useEnv, freePort, msgId, sleep } from './lib/harness.mjs';
+import { useEnv, freePort, msgId, sleep, REPO_ROOT } from './lib/harness.mjs';
 import { LongLink, OP, packet } from './lib/longlink.mjs';
 
 const T = { timeout: 30000 };
@@ -39,6 +41,26 @@ async function assertClosedWith(ll, code, re) {
   assert.equal(last.op, OP.close, 'the close packet is the last packet');
   assert.equal(last.seq, 0, 'the close packet is a server packet (sequence 0)');
 }
+
+describe('PROTOCOL.md section 8.3: the examples', () => {
+  it('every operation has an example, and each header is what the client writes', () => {
+    const doc = fs.readFileSync(path.join(REPO_ROOT, 'docs/PROTOCOL.md'), 'utf8');
+    const sec = doc.slice(doc.indexOf('### 8.3 Examples'), doc.indexOf('### 8.4 Errors'));
+    const rows = [...sec.matchAll(/^\| (\w+) \| `([0-9a-f ]+)` \| (\d+) \| (.*) \|$/gm)];
+    const names = rows.map((r) => r[1]);
+    assert.deepEqual([...names].sort(), Object.keys(OP).sort(), 'one example per operation');
+    const bodies = Object.fromEntries(rows.map((r) => [r[1], r[4]]));
+    for (const [, name, hex, blen, body] of rows) {
+      const text = body === '(none)' ? '' : body === 'the body of the `push` above'
+        ? bodies.push.slice(1, -1) : body.slice(1, -1);
+      assert.equal(Buffer.byteLength(text), Number(blen), `${name}: body bytes`);
+      const head = Buffer.from(hex.replace(/ /g, ''), 'hex');
+      const seq = head.readUInt32BE(12);
+      assert.equal(packet(OP[name], seq, text).subarray(0, 16).toString('hex'), head.toString('hex'),
+        `${name}: header`);
+    }
+  });
+});
 
 describe('long link (PROTOCOL.md section 8)', () => {
   const h = useEnv('longlink', { gatewayArgs: null });
@@ -173,6 +195,14 @@ describe('long link (PROTOCOL.md section 8)', () => {
     const bad = await ll.answer('sync_end', seq);
     assert.equal(bad.json.code, 400, bad.body);
     await ll.close();
+  });
+
+  it('logout closes the links of its token (1008 logged out)', T, async () => {
+    const u = await gw.newUser('lllogout');
+    const ll = await openLongLink(h.env, gw, u);
+    const r = await gw.api('POST', '/api/logout', undefined, u.token);
+    assert.equal(r.status, 204, r.text);
+    await assertClosedWith(ll, 1008, /^logged out$/);
   });
 
   it('before auth: only auth and heartbeat; a bad token closes with 1008', T, async () => {
