@@ -2820,3 +2820,35 @@ Test(session, longlink_framing_errors_and_limits_close_with_their_reason)
     ll_pump(f);
     expect_pk(0, LL_OP_CLOSE, 0, "{\"code\":1002,\"reason\":\"unknown protocol version\"}");
 }
+
+Test(session, longlink_output_cap_closes_at_once_with_1013)
+{
+    struct fake *f;
+    uint64_t i;
+    char want[96];
+
+    cfg.out_max_bytes = 65536;
+    cfg.out_soft_bytes = 65536;
+    f = ll_connected();
+    for (i = 1; i <= 100 && !f->ops_closed; i++)
+        push_big(i, 1024);                          /* through the registry */
+    cr_assert(eq(int, f->ops_closed, 1));
+    cr_assert(eq(int, f->close_code, 1013));
+    cr_assert(lt(u64, i, 100));
+    cr_assert(eq(u64, srv.metrics.output_cap_closes, 1));
+    cr_assert(eq(sz, cg_session_queued_bytes(f->s), 0));
+    /* What transport_ll.c writes for ops->close. */
+    cg_wbuf_reset(&f->out);
+    cr_assert(gt(int, cg_session_close_packet(f->s, f->close_code, f->why, &f->out), 0));
+    nlpk = 0;
+    {
+        struct ll_parser p;
+        struct ll_packet pk;
+
+        ll_parser_init(&p, NULL);
+        cr_assert(gt(sz, ll_parse(&p, cg_wbuf_data(&f->out), f->out.len, &pk), 0));
+        snprintf(want, sizeof want, "%.*s", (int)pk.body_len, pk.body);
+        cr_assert(eq(u32, pk.op, LL_OP_CLOSE));
+        cr_assert(eq(str, want, "{\"code\":1013,\"reason\":\"output queue over limit\"}"));
+    }
+}
