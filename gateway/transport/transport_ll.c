@@ -17,8 +17,9 @@
  *      | refused (429/503)   | EOF, read or write error    |
  *      v                     v                             v
  *   close packet ------> CLOSED <--- EOF or LINGER_MS --- LINGER
- *   (no session)     (uv_close; the session's on_closed)  (FIN sent, input
- *                                                          read and dropped)
+ *   (no session)     (uv_close; the session's on_closed   (the session's
+ *                     if it was not called yet)            on_closed, FIN,
+ *                                                          input dropped)
  *
  * Writes: at most one uv_write in flight per connection. want_write puts
  * the connection on the transport's pending list, served from one idle
@@ -251,10 +252,16 @@ on_shutdown(uv_shutdown_t *req, int status)
     uv_timer_start(&c->linger, on_linger_over, LINGER_MS, 0);
 }
 
-/* The close packet is written: FIN, then the linger. */
+/* The close packet is written: the session is done (it leaves the
+ * registry now, not after the linger); FIN, then the linger. */
 static void
 finish(struct ll_conn *c)
 {
+    cg_session *s = c->s;
+
+    c->s = NULL;
+    if (s != NULL)
+        cg_session_on_closed(s);
     c->sreq.data = c;
     if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) < 0)
         conn_close(c);
