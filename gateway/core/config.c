@@ -343,6 +343,12 @@ const struct opt cg_config_options[] = {
           cfg_parse_metrics_listen, NULL,
           "address of the /metrics listener: host:port or [ipv6]:port; empty "
           "serves {base}/metrics on the main port instead"),
+    /* The native long link (PROTOCOL.md section 9) is off unless asked for:
+     * a new port is a new door in the firewall. */
+    TYPED(longlink_listen, "", 0, 300, longlink_addr, struct cg_listen_addr,
+          cfg_parse_metrics_listen, NULL,
+          "address of the native long-link listener (plain TCP, PROTOCOL.md "
+          "section 9): host:port or [ipv6]:port; empty: no long link"),
 };
 
 #define CG_CONFIG_NOPTS (sizeof cg_config_options / sizeof cg_config_options[0])

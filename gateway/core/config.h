@@ -127,6 +127,8 @@ struct cg_config {
     int64_t  memory_budget_bytes;    /* own heap above which new work is refused: 1 GiB; 0 off */
     char    *metrics_listen;         /* "127.0.0.1:9464"; "" = on the main port */
     struct cg_listen_addr metrics_addr; /* metrics_listen, parsed (port "": none) */
+    char    *longlink_listen;        /* "" = no long link; host:port */
+    struct cg_listen_addr longlink_addr; /* longlink_listen, parsed (port "": none) */
 };
 
 /* Fill cfg with the built-in defaults. Strings are heap-owned by cfg. */

@@ -92,7 +92,8 @@ cfg_parse_listen(const char *v, void *typed, char *why, size_t cap)
     return 0;
 }
 
-/* metrics_listen: as listen, or empty (port "" then: no own listener). */
+/* metrics_listen and longlink_listen: as listen, or empty (port "" then:
+ * no such listener). */
 int
 cfg_parse_metrics_listen(const char *v, void *typed, char *why, size_t cap)
 {

@@ -55,6 +55,10 @@ struct cg_server {
                                             main port) */
     struct lws_vhost        *metrics_vhost; /* what it adopts into: serves only
                                             GET /metrics */
+    struct cg_listener      *longlink_listener; /* longlink_listen's socket, or
+                                            NULL (no long link, or stopping) */
+    struct cg_longlink      *longlink;   /* the long-link transport
+                                            (transport_ll.c), or NULL */
     struct cg_proxies       *proxies;    /* cfg->proxies (borrowed) */
     struct cg_inbox_stats   *inbox_stats;/* pending-inbox sampler (inbox_stats.c) */
     struct cg_linger        *linger;     /* refused requests' lingering close (linger.c) */

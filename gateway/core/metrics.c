@@ -93,9 +93,10 @@ struct histogram {
     { "transport=\"sockjs-eventsource\"",   OFF(field[CG_TR_SOCKJS_EVENTSOURCE]) },  \
     { "transport=\"sockjs-htmlfile\"",      OFF(field[CG_TR_SOCKJS_HTMLFILE]) },   \
     { "transport=\"sockjs-jsonp\"",         OFF(field[CG_TR_SOCKJS_JSONP]) },      \
+    { "transport=\"longlink\"",             OFF(field[CG_TR_LONGLINK]) },          \
 }
 
-_Static_assert(CG_TR_KIND_MAX == 8, "PER_TRANSPORT must list every transport kind");
+_Static_assert(CG_TR_KIND_MAX == 9, "PER_TRANSPORT must list every transport kind");
 _Static_assert(CG_SEND_RESULT_MAX == 8, "send_samples must list every send result");
 
 static const struct sample connections_samples[] = PER_TRANSPORT(connections);

@@ -30,6 +30,7 @@ enum cg_transport_kind {
     CG_TR_SOCKJS_EVENTSOURCE,
     CG_TR_SOCKJS_HTMLFILE,
     CG_TR_SOCKJS_JSONP,
+    CG_TR_LONGLINK,
     CG_TR_KIND_MAX,
 };
 

@@ -21,7 +21,9 @@
  * (roles/listen/ops-listen.c); this file does the same with
  * lws_adopt_socket_vhost(), and server.c creates the vhost with
  * CONTEXT_PORT_NO_LISTEN_SERVER (a server vhost without a listener, TLS
- * included).
+ * included). The long link's listener (longlink_listen) is the same socket
+ * whose accepted descriptors go to a callback instead of lws
+ * (cg_listener_start_fd): the long-link transport owns them.
  *
  *   open:   resolve (numeric or a name, at startup only) -> socket ->
  *           SO_REUSEADDR [+ SO_REUSEPORT] -> bind -> listen(SOMAXCONN)
@@ -123,7 +125,9 @@ struct cg_listener {
     uv_loop_t        *loop;
     int               fd;
     int               port;
-    struct lws_vhost *vh;           /* set by start */
+    struct lws_vhost *vh;           /* set by start: adopts each connection */
+    void            (*on_fd)(void *data, int fd); /* or, set by start_fd, */
+    void             *on_fd_data;   /* is handed each one */
     uv_poll_t         poll;
     uv_timer_t        pause;
     int               polling;      /* poll handle initialised */
@@ -320,6 +324,10 @@ accept_some(struct cg_listener *l, int max)
         /* As lws's own listener does (lws_plat_set_socket_options): small
          * frames go out at once. */
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (l->on_fd != NULL) {
+            l->on_fd(l->on_fd_data, fd);            /* it owns fd now */
+            continue;
+        }
         if (l->heads.check)
             head_start(l, fd);
         else
@@ -617,6 +625,17 @@ on_readable(uv_poll_t *h, int status, int events)
         return;
     }
     (void)accept_some(l, ACCEPT_BATCH);
+}
+
+void
+cg_listener_start_fd(struct cg_listener *l, void (*on_fd)(void *data, int fd),
+                     void *data)
+{
+    static const struct cg_listener_heads none;   /* not HTTP: no check */
+
+    l->on_fd = on_fd;
+    l->on_fd_data = data;
+    cg_listener_start(l, NULL, &none);
 }
 
 void

@@ -51,6 +51,12 @@ void cg_listener_start(struct cg_listener *l, struct lws_vhost *vh,
  * 0 on every later call, and for connections that were not checked. */
 unsigned cg_listener_take_head_flags(struct lws *wsi);
 
+/* As cg_listener_start(), but every accepted connection (non-blocking,
+ * TCP_NODELAY) is handed to on_fd(data, fd), which owns the descriptor from
+ * then on; on_fd may not close the listener. */
+void cg_listener_start_fd(struct cg_listener *l, void (*on_fd)(void *data, int fd),
+                          void *data);
+
 /* Stop accepting and close the socket: connections already waiting in the
  * kernel's accept queue, and those whose first head is still awaited, are
  * handed over to lws unchecked first (they would be reset otherwise), later ones are refused by the kernel, or - with

@@ -333,6 +333,13 @@ cg_server_start(struct cg_server *srv, uv_loop_t *loop, const struct cg_config *
                                &srv->metrics_listener)) < 0)
         goto fail;
 
+    /* The native long link (PROTOCOL.md section 9), when asked for. */
+    if (cfg->longlink_addr.port[0] &&
+        ((rc = cg_longlink_create(srv, &srv->longlink)) < 0 ||
+         (rc = cg_listener_open(loop, &cfg->longlink_addr, cfg->longlink_listen,
+                                cfg->reuse_port, &srv->longlink_listener)) < 0))
+        goto fail;
+
     memset(&heads, 0, sizeof heads);
     heads.linger = srv->linger;
     heads.metrics = &srv->metrics;
@@ -403,6 +410,11 @@ cg_server_start(struct cg_server *srv, uv_loop_t *loop, const struct cg_config *
     /* With TLS the bytes are ciphertext to the check: lws reads the head
      * and its limits apply as they are (listener.c). */
     heads.check = cfg->tls_cert[0] == '\0';
+    if (srv->longlink_listener != NULL) {
+        cg_listener_start_fd(srv->longlink_listener, cg_longlink_accept, srv->longlink);
+        cg_log(CG_LOG_NOTICE, "long link on tcp://%s (port %d)", cfg->longlink_listen,
+               cg_listener_port(srv->longlink_listener));
+    }
     cg_listener_start(srv->listener, srv->vhost, &heads);
     cg_log(CG_LOG_NOTICE, "listening on %s%s (port %d%s, node %s, base path \"%s\")",
            cfg->tls_cert[0] ? "https://" : "http://", cfg->listen,
@@ -411,6 +423,12 @@ cg_server_start(struct cg_server *srv, uv_loop_t *loop, const struct cg_config *
     return 0;
 
 fail:
+    if (srv->longlink_listener) {
+        cg_listener_close(srv->longlink_listener);
+        srv->longlink_listener = NULL;
+    }
+    cg_longlink_destroy(srv->longlink);
+    srv->longlink = NULL;
     if (srv->metrics_listener) {
         cg_listener_close(srv->metrics_listener);
         srv->metrics_listener = NULL;
@@ -475,6 +493,8 @@ on_stop_timer_closed(uv_handle_t *h)
      * listener stayed open through the drain (chatgate_draining). */
     cg_listener_close(srv->metrics_listener);
     srv->metrics_listener = NULL;
+    cg_longlink_destroy(srv->longlink);
+    srv->longlink = NULL;
     lws_context_destroy(srv->lws);
     srv->lws = NULL;
     cg_sockjs_destroy(srv->sockjs);
@@ -534,6 +554,8 @@ cg_server_stop(struct cg_server *srv, void (*done)(void *data), void *data)
     /* First, so that with SO_REUSEPORT new connections go to the others. */
     cg_listener_close(srv->listener);
     srv->listener = NULL;
+    cg_listener_close(srv->longlink_listener);
+    srv->longlink_listener = NULL;
     cg_inbox_stats_destroy(srv->inbox_stats);
     srv->inbox_stats = NULL;
     cg_registry_foreach(srv->registry, close_session, NULL);

@@ -56,7 +56,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "chat/chat.h"
 #include "core/common.h"
+#include "longlink/longlink.h"
 #include "session/outq.h"
 #include "session/outq_internal.h"
 
@@ -171,12 +173,14 @@ cg_outq_push_raw(struct cg_outq *q, struct cg_buf *frame)
 }
 
 struct cg_outq_entry *
-cg_outq_push_ticket(struct cg_outq *q)
+cg_outq_push_ticket(struct cg_outq *q, uint32_t tag, uint8_t req)
 {
     struct cg_outq_entry *e = entry_new(CG_OUTQ_TICKET);
 
     if (e == NULL)
         return NULL;
+    e->tag = tag;
+    e->req = req;
     link_after(q, NULL, e);
     q->pending++;
     return e;
@@ -202,6 +206,43 @@ format_message_id(const struct cg_outq_entry *e, uint64_t uid, char *buf,
     return n > 0 ? (size_t)n : 0;
 }
 
+/* The long-link operation of an entry for topic: chat messages are pushes
+ * (push_again when redelivered), answers the answer of their request. 0
+ * for a topic the long link has no operation for (/user/queue/status: a
+ * long-link client gets every failure in its request's own answer). */
+static uint32_t
+packet_op(const struct cg_outq_entry *e, int topic)
+{
+    switch (topic) {
+    case CG_TOPIC_RECIVE:
+        return e->flags & CG_OUTQ_F_REDELIVERED ? LL_OP_PUSH_AGAIN : LL_OP_PUSH;
+    case CG_TOPIC_SEND_STATUS:   return LL_OP_SEND_STATUS;
+    case CG_TOPIC_RECIVE_STATUS: return LL_OP_CONFIRM_STATUS;
+    case CG_TOPIC_INIT_STATUS:
+        return e->req == CG_CHAT_SYNC ? LL_OP_SYNC_END : LL_OP_INIT_END;
+    case CG_TOPIC_DELIVERED:     return LL_OP_DELIVERED;
+    default:                     return 0;
+    }
+}
+
+static int
+render_packet(const struct cg_outq_entry *e, const struct cg_outq_target *tg,
+              char *buf, size_t cap, size_t *len)
+{
+    uint32_t op = packet_op(e, tg->topic);
+    uint32_t seq = op == LL_OP_PUSH || op == LL_OP_PUSH_AGAIN ||
+                   op == LL_OP_DELIVERED ? 0 : e->tag;
+    ssize_t n;
+
+    if (op == 0)
+        return CG_E_INVAL;
+    n = ll_encode(buf, cap, op, seq, e->body->data, e->body->len);
+    if (n < 0)
+        return CG_E_INVAL;
+    *len = (size_t)n;
+    return 0;
+}
+
 int
 cg_outq_render_message(const struct cg_outq_entry *e,
                        const struct cg_outq_target *tg,
@@ -212,6 +253,8 @@ cg_outq_render_message(const struct cg_outq_entry *e,
     char mid[48];
     struct stomp_str mids;
 
+    if (r->proto == CG_OUTQ_LONGLINK)
+        return render_packet(e, tg, buf, cap, len);
     mids.ptr = mid;
     mids.len = format_message_id(e, r->uid, mid, sizeof mid);
 
@@ -260,6 +303,8 @@ cg_outq_push_message(struct cg_outq *q, struct cg_outq_entry **pos,
     e->sub_key = sub_key;
     e->id = id;
     e->flags = (uint8_t)(flags & (CG_OUTQ_F_CHAT | CG_OUTQ_F_REDELIVERED));
+    e->tag = r->tag;
+    e->req = r->req;
     e->body = body;                /* borrowed until measured */
     if ((rc = measure(e, r)) < 0) {
         cg_free(e);

@@ -35,8 +35,13 @@ struct cg_outq_entry {
     uint64_t              id;       /* MESSAGE: chat id (F_CHAT) or status seq */
     uint32_t              sub_key;  /* MESSAGE: the subscription it goes to */
     uint32_t              size;     /* bytes counted in cg_outq.bytes */
+    uint32_t              tag;      /* the client's tag of the request this
+                                       answers (the long link's sequence);
+                                       0 for none */
     uint8_t               kind;     /* enum cg_outq_kind */
     uint8_t               flags;    /* CG_OUTQ_F_* */
+    uint8_t               req;      /* enum cg_chat_op of that request;
+                                       0 for none */
 };
 
 /* Where a MESSAGE goes, looked up by subscription key each time it is
@@ -45,6 +50,14 @@ struct cg_outq_target {
     struct stomp_str dest;       /* the subscription's destination */
     struct stomp_str sub_id;     /* its id */
     int              client_ack; /* ack mode is client or client-individual */
+    int              topic;      /* its enum cg_chat_topic */
+};
+
+/* How queued entries are written. */
+enum cg_outq_proto {
+    CG_OUTQ_STOMP = 0,           /* a MESSAGE frame per entry */
+    CG_OUTQ_LONGLINK,            /* a long-link packet per entry
+                                    (PROTOCOL.md section 9) */
 };
 
 /* How MESSAGE headers are rendered for this session. resolve returns 0 and
@@ -54,6 +67,11 @@ struct cg_outq_render {
     uint64_t           uid;      /* message-id prefix of chat messages */
     int (*resolve)(void *ctx, uint32_t sub_key, struct cg_outq_target *out);
     void              *ctx;
+    enum cg_outq_proto proto;    /* STOMP unless set */
+    uint32_t           tag;      /* what cg_outq_push_message() records as the
+                                    entry's tag and req: the request being */
+    uint8_t            req;      /* answered, if any (a filled ticket keeps
+                                    its own, set when it was pushed) */
 };
 
 /* Result of cg_outq_check(). */
@@ -101,10 +119,12 @@ int cg_outq_push_message(struct cg_outq *q, struct cg_outq_entry **pos,
                          uint32_t sub_key, struct cg_buf *body, uint64_t id,
                          unsigned flags, const struct cg_outq_render *r);
 
-/* Append a placeholder for an answer that will come later. Returns NULL on
+/* Append a placeholder for an answer that will come later; it records the
+ * request's tag and req (its answer keeps them). Returns NULL on
  * allocation failure. The entry stays allocated until it is filled or
  * dropped and then popped, or until cg_outq_cleanup(). */
-struct cg_outq_entry *cg_outq_push_ticket(struct cg_outq *q);
+struct cg_outq_entry *cg_outq_push_ticket(struct cg_outq *q, uint32_t tag,
+                                          uint8_t req);
 
 /* 1 if the ticket was cancelled (its answer is unwanted; fill still
  * releases it correctly). */
@@ -160,9 +180,12 @@ enum cg_outq_limit cg_outq_check(struct cg_outq *q, uint64_t now);
  * queue is below it. */
 uint64_t cg_outq_soft_deadline(const struct cg_outq *q);
 
-/* Measure (cap 0) or write a MESSAGE frame for entry e to target tg: exposed
- * for tests of header rendering. Returns the stomp writer's result; *len
- * receives the length. */
+/* Measure (cap 0) or write entry e for target tg as r->proto says: a
+ * MESSAGE frame, or a long-link packet (its operation from tg->topic and
+ * the entry's req and flags, its sequence the entry's tag, 0 for chat
+ * messages and delivered notices). Exposed for tests of the rendering.
+ * Returns 0 (STOMP_OK) or < 0 when e cannot be carried; *len receives the
+ * length. */
 int cg_outq_render_message(const struct cg_outq_entry *e,
                            const struct cg_outq_target *tg,
                            const struct cg_outq_render *r, char *buf,

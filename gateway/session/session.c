@@ -230,13 +230,18 @@ resolve_sub(void *ctx, uint32_t key, struct cg_outq_target *out)
     out->dest = (struct stomp_str){ cg_sub_dest(sub), sub->dest_len };
     out->sub_id = (struct stomp_str){ sub->id, sub->id_len };
     out->client_ack = sub->ack != CG_SUB_ACK_AUTO;
+    out->topic = sub->topic;
     return 0;
 }
 
 struct cg_outq_render
 cg_session__render_ctx(cg_session *s)
 {
-    return (struct cg_outq_render){ out_version(s), s->uid, resolve_sub, s };
+    return (struct cg_outq_render){
+        .version = out_version(s), .uid = s->uid, .resolve = resolve_sub, .ctx = s,
+        .proto = s->proto == CG_PROTO_LONGLINK ? CG_OUTQ_LONGLINK : CG_OUTQ_STOMP,
+        .tag = s->req_tag, .req = s->req_op,
+    };
 }
 
 void
@@ -318,6 +323,13 @@ cg_session__fail(cg_session *s, int err, const char *detail)
     }
     s->srv->metrics.stomp_errors++;
     cg_slog(s, CG_LOG_INFO, "ERROR %s: %s", msg == detail ? cg_strerror(err) : msg, detail);
+    if (s->proto == CG_PROTO_LONGLINK) {
+        /* No ERROR frame: the close packet carries the reason, whole. */
+        cg_free(s->close_detail);
+        s->close_detail = cg_strndup(msg, strlen(msg));
+        cg_session__begin_close(s, code, msg, CLOSE_CANCEL);
+        return;
+    }
 
     if (s->version == 0)
         h[nh++] = (struct kv){ "version", STOMP_STR("1.0,1.1,1.2") };
@@ -395,6 +407,7 @@ destroy(cg_session *s)
     cg_session__tx_abort_all(s);
     cg_session__input_free(s);
     cg_session__token_forget(s);
+    cg_free(s->close_detail);
     cg_free(s);
 }
 
@@ -468,7 +481,9 @@ cg_session_create(struct cg_server *srv, const struct cg_transport_ops *ops,
         goto fail;
     }
 
+    s->proto = (uint8_t)(open != NULL ? open->proto : CG_PROTO_STOMP);
     stomp_parser_init(&s->parser, NULL);
+    ll_parser_init(&s->llp, NULL);
     cg_session__apply_limits(s);
     cg_outq_init(&s->outq, cfg_size(cfg->out_max_bytes), cfg_size(cfg->out_soft_bytes),
                  (uint64_t)cfg_size(cfg->out_soft_seconds) * 1000);
@@ -481,10 +496,13 @@ cg_session_create(struct cg_server *srv, const struct cg_transport_ops *ops,
         s->connect_dl = now_ms(s) + (uint64_t)cfg->connect_timeout_ms;
     srv->metrics.connections[ops->kind]++;
     srv->metrics.connections_total[ops->kind]++;
-    cg_slog(s, CG_LOG_INFO, "open (subprotocol %s, token %s)",
-            s->ws_version == 12 ? "v12.stomp" : s->ws_version == 11 ? "v11.stomp"
-            : s->ws_version == 10 ? "v10.stomp" : "none",
-            s->token ? "from handshake" : "not yet");
+    if (s->proto == CG_PROTO_LONGLINK)
+        cg_slog(s, CG_LOG_INFO, "open (long link)");
+    else
+        cg_slog(s, CG_LOG_INFO, "open (subprotocol %s, token %s)",
+                s->ws_version == 12 ? "v12.stomp" : s->ws_version == 11 ? "v11.stomp"
+                : s->ws_version == 10 ? "v10.stomp" : "none",
+                s->token ? "from handshake" : "not yet");
     cg_session__arm_timer(s);
     return s;
 
@@ -546,6 +564,13 @@ cg_session_wants_close(const cg_session *s, int *code, const char **why)
     if (why != NULL)
         *why = s->close_why;
     return 1;
+}
+
+int
+cg_session_close_packet(const cg_session *s, int code, const char *why,
+                        struct cg_wbuf *wb)
+{
+    return cg_session__ll_close_packet(s, code, why, wb);
 }
 
 void

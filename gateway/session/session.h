@@ -46,12 +46,19 @@ struct cg_transport_ops {
     const char *(*peer)(void *t);
 };
 
+/* The protocol a session speaks over its transport. */
+enum cg_session_proto {
+    CG_PROTO_STOMP = 0,   /* STOMP frames (WebSocket, SockJS) */
+    CG_PROTO_LONGLINK,    /* long-link packets (PROTOCOL.md section 9) */
+};
+
 /* What the transport learned before the session existed. */
 struct cg_session_open {
     const char *token;        /* from srect/token query or Bearer; may be NULL */
     size_t      token_len;
     int         ws_version;   /* STOMP version from the negotiated
                                  subprotocol: 10, 11, 12; 0 = none offered */
+    enum cg_session_proto proto; /* STOMP unless set */
 };
 
 /* Whether a transport may open a new session for client address addr
@@ -73,8 +80,8 @@ cg_session *cg_session_create(struct cg_server *srv,
  * (the transport may drop further input). */
 int cg_session_on_bytes(cg_session *s, const char *data, size_t len);
 
-/* Append the next complete outgoing STOMP frame (or a heart-beat EOL) to
- * wb. Returns the number of bytes appended, 0 when nothing is ready, or
+/* Append the next complete outgoing STOMP frame (or a heart-beat EOL), or
+ * long-link packet, to wb. Returns the number of bytes appended, 0 when nothing is ready, or
  * CG_E_NOMEM. Call repeatedly to batch several frames into one write. */
 int cg_session_pop_frame(cg_session *s, struct cg_wbuf *wb);
 
@@ -84,6 +91,13 @@ size_t cg_session_queued_bytes(const cg_session *s);
 /* 1 when the session is closing and every frame it wanted to send has been
  * popped: the transport should now close with *code / *why. */
 int cg_session_wants_close(const cg_session *s, int *code, const char **why);
+
+/* Long link: append to wb the close packet that ends the connection,
+ * {"code":code,"reason":why} (why NULL: the session's own reason, whole),
+ * for the transport to write last, after cg_session_wants_close() said so
+ * or when its close op is called. Returns its length or CG_E_NOMEM. */
+int cg_session_close_packet(const cg_session *s, int code, const char *why,
+                            struct cg_wbuf *wb);
 
 /* Request a close (see the lifetime comment above). code is one of
  * close_codes.h (CG_CLOSE_GOING_AWAY, CG_CLOSE_POLICY, ...). Idempotent. */

@@ -180,7 +180,7 @@ answer_now(cg_session *s, enum cg_chat_topic topic, int code, const char *conten
 static struct cg_outq_entry *
 ticket_open(cg_session *s)
 {
-    struct cg_outq_entry *t = cg_outq_push_ticket(&s->outq);
+    struct cg_outq_entry *t = cg_outq_push_ticket(&s->outq, s->req_tag, s->req_op);
 
     if (t == NULL)
         return NULL;
@@ -456,23 +456,48 @@ cg_session__init_drained(cg_session *s)
     int rc;
 
     if (s->init.waiting && s->state == ST_CONNECTED &&
-        cg_outq_bytes(&s->outq) < init_low_water(s) && (rc = init_fetch(s)) < 0)
+        cg_outq_bytes(&s->outq) < init_low_water(s) && (rc = init_fetch(s)) < 0) {
+        s->req_tag = s->init.tag;
+        s->req_op = CG_CHAT_INIT;
         init_fail(s, cg_strerror(rc));
+        s->req_tag = 0;
+        s->req_op = 0;
+    }
 }
 
+static void init_fetched_in(cg_session *s, void *ticket, int err,
+                            const struct cg_chat_item *items, size_t n, int more,
+                            uint64_t position);
+
+/* What the stream queues answers the init that started it: its long-link
+ * sequence (0 for a resync nobody asked for) goes with it. */
 static void
 init_fetched(uint64_t sid, void *ticket, int err,
              const struct cg_chat_item *items, size_t n, int more,
              uint64_t position, void *data)
 {
     cg_session *s = cg_session_lookup(data, sid);
+
+    if (s == NULL)
+        return;
+    s->req_tag = s->init.tag;
+    s->req_op = CG_CHAT_INIT;
+    init_fetched_in(s, ticket, err, items, n, more, position);
+    s->req_tag = 0;
+    s->req_op = 0;
+}
+
+static void
+init_fetched_in(cg_session *s, void *ticket, int err,
+                const struct cg_chat_item *items, size_t n, int more, uint64_t position)
+{
     const struct cg_sub *sub;
     struct cg_buf *end;
     size_t i;
 
-    if (s == NULL || s->state != ST_CONNECTED || !s->init.active ||
+    if (s->state != ST_CONNECTED || !s->init.active ||
         (uint32_t)(uintptr_t)ticket != s->init.gen)
-        return;                    /* gone, or a stream since stopped */
+        return;                    /* a stream since stopped */
     s->init.fetching = 0;
     if (err < 0) {
         init_fail(s, cg_strerror(err));
@@ -529,6 +554,7 @@ cg_session__init_start(cg_session *s)
         return batch_failed(s, NULL, 503, "init failed: store unavailable");
     cg_session__init_stop(s);      /* fresh generation */
     s->init.active = 1;
+    s->init.tag = s->req_tag;
     s->init.after_id = 0;
     s->init.position = 0;
     s->init.count = 0;
@@ -638,6 +664,8 @@ sync_answer(cg_session *s, struct cg_outq_entry *t, int err,
     /* ... and the rest, then init/status, follow it in order. The key and
      * count describe what was queued, never more. */
     end = cg_chat_render_init_status(count, key, more ? 1 : 0);
+    r.tag = t->tag;                /* the end answers the sync, as t does */
+    r.req = t->req;
     if (n == 0) {
         ticket_answer(s, t, end ? 0 : CG_E_NOMEM, CG_TOPIC_INIT_STATUS, end);
     } else {
@@ -752,18 +780,25 @@ start_sync(cg_session *s, struct stomp_str body)
 /* ---- SEND routing ------------------------------------------------------ */
 
 int
-cg_session__chat_send(cg_session *s, struct stomp_str dest, struct stomp_str body)
+cg_session__chat_op(cg_session *s, enum cg_chat_op op, struct stomp_str body)
 {
-    char d[160], msg[DETAIL_MAX];
-
-    switch (cg_chat_route(dest.ptr, dest.len)) {
+    switch (op) {
     case CG_CHAT_SEND:   return start_chat(s, CG_CHAT_SEND, body, 0);
     case CG_CHAT_RECIVE: return start_chat(s, CG_CHAT_RECIVE, body, 0);
     case CG_CHAT_INIT:   return cg_session__init_start(s);
     case CG_CHAT_SYNC:   return start_sync(s, body);
-    default:
-        break;
+    default:             return CG_E_INVAL;
     }
+}
+
+int
+cg_session__chat_send(cg_session *s, struct stomp_str dest, struct stomp_str body)
+{
+    char d[160], msg[DETAIL_MAX];
+    enum cg_chat_op op = cg_chat_route(dest.ptr, dest.len);
+
+    if (op != CG_CHAT_UNKNOWN)
+        return cg_session__chat_op(s, op, body);
     snprintf(msg, sizeof msg, "unknown destination %s", printable(dest, d, sizeof d));
     return answer_now(s, CG_TOPIC_STATUS, 404, msg);
 }

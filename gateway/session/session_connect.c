@@ -10,6 +10,10 @@
  *   AWAIT_CONNECT --CONNECT--> AUTHENTICATING --token valid--> ATTACHING
  *       --user channel subscribed, CONNECTED queued--> CONNECTED
  *
+ * A long-link session (session_ll.c) takes the same path from its auth
+ * packet: cg_session__auth_start() is the token check both share, and at
+ * the end session_ll.c answers instead of CONNECTED.
+ *
  * Any failure on the way is an ERROR and a close (cg_session__fail in
  * session.c); a shutdown meanwhile closes with 1001. Reading is paused
  * (PAUSE_AUTH) from CONNECT to CONNECTED: frames sent behind CONNECT wait,
@@ -137,9 +141,8 @@ cg_session__on_connect(cg_session *s, struct frame_ctx *c)
     const struct cg_config *cfg = cfg_of(s);
     const struct stomp_str *tok = NULL;
     uint64_t cx = 0, cy = 0, sx, sy, max;
-    struct auth_req *req;
     char r[80];
-    int v, rc;
+    int v;
 
     if ((v = negotiate_version(s, c->h[H_ACCEPT_VERSION])) == 0)
         return fail(c, CG_E_PROTO, "supported versions are 1.0,1.1,1.2");
@@ -174,6 +177,15 @@ cg_session__on_connect(cg_session *s, struct frame_ctx *c)
             return fail(c, CG_E_AUTH, "invalid token");
         }
     }
+    return cg_session__auth_start(s, c);
+}
+
+int
+cg_session__auth_start(cg_session *s, struct frame_ctx *c)
+{
+    struct auth_req *req;
+    int rc;
+
     if (s->token == NULL) {
         s->srv->metrics.auth_failures++;
         return fail(c, CG_E_AUTH, "missing token");
@@ -219,6 +231,10 @@ connected(cg_session *s)
     s->connect_dl = 0;
     s->flags |= F_AUTH_LIMITS;
     cg_session__apply_limits(s);
+    if (s->proto == CG_PROTO_LONGLINK) {
+        cg_session__ll_connected(s);
+        return;
+    }
     stomp_parser_set_version(&s->parser, (enum stomp_version)s->version);
 
     snprintf(hb, sizeof hb, "%" PRIu32 ",%" PRIu32, s->hb_sx, s->hb_sy);

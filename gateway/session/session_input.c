@@ -4,7 +4,10 @@
  * What it does. The transport hands over the peer's bytes
  * (cg_session_on_bytes); they are appended to the session's input buffer
  * and parsed (libstomp) frame by frame, each one handed to
- * session_dispatch.c's cg_session__dispatch(). Reading pauses (transport
+ * session_dispatch.c's cg_session__dispatch(); a long-link session's bytes
+ * are parsed (liblonglink) packet by packet, each one handed to
+ * session_ll.c's cg_session__ll_dispatch(), under the same limits, pauses
+ * and timeouts (a packet is held to max_frame_bytes, header included). Reading pauses (transport
  * pause_read + no parsing) while the session waits for its token check
  * and attach, while max_inflight requests await Redis, and for good once
  * it closes (cg_session__pause_input/_resume_input); frames that arrived
@@ -36,6 +39,7 @@
 #include "core/metrics.h"
 #include "session/session.h"
 #include "session/session_internal.h"
+#include "longlink/longlink.h"
 #include "stomp/stomp.h"
 
 /* ------------------------------------------------------------------------ */
@@ -136,9 +140,55 @@ void
 cg_session__apply_limits(cg_session *s)
 {
     struct stomp_limits lim;
+    struct ll_limits ll;
 
     current_limits(s, &lim);
     stomp_parser_set_limits(&s->parser, &lim);
+    /* A long-link packet, header included, is held to the frame limit. */
+    ll.max_body = lim.max_frame_bytes > LL_HEADER_LEN ? lim.max_frame_bytes - LL_HEADER_LEN : 0;
+    ll_parser_set_limits(&s->llp, &ll);
+}
+
+/* The limit a long-link packet met, worded as parse_fail() words a frame's. */
+void
+cg_session__ll_parse_fail(cg_session *s, int err)
+{
+    struct stomp_limits lim;
+    char msg[DETAIL_MAX];
+
+    if (err != LL_E_TOO_LARGE) {
+        cg_session__fail(s, CG_E_PROTO, ll_strerror(err));
+        return;
+    }
+    current_limits(s, &lim);
+    if (!(s->flags & F_AUTH_LIMITS) &&
+        lim.max_frame_bytes < cfg_size(cfg_of(s)->max_frame_bytes))
+        snprintf(msg, sizeof msg, "packet exceeds %zu bytes before auth "
+                 "(unauth_max_frame_bytes)", lim.max_frame_bytes);
+    else
+        snprintf(msg, sizeof msg, "packet exceeds %zu bytes (max_frame_bytes)",
+                 lim.max_frame_bytes);
+    cg_session__fail(s, CG_E_LIMIT, msg);
+}
+
+/* The long link's loop of cg_session__process_input(): returns 1 when a
+ * packet was dispatched, 0 when more bytes are needed, -1 on an error
+ * (the session is failing). */
+static int
+process_packet(cg_session *s)
+{
+    struct ll_packet pk;
+    ssize_t n = ll_parse(&s->llp, s->in + s->in_off, s->in_len - s->in_off, &pk);
+
+    if (n == LL_AGAIN)
+        return 0;
+    if (n < 0) {
+        cg_session__ll_parse_fail(s, (int)n);
+        return -1;
+    }
+    s->in_off += (size_t)n;
+    cg_session__ll_dispatch(s, &pk);
+    return 1;
 }
 
 static void
@@ -207,6 +257,14 @@ cg_session__process_input(cg_session *s)
         return;                    /* the outer loop goes on by itself */
     s->flags |= F_IN_INPUT;
     while (can_dispatch(s) && s->in_off < s->in_len) {
+        if (s->proto == CG_PROTO_LONGLINK) {
+            int r = process_packet(s);
+
+            if (r <= 0)
+                break;
+            progressed = 1;
+            continue;
+        }
         f.headers = hdrs;
         n = stomp_parse(&s->parser, s->in + s->in_off, s->in_len - s->in_off, &f);
         if (n == STOMP_AGAIN)

@@ -1,7 +1,7 @@
 /* session_internal.h - what the session_*.c files share; private to them
  * (session.h is the session's API for everybody else).
  *
- * One session, seven files:
+ * One session, eight files:
  *   session.c           the spine: the public API and the lifetime, the
  *                       frames written whole (CONNECTED, RECEIPT, ERROR),
  *                       queueing and the output cap, ERROR and closing
@@ -16,6 +16,9 @@
  *                       the parse loop that feeds the dispatch table
  *   session_timer.c     the one timer and its deadlines (connect, token
  *                       expiry, frame, heart-beats, soft output limit, close)
+ *   session_ll.c        the long link: packets in (auth, send, confirm,
+ *                       init, sync, heartbeat) to the same calls STOMP
+ *                       frames make, and the packets it writes whole
  * All work on the whole struct cg_session; each keeps the fields it owns
  * consistent (session_connect.c: version, hb_*, uid, name, token_hash,
  * expire_dl; session_chat.c: inflight, status_seq, init, chat;
@@ -43,6 +46,7 @@
 #include "session/outq.h"
 #include "session/session.h"
 #include "session/subs.h"
+#include "longlink/longlink.h"
 #include "stomp/stomp.h"
 
 /* A detail line of an ERROR frame or a status answer. */
@@ -92,6 +96,11 @@ struct cg_session {
     uint8_t                        version;     /* negotiated stomp_version; 0 before */
     uint8_t                        ws_version;  /* from the subprotocol; 0 = none */
     uint8_t                        paused;      /* PAUSE_* */
+    uint8_t                        proto;       /* enum cg_session_proto */
+    uint8_t                        req_op;      /* enum cg_chat_op of the request
+                                                   being handled (long link), 0 */
+    uint32_t                       req_tag;     /* its sequence, 0 (long link) */
+    uint32_t                       auth_tag;    /* sequence of the auth packet */
     uint16_t                       ntx;
     int                            close_code;
 
@@ -99,6 +108,7 @@ struct cg_session {
      * until the next stomp_parse() or compaction, and handlers copy out
      * what they keep (sqlite JsonParse style). */
     struct stomp_parser            parser;
+    struct ll_parser               llp;         /* the long link's instead */
     char                          *in;
     size_t                         in_len, in_off, in_cap;
 
@@ -125,6 +135,7 @@ struct cg_session {
         uint64_t position;     /* the user's newest id, as last read */
         uint64_t count;
         uint32_t gen;          /* tags fetches; a stale answer is ignored */
+        uint32_t tag;          /* long link: the init packet's sequence */
         uint8_t  active, fetching, waiting;
     } init;
 
@@ -141,6 +152,9 @@ struct cg_session {
     char                           token_hash[CG_TOKEN_HASH_LEN + 1];
     char                           peer[48];
     char                           close_why[64];
+    char                          *close_detail; /* long link: the close
+                                                    packet's whole reason
+                                                    (close_why is cut at 63) */
 };
 
 
@@ -370,6 +384,39 @@ void cg_session__apply_limits(cg_session *s);
 /* Parse and dispatch what is buffered, as far as the session can take it;
  * re-entrant calls (from a handler) return at once. */
 void cg_session__process_input(cg_session *s);
+
+/* ---- session_connect.c, for session_ll.c ------------------------------- */
+
+/* The token check of s->token (CONNECT's, or the auth packet's): pauses
+ * reading and asks auth.c; its answer attaches the session and ends in
+ * CONNECTED (or, for the long link, cg_session__ll_connected()). Returns 0,
+ * or an error with c->detail set (the caller fails the session). */
+int cg_session__auth_start(cg_session *s, struct frame_ctx *c);
+
+/* ---- session_chat.c, for session_ll.c ---------------------------------- */
+
+/* Start chat operation op (send, recive by msgID, init, sync) with body:
+ * what a SEND to its /socket/chat/ destination does. Answers carry
+ * s->req_tag and s->req_op. Returns like cg_session__chat_send(). */
+int cg_session__chat_op(cg_session *s, enum cg_chat_op op, struct stomp_str body);
+
+/* ---- session_ll.c, for session.c, session_input.c, session_connect.c --- */
+
+/* Dispatch one packet from the client (a view into the input buffer). */
+void cg_session__ll_dispatch(cg_session *s, const struct ll_packet *pk);
+
+/* The long-link session is authenticated and attached: implicit
+ * subscriptions to every answer and push, the auth_answer, reading
+ * resumes. */
+void cg_session__ll_connected(cg_session *s);
+
+/* cg_session_close_packet(): {"code","reason"}, the reason made safe for
+ * a JSON string. */
+int cg_session__ll_close_packet(const cg_session *s, int code, const char *why,
+                                struct cg_wbuf *wb);
+
+/* A parse error of the packet stream: the close it earns. */
+void cg_session__ll_parse_fail(cg_session *s, int err);
 
 /* ---- session_timer.c, for session.c and session_input.c ---------------- */
 

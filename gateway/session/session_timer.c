@@ -117,10 +117,16 @@ on_timer(uv_timer_t *h)
             cg_session__begin_close(s, s->close_code, s->close_why, CLOSE_NOW);
         }
     } else if (s->connect_dl && now >= s->connect_dl) {
-        snprintf(msg, sizeof msg, s->state == ST_AWAIT_CONNECT
-                 ? "no CONNECT within %lld ms (connect_timeout_ms)"
-                 : "CONNECT not completed within %lld ms (connect_timeout_ms)",
-                 (long long)cfg->connect_timeout_ms);
+        if (s->proto == CG_PROTO_LONGLINK)
+            snprintf(msg, sizeof msg, s->state == ST_AWAIT_CONNECT
+                     ? "no auth within %lld ms (connect_timeout_ms)"
+                     : "auth not completed within %lld ms (connect_timeout_ms)",
+                     (long long)cfg->connect_timeout_ms);
+        else
+            snprintf(msg, sizeof msg, s->state == ST_AWAIT_CONNECT
+                     ? "no CONNECT within %lld ms (connect_timeout_ms)"
+                     : "CONNECT not completed within %lld ms (connect_timeout_ms)",
+                     (long long)cfg->connect_timeout_ms);
         cg_session__fail(s, CG_E_LIMIT, msg);
     } else if (s->expire_dl && now >= s->expire_dl) {
         cg_session__fail(s, CG_E_EXPIRED, "the login token of this session expired; "
@@ -131,7 +137,8 @@ on_timer(uv_timer_t *h)
                  " ms (2 x heart-beat %" PRIu32 " ms)", 2 * (uint64_t)s->hb_in, s->hb_in);
         cg_session__fail(s, CG_E_LIMIT, msg);
     } else if (s->frame_dl && !cg_session__input_paused(s) && now >= s->frame_dl) {
-        snprintf(msg, sizeof msg, "frame not completed within %lld ms (frame_timeout_ms)",
+        snprintf(msg, sizeof msg, "%s not completed within %lld ms (frame_timeout_ms)",
+                 s->proto == CG_PROTO_LONGLINK ? "packet" : "frame",
                  (long long)cfg->frame_timeout_ms);
         cg_session__fail(s, CG_E_LIMIT, msg);
     } else if ((lim = cg_outq_check(&s->outq, now)) != CG_OUTQ_OK) {

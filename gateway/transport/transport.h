@@ -78,5 +78,15 @@ int  cg_sockjs_http_on_writable(struct cg_pss *pss);
 void cg_sockjs_http_on_closed(struct cg_pss *pss);
 int  cg_sockjs_http_on_timer(struct cg_pss *pss);
 
+/* transport_ll.c: the native long link over TCP (PROTOCOL.md section 9).
+ * server.c creates the transport when longlink_listen is set, hands it
+ * every accepted descriptor (cg_longlink_accept, the listener's on_fd
+ * callback: it owns fd from then on), and destroys it at stop once the
+ * sessions are drained (connections still open are cut; the object is
+ * freed once their handles have closed). */
+struct cg_longlink;
+int  cg_longlink_create(struct cg_server *srv, struct cg_longlink **out);
+void cg_longlink_accept(void *data, int fd);
+void cg_longlink_destroy(struct cg_longlink *ll);
 
 #endif

@@ -12,19 +12,22 @@ import { fileURLToPath } from 'node:url';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 // Bottom to top. Each part may include the parts listed for it; "stomp" is
-// the pure codec in stomp/ and include/stomp/.
+// the pure codec in stomp/ and include/stomp/, "longlink" the pure codec in
+// longlink/ and include/longlink/.
 export const ALLOWED = {
   core: [],
   store: ['core'],
   chat: ['store', 'core'],
-  session: ['chat', 'store', 'core', 'stomp'],
+  session: ['chat', 'store', 'core', 'stomp', 'longlink'],
   http: ['session', 'chat', 'store', 'core'],
-  transport: ['http', 'session', 'chat', 'store', 'core', 'stomp'],
-  server: ['transport', 'http', 'session', 'chat', 'store', 'core', 'stomp'],
+  transport: ['http', 'session', 'chat', 'store', 'core', 'stomp', 'longlink'],
+  server: ['transport', 'http', 'session', 'chat', 'store', 'core', 'stomp', 'longlink'],
 };
 // Headers outside gateway/ that any part may include: the feature-test
 // macros, and the codec's string view (libc only; the gateway's one view).
 const SHARED = new Set(['fmacros.h', 'stomp/str.h']);
+// The pure codecs: each in <name>/ with its headers in include/<name>/.
+const CODECS = ['stomp', 'longlink'];
 
 function* sources(dir) {
   for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
@@ -67,19 +70,25 @@ for (const file of sources(gw)) {
     }
     if (!(ALLOWED[part] || []).includes(to)) {
       errors.push(`${where}: ${part} may include only ${[part, ...(ALLOWED[part] || [])].join(', ')}`);
-    } else if (to !== 'stomp' && !fs.existsSync(path.join(gw, inc))) {
+    } else if (!CODECS.includes(to) && !fs.existsSync(path.join(gw, inc))) {
       errors.push(`${where}: no such header`);
     }
   });
 }
-// The codec stays pure: nothing of the gateway.
-for (const file of sources(path.join(ROOT, 'stomp'))) {
-  fs.readFileSync(file, 'utf8').split('\n').forEach((line, i) => {
-    const m = /^\s*#\s*include\s+"([^"]+)"/.exec(line);
-    if (m && !m[1].startsWith('stomp/') && !SHARED.has(m[1]) && m[1].includes('/')) {
-      errors.push(`${path.relative(ROOT, file)}:${i + 1}: stomp/ includes only its own headers`);
+// The codecs stay pure: nothing of the gateway, nor of each other (the
+// string view stomp/str.h is the gateway's, not longlink's).
+for (const codec of CODECS) {
+  for (const dir of [codec, path.join('include', codec)]) {
+    for (const file of sources(path.join(ROOT, dir))) {
+      fs.readFileSync(file, 'utf8').split('\n').forEach((line, i) => {
+        const m = /^\s*#\s*include\s+"([^"]+)"/.exec(line);
+        if (m && m[1].includes('/') && !m[1].startsWith(`${codec}/`) &&
+            !(codec === 'stomp' && SHARED.has(m[1]))) {
+          errors.push(`${path.relative(ROOT, file)}:${i + 1}: ${codec}/ includes only its own headers`);
+        }
+      });
     }
-  });
+  }
 }
 
 for (const e of errors) console.error(e);

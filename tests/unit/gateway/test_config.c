@@ -112,6 +112,7 @@ static const struct { const char *name, *def; } str_opts[] = {
     { "tls_key", "" },
     { "metrics_listen", "127.0.0.1:9464" },
     { "api_keys", "" },
+    { "longlink_listen", "" },
 };
 
 #define N_STR (sizeof str_opts / sizeof str_opts[0])

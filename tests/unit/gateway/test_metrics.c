@@ -313,7 +313,7 @@ Test(cg_metrics, counters_and_gauges_carry_their_fields)
     static const char *const transports[CG_TR_KIND_MAX] = {
         "ws", "sockjs-websocket", "sockjs-raw-websocket", "sockjs-xhr",
         "sockjs-xhr-streaming", "sockjs-eventsource", "sockjs-htmlfile",
-        "sockjs-jsonp",
+        "sockjs-jsonp", "longlink",
     };
     static const char *const codes[CG_SEND_RESULT_MAX] = {
         "200", "400", "404", "409", "413", "429", "503", "507",

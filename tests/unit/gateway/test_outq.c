@@ -1,7 +1,8 @@
 /* test_outq.c - the session's bounded outbound queue (gateway/session/outq.c):
  * byte accounting, tickets blocking and filling in request order, the
- * soft and hard limits, and MESSAGE header rendering per STOMP version
- * through the stomp writer. */
+ * soft and hard limits, MESSAGE header rendering per STOMP version
+ * through the stomp writer, and the same entries rendered as long-link
+ * packets (operation by topic, sequence by request). */
 #include "fmacros.h"
 
 #include <string.h>
@@ -10,8 +11,10 @@
 #include <criterion/new/assert.h>
 #include <criterion/parameterized.h>
 
+#include "chat/chat.h"
 #include "core/buf.h"
 #include "core/common.h"
+#include "longlink/longlink.h"
 #include "session/outq.h"
 #include "session_test.h"
 
@@ -22,12 +25,17 @@ struct fake_sub {
     const char *id;
     const char *dest;
     int         client_ack;
+    int         topic;
 };
 
 static struct fake_sub subs[] = {
-    { 1, "sub-0", "/user/alice/recive", 0 },
-    { 2, "s:1",   "/user/queue/send/status", 0 },
-    { 3, "c-1",   "/user/7/recive", 1 },
+    { 1, "sub-0", "/user/alice/recive", 0, CG_TOPIC_RECIVE },
+    { 2, "s:1",   "/user/queue/send/status", 0, CG_TOPIC_SEND_STATUS },
+    { 3, "c-1",   "/user/7/recive", 1, CG_TOPIC_RECIVE },
+    { 4, "i",     "/user/queue/init/status", 0, CG_TOPIC_INIT_STATUS },
+    { 5, "st",    "/user/queue/status", 0, CG_TOPIC_STATUS },
+    { 6, "d",     "/user/queue/delivered", 0, CG_TOPIC_DELIVERED },
+    { 7, "r",     "/user/queue/recive/status", 0, CG_TOPIC_RECIVE_STATUS },
 };
 static int subs_gone;            /* key whose subscription was removed */
 
@@ -44,6 +52,7 @@ resolve(void *ctx, uint32_t key, struct cg_outq_target *out)
             out->dest = (struct stomp_str){ subs[i].dest, strlen(subs[i].dest) };
             out->sub_id = (struct stomp_str){ subs[i].id, strlen(subs[i].id) };
             out->client_ack = subs[i].client_ack;
+            out->topic = subs[i].topic;
             return 0;
         }
     }
@@ -56,7 +65,7 @@ static struct cg_wbuf wb;
 static struct cg_outq_render
 rctx(enum stomp_version v)
 {
-    return (struct cg_outq_render){ v, 7, resolve, NULL };
+    return (struct cg_outq_render){ .version = v, .uid = 7, .resolve = resolve };
 }
 
 static void
@@ -161,7 +170,7 @@ Test(outq, pending_ticket_blocks_everything_behind_it)
     const char *f;
 
     cr_assert(eq(int, cg_outq_push_raw(&q, raw("RECEIPT\nreceipt-id:0\n\n")), 0));
-    t = cg_outq_push_ticket(&q);
+    t = cg_outq_push_ticket(&q, 0, 0);
     cr_assert(not(eq(ptr, t, NULL)));
     cr_assert(eq(int, cg_outq_push_raw(&q, raw("RECEIPT\nreceipt-id:1\n\n")), 0));
     cr_assert(eq(sz, cg_outq_pending(&q), 1));
@@ -190,7 +199,7 @@ Test(outq, answers_inserted_after_a_ticket_keep_their_order)
                   *b3 = cg_buf_create("3", 1);
     const char *f;
 
-    t = cg_outq_push_ticket(&q);
+    t = cg_outq_push_ticket(&q, 0, 0);
     cr_assert(eq(int, cg_outq_push_raw(&q, raw("RECEIPT\nreceipt-id:after\n\n")), 0));
     pos = t;
     cr_assert(eq(int, cg_outq_fill(&q, t, 1, b1, 1, CG_OUTQ_F_CHAT, &r), 0));
@@ -212,7 +221,7 @@ Test(outq, answers_inserted_after_a_ticket_keep_their_order)
 Test(outq, ticket_filled_for_a_missing_subscription_is_dropped)
 {
     struct cg_outq_render r = rctx(STOMP_V1_2);
-    struct cg_outq_entry *t = cg_outq_push_ticket(&q);
+    struct cg_outq_entry *t = cg_outq_push_ticket(&q, 0, 0);
     struct cg_buf *b = cg_buf_create("{}", 2);
 
     cr_assert(eq(int, cg_outq_push_raw(&q, raw("RECEIPT\nreceipt-id:x\n\n")), 0));
@@ -225,7 +234,7 @@ Test(outq, ticket_filled_for_a_missing_subscription_is_dropped)
 
 Test(outq, dropped_ticket_stops_blocking)
 {
-    struct cg_outq_entry *t = cg_outq_push_ticket(&q);
+    struct cg_outq_entry *t = cg_outq_push_ticket(&q, 0, 0);
 
     cr_assert(eq(int, cg_outq_push_raw(&q, raw("RECEIPT\nreceipt-id:x\n\n")), 0));
     cg_outq_drop(&q, t);
@@ -236,11 +245,11 @@ Test(outq, dropped_ticket_stops_blocking)
 Test(outq, cancelled_tickets_stay_allocated_until_cleanup)
 {
     struct cg_outq_render r = rctx(STOMP_V1_2);
-    struct cg_outq_entry *t1 = cg_outq_push_ticket(&q), *t2;
+    struct cg_outq_entry *t1 = cg_outq_push_ticket(&q, 0, 0), *t2;
     struct cg_buf *b = cg_buf_create("{}", 2);
 
     cr_assert(eq(int, cg_outq_push_raw(&q, raw("ERROR\nmessage:x\n\n")), 0));
-    t2 = cg_outq_push_ticket(&q);
+    t2 = cg_outq_push_ticket(&q, 0, 0);
     cg_outq_cancel_tickets(&q);
     cr_assert(eq(sz, cg_outq_pending(&q), 0));
     cr_assert(eq(int, cg_outq_ticket_cancelled(t1), 1));
@@ -266,7 +275,7 @@ Test(outq, discard_drops_ready_entries_and_keeps_tickets)
 
     cr_assert(eq(int, cg_outq_push_message(&q, NULL, 1, b, 1, CG_OUTQ_F_CHAT, &r), 0));
     cr_assert(eq(int, cg_outq_push_message(&q, NULL, 1, b, 2, CG_OUTQ_F_CHAT, &r), 0));
-    t = cg_outq_push_ticket(&q);
+    t = cg_outq_push_ticket(&q, 0, 0);
     cr_assert(eq(int, cg_outq_push_raw(&q, raw("RECEIPT\nreceipt-id:1\n\n")), 0));
     cr_assert(eq(sz, cg_outq_discard(&q), 2));
     cr_assert(eq(sz, cg_outq_bytes(&q), 0));
@@ -298,7 +307,7 @@ Test(outq, push_out_of_memory_releases_the_frame)
 
     cg_alloc_fail_after(1);
     cr_assert(eq(int, cg_outq_push_message(&q, NULL, 1, b, 1, 0, &r), CG_E_NOMEM));
-    cr_assert(eq(ptr, cg_outq_push_ticket(&q), NULL));
+    cr_assert(eq(ptr, cg_outq_push_ticket(&q, 0, 0), NULL));
     cg_alloc_fail_after(0);
     cr_assert(eq(u32, b->refs, 1));
     cg_buf_unref(b);
@@ -449,4 +458,79 @@ Test(outq, frames_batch_into_one_write_buffer)
     cr_assert(eq(sz, wb.len, (size_t)(a + b)));
     cr_assert(eq(mem, ((struct cr_mem){ cg_wbuf_data(&wb), wb.len }),
                  ((struct cr_mem){ "RECEIPT\nreceipt-id:1\n\n\0RECEIPT\nreceipt-id:2\n\n", wb.len })));
+}
+
+/* ---- long-link packets ---------------------------------------------------- */
+
+static struct cg_outq_render
+llctx(uint32_t tag, uint8_t req)
+{
+    return (struct cg_outq_render){ .version = STOMP_V1_2, .uid = 7, .resolve = resolve,
+                                    .proto = CG_OUTQ_LONGLINK, .tag = tag, .req = req };
+}
+
+/* Pops one entry as a packet and checks it is exactly (op, seq, body). */
+static void
+assert_packet(uint32_t op, uint32_t seq, const char *body)
+{
+    struct cg_outq_render r = llctx(0, 0);
+    char want[256];
+    ssize_t n = ll_encode(want, sizeof want, op, seq, body, strlen(body));
+    int got;
+
+    cr_assert(gt(sz, n, 0));
+    cg_wbuf_reset(&wb);
+    got = cg_outq_pop(&q, &wb, &r);
+    cr_assert(eq(int, got, (int)n), "op %u", op);
+    cr_assert(zero(int, memcmp(cg_wbuf_data(&wb), want, (size_t)n)), "op %u", op);
+}
+
+Test(outq, longlink_answers_carry_their_request_and_pushes_sequence_0)
+{
+    struct cg_outq_render r = llctx(9, CG_CHAT_SEND);
+    struct cg_buf *b = cg_buf_create("{\"code\":200}", 12);
+    size_t bytes;
+
+    cr_assert(eq(int, cg_outq_push_message(&q, NULL, 2, b, 1, 0, &r), 0));
+    cr_assert(eq(int, cg_outq_push_message(&q, NULL, 1, b, 255, CG_OUTQ_F_CHAT, &r), 0));
+    cr_assert(eq(int, cg_outq_push_message(&q, NULL, 3, b, 256,
+                                           CG_OUTQ_F_CHAT | CG_OUTQ_F_REDELIVERED, &r), 0));
+    cr_assert(eq(int, cg_outq_push_message(&q, NULL, 6, b, 2, 0, &r), 0));
+    cr_assert(eq(int, cg_outq_push_message(&q, NULL, 7, b, 3, 0, &r), 0));
+    bytes = cg_outq_bytes(&q);
+    cr_assert(eq(sz, bytes, 5 * (16 + 12)), "measured as packets");
+    assert_packet(LL_OP_SEND_STATUS, 9, "{\"code\":200}");
+    assert_packet(LL_OP_PUSH, 0, "{\"code\":200}");
+    assert_packet(LL_OP_PUSH_AGAIN, 0, "{\"code\":200}");
+    assert_packet(LL_OP_DELIVERED, 0, "{\"code\":200}");
+    assert_packet(LL_OP_CONFIRM_STATUS, 9, "{\"code\":200}");
+    cr_assert(eq(sz, cg_outq_bytes(&q), 0));
+    cg_buf_unref(b);
+}
+
+Test(outq, longlink_ticket_keeps_its_request_through_the_fill)
+{
+    struct cg_outq_render later = llctx(0, 0);    /* an answer's own context */
+    struct cg_buf *b = cg_buf_create("{\"count\":0}", 11);
+    struct cg_outq_entry *sync = cg_outq_push_ticket(&q, 5, CG_CHAT_SYNC);
+    struct cg_outq_entry *init = cg_outq_push_ticket(&q, 6, CG_CHAT_INIT);
+
+    cr_assert(not(eq(ptr, sync, NULL)));
+    cr_assert(not(eq(ptr, init, NULL)));
+    cr_assert(eq(int, cg_outq_fill(&q, init, 4, b, 1, 0, &later), 0));
+    cr_assert(eq(int, cg_outq_pop(&q, &wb, &later), 0), "the sync still blocks");
+    cr_assert(eq(int, cg_outq_fill(&q, sync, 4, b, 2, 0, &later), 0));
+    assert_packet(LL_OP_SYNC_END, 5, "{\"count\":0}");
+    assert_packet(LL_OP_INIT_END, 6, "{\"count\":0}");
+    cg_buf_unref(b);
+}
+
+Test(outq, longlink_has_no_packet_for_the_status_topic)
+{
+    struct cg_outq_render r = llctx(3, CG_CHAT_SEND);
+    struct cg_buf *b = cg_buf_create("{}", 2);
+
+    cr_assert(eq(int, cg_outq_push_message(&q, NULL, 5, b, 1, 0, &r), CG_E_NOTFOUND));
+    cr_assert(eq(sz, cg_outq_bytes(&q), 0));
+    cg_buf_unref(b);
 }

@@ -11,7 +11,8 @@
  * the wrapper records the request and the test answers it later through
  * the very callback the session passed, in any order; in REAL mode the
  * call goes to chat.c. Frames the session writes are popped like a
- * transport would and parsed back with libstomp. */
+ * transport would and parsed back with libstomp; a long-link session's
+ * packets (at the end) with liblonglink. */
 #include "fmacros.h"
 
 #include <stdarg.h>
@@ -30,6 +31,7 @@
 #include "core/common.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "longlink/longlink.h"
 #include "server/server.h"
 #include "session/registry.h"
 #include "session/session.h"
@@ -332,7 +334,8 @@ static const struct cg_transport_ops fake_ops = {
 static struct fake *
 new_fake_open(const char *token, int ws_version)
 {
-    struct cg_session_open open = { token, token ? strlen(token) : 0, ws_version };
+    struct cg_session_open open = { .token = token, .token_len = token ? strlen(token) : 0,
+                                    .ws_version = ws_version };
     struct stomp_limits lim = { 1 << 24, 64, 1 << 16, 1 << 24 };
     struct fake *f;
 
@@ -2687,4 +2690,262 @@ Test(registry, foreach_visits_every_session)
     cr_assert(eq(int, n, 2));
     cr_assert(eq(int, wants_close(f, NULL), 1));
     cr_assert(eq(int, wants_close(g, NULL), 1));
+}
+
+/* ------------------------------------------------------------------------ */
+/* The long link (session_ll.c): the same sessions, packets instead of frames */
+/* ------------------------------------------------------------------------ */
+
+struct lpk {
+    uint32_t op, seq;
+    char     body[512];
+};
+
+static struct lpk lpks[256];
+static size_t nlpk;
+
+static struct fake *
+ll_fake(void)
+{
+    struct cg_session_open open = { .proto = CG_PROTO_LONGLINK };
+    struct fake *f;
+
+    cr_assert(lt(sz, nfakes, (size_t)MAX_FAKES));
+    f = calloc(1, sizeof *f);
+    cr_assert(not(eq(ptr, f, NULL)));
+    cg_wbuf_init(&f->out, 0);
+    f->s = cg_session_create(&srv, &fake_ops, f, &open);
+    cr_assert(not(eq(ptr, f->s, NULL)));
+    fakes[nfakes++] = f;
+    nlpk = 0;
+    return f;
+}
+
+/* Pop until dry, as transport_ll.c does, then the close packet when the
+ * session wants to close; parse every packet into lpks. */
+static void
+ll_pump(struct fake *f)
+{
+    struct ll_parser p;
+    struct ll_packet pk;
+    size_t off = 0;
+    int n, code;
+    const char *why;
+
+    while ((n = cg_session_pop_frame(f->s, &f->out)) > 0)
+        ;
+    cr_assert(eq(int, n, 0));
+    if (cg_session_wants_close(f->s, &code, &why))
+        cr_assert(gt(int, cg_session_close_packet(f->s, code, NULL, &f->out), 0));
+    ll_parser_init(&p, NULL);
+    while (off < f->out.len) {
+        ssize_t r = ll_parse(&p, cg_wbuf_data(&f->out) + off, f->out.len - off, &pk);
+
+        cr_assert(gt(sz, r, 0), "the session wrote a bad packet: %s", ll_strerror((int)r));
+        cr_assert(lt(sz, nlpk, sizeof lpks / sizeof lpks[0]));
+        lpks[nlpk].op = pk.op;
+        lpks[nlpk].seq = pk.seq;
+        snprintf(lpks[nlpk].body, sizeof lpks[nlpk].body, "%.*s", (int)pk.body_len, pk.body);
+        nlpk++;
+        off += (size_t)r;
+    }
+    cg_wbuf_reset(&f->out);
+}
+
+static void
+ll_send(struct fake *f, uint32_t op, uint32_t seq, const char *body)
+{
+    char buf[1024];
+    ssize_t n = ll_encode(buf, sizeof buf, op, seq, body, strlen(body));
+
+    cr_assert(gt(sz, n, 0));
+    feed(f, buf, (size_t)n);
+}
+
+static void
+expect_pk(size_t i, uint32_t op, uint32_t seq, const char *body)
+{
+    cr_assert(lt(sz, i, nlpk), "expected at least %zu packets, got %zu", i + 1, nlpk);
+    cr_assert(eq(str, (char *)ll_op_name(lpks[i].op), (char *)ll_op_name(op)), "packet %zu", i);
+    cr_assert(eq(u32, lpks[i].seq, seq), "packet %zu", i);
+    if (body != NULL)
+        cr_assert(eq(str, lpks[i].body, (char *)body), "packet %zu", i);
+}
+
+/* A long-link session authenticated as alice with auth #1; lpks cleared. */
+static struct fake *
+ll_connected(void)
+{
+    struct fake *f = ll_fake();
+
+    ll_send(f, LL_OP_AUTH, 1, "{\"token\":\"" TOKEN "\"}");
+    cr_assert(eq(str, auth_w.token, TOKEN));
+    auth_answer(0, &alice);
+    ll_pump(f);
+    cr_assert(eq(sz, nlpk, 1));
+    expect_pk(0, LL_OP_AUTH_ANSWER, 1,
+              "{\"code\":200,\"uid\":7,\"username\":\"alice\",\"heartbeatMs\":10000}");
+    cr_assert(eq(u64, cg_session_uid(f->s), 7));
+    nlpk = 0;
+    return f;
+}
+
+Test(session, longlink_answers_carry_their_request_in_request_order)
+{
+    struct fake *f = ll_connected();
+
+    chat_w.mode = MODE_HOLD;
+    ll_send(f, LL_OP_SEND, 5, "{\"msgID\":\"abcdefgh\",\"reciverId\":2,\"content\":\"x\"}");
+    ll_send(f, LL_OP_CONFIRM, 6, "{\"msgID\":\"abcdefgh\"}");
+    ll_send(f, LL_OP_HEARTBEAT, 7, "");
+    cr_assert(eq(sz, chat_w.n, 2));
+    cr_assert(eq(chr, chat_w.v[0].kind, 'S'));
+    cr_assert(eq(chr, chat_w.v[1].kind, 'R'));
+    answer(1, CG_TOPIC_RECIVE_STATUS, "{\"code\":200,\"n\":2}");   /* out of order */
+    ll_pump(f);
+    cr_assert(eq(sz, nlpk, 0), "nothing passes the send still in Redis");
+    answer(0, CG_TOPIC_SEND_STATUS, "{\"code\":200,\"n\":1}");
+    ll_pump(f);
+    cr_assert(eq(sz, nlpk, 3));
+    expect_pk(0, LL_OP_SEND_STATUS, 5, "{\"code\":200,\"n\":1}");
+    expect_pk(1, LL_OP_CONFIRM_STATUS, 6, "{\"code\":200,\"n\":2}");
+    expect_pk(2, LL_OP_HEARTBEAT_ANSWER, 7, "");
+}
+
+Test(session, longlink_init_pushes_then_ends_with_its_sequence)
+{
+    struct fake *f = ll_connected();
+    struct cg_buf *b = cg_buf_create("{\"id\":1}", 8);
+    struct cg_chat_item items[2] = { { 1, 1, 1, b }, { 2, 1, 0, b } };
+
+    chat_w.mode = MODE_HOLD;
+    ll_send(f, LL_OP_INIT, 9, "");
+    ll_send(f, LL_OP_SYNC, 10, "{\"syncKey\":1}");
+    cr_assert(eq(sz, chat_w.n, 2));
+    cr_assert(eq(int, chat_w.v[1].sync, 1));
+    answer_fetch(1, items + 1, 1, 0);               /* the sync */
+    answer_fetch(0, items, 2, 0);                   /* the init, all of it */
+    ll_pump(f);
+    cr_assert(eq(sz, nlpk, 5));
+    expect_pk(0, LL_OP_PUSH, 0, "{\"id\":1}");    /* the sync's message */
+    expect_pk(1, LL_OP_SYNC_END, 10, NULL);
+    cr_assert(not(zero(ptr, strstr(lpks[1].body, "\"syncKey\":2"))), "%s", lpks[1].body);
+    expect_pk(2, LL_OP_PUSH_AGAIN, 0, NULL);        /* redelivered */
+    expect_pk(3, LL_OP_PUSH, 0, NULL);
+    expect_pk(4, LL_OP_INIT_END, 9, NULL);
+    cr_assert(not(zero(ptr, strstr(lpks[4].body, "\"count\":2"))), "%s", lpks[4].body);
+    cg_buf_unref(b);
+}
+
+Test(session, longlink_pushes_from_the_registry_have_sequence_0)
+{
+    struct fake *f = ll_connected();
+    struct cg_buf *b = cg_buf_create("{\"id\":3}", 8);
+
+    cg_session_deliver(f->s, CG_TOPIC_RECIVE, b, 3, 1, 0);
+    cg_session_deliver(f->s, CG_TOPIC_DELIVERED, b, 0, 1, 0);
+    cg_session_deliver(f->s, CG_TOPIC_STATUS, b, 0, 1, 0);   /* no such packet */
+    ll_pump(f);
+    cr_assert(eq(sz, nlpk, 2));
+    expect_pk(0, LL_OP_PUSH, 0, "{\"id\":3}");
+    expect_pk(1, LL_OP_DELIVERED, 0, "{\"id\":3}");
+    cg_buf_unref(b);
+}
+
+struct ll_close_row {
+    char     name[40];
+    int      authed;
+    uint32_t op;
+    char     body[64];
+    int      code;
+    char     reason[64];
+};
+
+ParameterizedTestParameters(session, longlink_faults_end_with_a_close_packet)
+{
+    static struct ll_close_row rows[] = {
+        { "send before auth", 0, LL_OP_SEND, "{}", 1008, "401 unauthorized" },
+        { "auth body not JSON", 0, LL_OP_AUTH, "token", 1008, "401 unauthorized" },
+        { "auth with another member", 0, LL_OP_AUTH, "{\"token\":\"x\",\"a\":1}", 1008,
+          "401 unauthorized" },
+        { "malformed token", 0, LL_OP_AUTH, "{\"token\":\"short\"}", 1008, "401 unauthorized" },
+        { "a server operation", 0, LL_OP_PUSH, "{}", 1002, "push is sent by the server only" },
+        { "a second auth", 1, LL_OP_AUTH, "{}", 1002,
+          "auth again on an authenticated connection" },
+        { "a server answer after auth", 1, LL_OP_SEND_STATUS, "", 1002,
+          "send_status is sent by the server only" },
+    };
+
+    return cr_make_param_array(struct ll_close_row, rows, sizeof rows / sizeof rows[0]);
+}
+
+ParameterizedTest(struct ll_close_row *row, session, longlink_faults_end_with_a_close_packet)
+{
+    struct fake *f = row->authed ? ll_connected() : ll_fake();
+    char want[160];
+
+    ll_send(f, row->op, 3, row->body);
+    ll_pump(f);
+    cr_assert(eq(sz, nlpk, 1), "%s", row->name);
+    snprintf(want, sizeof want, "{\"code\":%d,\"reason\":\"%s\"}", row->code, row->reason);
+    expect_pk(0, LL_OP_CLOSE, 0, want);
+    cr_assert(eq(int, auth_w.calls, row->authed), "%s: no token check", row->name);
+}
+
+Test(session, longlink_framing_errors_and_limits_close_with_their_reason)
+{
+    struct fake *f = ll_fake();
+    static const char stomp[] = "CONNECT\naccept-version:1.2\n\n";
+    char want[160];
+
+    /* STOMP on the long link: "CONN" read as a length is far over the
+     * limit before auth, and refused on those 4 bytes. */
+    feed(f, stomp, 4);
+    ll_pump(f);
+    snprintf(want, sizeof want, "{\"code\":1008,\"reason\":\"packet exceeds %lld bytes "
+             "before auth (unauth_max_frame_bytes)\"}", (long long)cfg.unauth_max_frame_bytes);
+    expect_pk(0, LL_OP_CLOSE, 0, want);
+
+    f = ll_fake();
+    {
+        unsigned char h[16];
+
+        cr_assert(eq(int, ll_encode_header(h, LL_OP_HEARTBEAT, 1, 0), 16));
+        h[7] = 2;                                   /* version 2 */
+        feed(f, h, sizeof h);
+    }
+    ll_pump(f);
+    expect_pk(0, LL_OP_CLOSE, 0, "{\"code\":1002,\"reason\":\"unknown protocol version\"}");
+}
+
+Test(session, longlink_output_cap_closes_at_once_with_1013)
+{
+    struct fake *f;
+    uint64_t i;
+    char want[96];
+
+    cfg.out_max_bytes = 65536;
+    cfg.out_soft_bytes = 65536;
+    f = ll_connected();
+    for (i = 1; i <= 100 && !f->ops_closed; i++)
+        push_big(i, 1024);                          /* through the registry */
+    cr_assert(eq(int, f->ops_closed, 1));
+    cr_assert(eq(int, f->close_code, 1013));
+    cr_assert(lt(u64, i, 100));
+    cr_assert(eq(u64, srv.metrics.output_cap_closes, 1));
+    cr_assert(eq(sz, cg_session_queued_bytes(f->s), 0));
+    /* What transport_ll.c writes for ops->close. */
+    cg_wbuf_reset(&f->out);
+    cr_assert(gt(int, cg_session_close_packet(f->s, f->close_code, f->why, &f->out), 0));
+    nlpk = 0;
+    {
+        struct ll_parser p;
+        struct ll_packet pk;
+
+        ll_parser_init(&p, NULL);
+        cr_assert(gt(sz, ll_parse(&p, cg_wbuf_data(&f->out), f->out.len, &pk), 0));
+        snprintf(want, sizeof want, "%.*s", (int)pk.body_len, pk.body);
+        cr_assert(eq(u32, pk.op, LL_OP_CLOSE));
+        cr_assert(eq(str, want, "{\"code\":1013,\"reason\":\"output queue over limit\"}"));
+    }
 }
