@@ -60,6 +60,7 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <uv.h>
@@ -71,6 +72,10 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "store/store_internal.h"
+
+/* hiredis calls per readable wake-up of a connection, 16 KiB each at most
+ * (on_poll): 512 KiB, then the loop serves the others. */
+#define READS_PER_WAKE 32
 
 #define LOG_FAILURES_LOUD     3       /* warn on the first N failed attempts, */
 #define LOG_FAILURES_EVERY    10      /* then on every Nth */
@@ -340,8 +345,19 @@ on_poll(uv_poll_t *h, int status, int events)
 
     if (status < 0)
         events = UV_READABLE | UV_WRITABLE;
-    if (p->context != NULL && (events & UV_READABLE))
+    /* hiredis reads at most 16 KiB per call: one call per wake-up capped a
+     * connection at 16 KiB per loop turn, and a subscriber flooded with
+     * pushes on a busy loop fell further behind every turn (a SUBSCRIBE's
+     * confirmation, and with it a CONNECT, waited seconds behind them). So
+     * read on while the socket holds bytes, up to READS_PER_WAKE calls;
+     * the context may be gone after any of them (cleanup clears it). */
+    for (int i = 0; i < READS_PER_WAKE && p->context != NULL && (events & UV_READABLE); i++) {
+        int avail = 0;
+
         redisAsyncHandleRead(p->context);
+        if (p->context == NULL || ioctl(p->context->c.fd, FIONREAD, &avail) < 0 || avail <= 0)
+            break;
+    }
     if (p->context != NULL && (events & UV_WRITABLE))
         redisAsyncHandleWrite(p->context);
 }

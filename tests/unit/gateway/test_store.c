@@ -1237,6 +1237,37 @@ Test(store, a_confirmation_behind_a_backlog_of_messages_is_late_not_lost)
     finish();
 }
 
+/* A backlog on a connection is read in few loop turns: hiredis reads 16
+ * KiB per call, and one call per wake-up kept a flooded subscriber 16 KiB
+ * per turn behind (store_conn.c, on_poll). 1000 pushes of 2 KiB: at least
+ * 125 turns with one read each; read until the socket is empty, a few
+ * dozen at most. Only turns in which pushes arrived are counted, so a slow
+ * machine (more turns waiting for Redis) does not change the figure. */
+Test(store, a_backlog_is_read_in_few_loop_turns)
+{
+    redisReply *r;
+    size_t turns = 0, before;
+
+    start(NULL);
+    subscribe_wait(7);
+    r = cg_redis_fixture_command(&E.redis, "EVAL %s 0",
+                                 "local pad = string.rep('x', 2048) "
+                                 "for i = 1, 1000 do redis.call('PUBLISH', 'cg:u:7', 'm' .. pad) end "
+                                 "return 1");
+    cr_assert(r && r->type == REDIS_REPLY_INTEGER, "%s", r && r->str ? r->str : "no reply");
+    freeReplyObject(r);
+    uint64_t dl = uv_hrtime() + 20000 * 1000000ull;
+    while (count_pushes(7, "m") < 1000 && uv_hrtime() < dl) {
+        before = E.npushes;
+        uv_run(&E.loop, UV_RUN_ONCE);
+        if (E.npushes > before)
+            turns++;
+    }
+    cr_assert(eq(sz, count_pushes(7, "m"), 1000));
+    cr_assert(lt(sz, turns, 64), "1000 pushes of 2 KiB took %zu loop turns", turns);
+    finish();
+}
+
 Test(store, a_subscription_still_due_when_the_connection_drops_fails)
 {
     struct subwait w = { 0 };
