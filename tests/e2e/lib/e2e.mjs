@@ -165,6 +165,9 @@ export function assertNoConsoleProblems(page, allow = []) {
 export const DOWNTIME_NOISE = [
   /WebSocket connection to .* failed/i,
   /Failed to load resource: net::ERR_CONNECTION_(REFUSED|RESET|CLOSED)/i,
+  // a connection the kernel had accepted for the process being killed, and
+  // reset with it: Chromium's ENOTCONN (seen once in CI's e2e/order)
+  /Failed to load resource: net::ERR_SOCKET_NOT_CONNECTED/i,
   /Failed to load resource: the server responded with a status of 503/i,
 ];
 
