@@ -236,6 +236,13 @@ const struct opt cg_config_options[] = {
      * clients count by their X-Forwarded-For (trusted_proxies). */
     INT(max_addr_connections, 256, 1, 1000000,
         "most sessions (WebSocket or SockJS) from one client address; more are refused with 429"),
+    /* 1024: the sessions above with room for their HTTP requests, and a
+     * quarter of a typical 4096-descriptor limit, so one address cannot
+     * hold the process's descriptors with connections that never become
+     * sessions (slowloris, trickled bodies; issue 13). */
+    INT(max_addr_sockets, 1024, 1, 1000000,
+        "most TCP connections from one client address on the listen port (trusted proxies "
+        "exempt); more are closed at once"),
     INT(connect_timeout_ms, 10000, 100, 600000,
         "time allowed between the handshake and CONNECT, ms"),
     INT(frame_timeout_ms, 30000, 100, 3600000,

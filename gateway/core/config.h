@@ -80,6 +80,7 @@ struct cg_config {
     int64_t  max_inflight;           /* requests awaiting Redis per session: 256 */
     int64_t  max_user_sessions;      /* sessions of one user on this node: 64 */
     int64_t  max_addr_connections;   /* sessions from one client address: 256 */
+    int64_t  max_addr_sockets;       /* TCP connections from one address: 1024 */
     int64_t  connect_timeout_ms;     /* time to send CONNECT after the handshake: 10000 */
     int64_t  frame_timeout_ms;       /* a started frame must complete within: 30000 */
     int64_t  heartbeat_ms;           /* server's desired heart-beat: 10000 */

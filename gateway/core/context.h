@@ -62,6 +62,8 @@ struct cg_server {
     struct cg_proxies       *proxies;    /* cfg->proxies (borrowed) */
     struct cg_inbox_stats   *inbox_stats;/* pending-inbox sampler (inbox_stats.c) */
     struct cg_linger        *linger;     /* refused requests' lingering close (linger.c) */
+    struct cg_peers         *peers;      /* TCP connections per client address
+                                            on the main listener (peers.c) */
     struct lws_retry_bo     *idle_policy;/* the vhost's idle policy (server.c);
                                             lives as long as the lws context */
     struct lws_protocols    *ws_protocols[CG_WS_NPROTO]; /* the vhost's own

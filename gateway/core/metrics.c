@@ -146,6 +146,7 @@ SCALAR(redis_reconnects);
 SCALAR(redis_batches);
 SCALAR(redis_batch_ops);
 SCALAR(http_requests);
+SCALAR(addr_sockets_refused);
 SCALAR(pending_messages);
 SCALAR(pending_sampled_users);
 
@@ -200,6 +201,9 @@ static const struct family families[] = {
     FAMILY("http_heads_refused_total", "counter",
            "First request heads of connections refused before lws read them, "
            "by status code.", head_refused_samples),
+    FAMILY("addr_sockets_refused_total", "counter",
+           "Connections closed at accept: their address had max_addr_sockets open.",
+           addr_sockets_refused_sample),
     FAMILY("pending_messages", "gauge",
            "Unconfirmed messages of the users connected to this node, as of the "
            "last sample.", pending_messages_sample),

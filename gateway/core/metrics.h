@@ -67,6 +67,7 @@ struct cg_metrics {
     uint64_t redis_batch_ops;         /* chat operations in them */
     uint64_t http_requests;
     uint64_t http_heads_refused[CG_HEAD_REFUSAL_MAX];
+    uint64_t addr_sockets_refused;    /* accepts closed: max_addr_sockets */
     /* Pending inboxes of the users connected here, as of the last sample
      * (inbox_stats.c says what exactly is sampled and why). */
     uint64_t pending_messages;        /* gauge: their pending messages */

@@ -72,6 +72,7 @@
  *     user data (cg_listener_take_head_flags()). */
 #include "fmacros.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -90,7 +91,9 @@
 #include "core/metrics.h"
 #include "http/http_head.h"
 #include "http/linger.h"
+#include "core/proxies.h"
 #include "server/listener.h"
+#include "server/peers.h"
 
 /* Connections accepted per readable event: keeps one busy listener from
  * starving the connections already open. */
@@ -145,13 +148,125 @@ struct cg_listener {
     size_t            waiting;
     int64_t           refused_logged_ms;
     unsigned long     refused_quiet;  /* refusals since then, not logged */
+
+    /* Connections per client address (start's peers; NULL: not counted).
+     * While the listener owns a connection (accepted, head not yet handed
+     * over), its count is peer_of[fd]; lws's connections carry theirs in
+     * a struct conn_rec as opaque user data. */
+    struct cg_listener_peers peers;
+    struct cg_peer  **peer_of;      /* by fd */
+    size_t            npeer_of;
+    int64_t           capped_logged_ms;
+    unsigned long     capped_quiet;   /* refusals since then, not logged */
 };
+
+/* What an adopted connection carries as lws opaque user data: the head
+ * flags for the route table, and its address's count, given back when lws
+ * destroys the connection (cg_listener_on_destroy()). */
+struct conn_rec {
+    struct cg_peers *peers;
+    struct cg_peer  *peer;          /* NULL: not counted */
+    unsigned         flags;         /* CG_HTTP_HEAD_F_*, until taken */
+};
+
+/* The record being adopted. lws may fail the adoption before it made a
+ * connection (no LWS_CALLBACK_WSI_CREATE: adopt gives the count back),
+ * after it (the connection is destroyed then or later, TLS closes may be
+ * deferred: cg_listener_on_destroy() gives it back), or destroy it inside
+ * the adopt call (then on_destroy leaves the freeing to adopt). */
+static struct conn_rec *adopting;
+static int              adopting_created, adopting_destroyed;
 
 static void
 listener_free(struct cg_listener *l)
 {
     cg_free(l->peek);
+    cg_free(l->peer_of);
     cg_free(l);
+}
+
+/* ---- connections per client address ------------------------------------ */
+
+/* The count fd holds while the listener owns it (NULL: none). */
+static struct cg_peer *
+peer_take(struct cg_listener *l, int fd)
+{
+    struct cg_peer *e = NULL;
+
+    if (fd >= 0 && (size_t)fd < l->npeer_of) {
+        e = l->peer_of[fd];
+        l->peer_of[fd] = NULL;
+    }
+    return e;
+}
+
+/* Close a connection the listener owns, giving its count back. */
+static void
+conn_close(struct cg_listener *l, int fd)
+{
+    cg_peers_give(l->peers.peers, peer_take(l, fd));
+    close(fd);
+}
+
+/* One more connection from fd's peer: 1 to go on (counted in peer_of[fd]
+ * unless the peer is a trusted proxy or memory is short), 0 when its
+ * address is at max_per_addr: then fd is closed here, without an answer
+ * (nothing has been read; the client's own limit or backoff applies). */
+static int
+peer_admit(struct cg_listener *l, int fd, const struct sockaddr_storage *sa)
+{
+    char addr[INET6_ADDRSTRLEN], key[INET6_ADDRSTRLEN + 8];
+    struct cg_peer *e = NULL;
+    const void *ip;
+    int rc;
+
+    if (l->peers.peers == NULL)
+        return 1;
+    ip = sa->ss_family == AF_INET6 ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+                                   : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
+    if ((sa->ss_family != AF_INET && sa->ss_family != AF_INET6) ||
+        inet_ntop(sa->ss_family, ip, addr, sizeof addr) == NULL)
+        return 1;                   /* not an IP peer: nothing to count by */
+    if (cg_proxies_trusted(l->peers.proxies, addr))
+        return 1;
+    cg_proxies_limit_key(addr, key, sizeof key);
+    rc = cg_peers_take(l->peers.peers, key, l->peers.max_per_addr, &e);
+    if (rc == CG_E_LIMIT) {
+        int64_t now = cg_now_ms();
+
+        if (l->peers.refused != NULL)
+            (*l->peers.refused)++;
+        if (now - l->capped_logged_ms >= REFUSE_LOG_EVERY_MS) {
+            cg_log(CG_LOG_WARN, "listen socket %s: %s already has %u connections "
+                   "(max_addr_sockets): closing new ones from it%s", l->shown, key,
+                   (unsigned)l->peers.max_per_addr,
+                   l->capped_quiet ? "; more were closed since the last line" : "");
+            l->capped_logged_ms = now;
+            l->capped_quiet = 0;
+        } else {
+            l->capped_quiet++;
+        }
+        close(fd);
+        return 0;
+    }
+    if (rc < 0)
+        return 1;                   /* no memory for the count: not counted */
+    if ((size_t)fd >= l->npeer_of) {
+        size_t n = l->npeer_of ? l->npeer_of : 256;
+        struct cg_peer **grown;
+
+        while (n <= (size_t)fd)
+            n *= 2;
+        if ((grown = cg_realloc(l->peer_of, n * sizeof *grown)) == NULL) {
+            cg_peers_give(l->peers.peers, e);
+            return 1;
+        }
+        memset(grown + l->npeer_of, 0, (n - l->npeer_of) * sizeof *grown);
+        l->peer_of = grown;
+        l->npeer_of = n;
+    }
+    l->peer_of[fd] = e;
+    return 1;
 }
 
 /* ---- open --------------------------------------------------------------- */
@@ -300,7 +415,9 @@ accept_some(struct cg_listener *l, int max)
     int one = 1;
 
     for (int i = 0; i < max; i++) {
-        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_storage sa;
+        socklen_t salen = sizeof sa;
+        int fd = accept4(l->fd, (struct sockaddr *)&sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
         if (fd < 0) {
             switch (errno) {
@@ -328,6 +445,8 @@ accept_some(struct cg_listener *l, int max)
             l->on_fd(l->on_fd_data, fd);            /* it owns fd now */
             continue;
         }
+        if (!peer_admit(l, fd, &sa))
+            continue;
         if (l->heads.check)
             head_start(l, fd);
         else
@@ -338,31 +457,79 @@ accept_some(struct cg_listener *l, int max)
 
 /* ---- the first request head ---------------------------------------------- */
 
-/* Hand fd to lws; flags (CG_HTTP_HEAD_F_*) ride along as the connection's
- * opaque user data until cg_listener_take_head_flags() takes them. */
+/* Hand fd to lws; the head flags (CG_HTTP_HEAD_F_*) and the address's
+ * count ride along in a struct conn_rec, the connection's opaque user
+ * data, until lws destroys it. */
 static void
 adopt(struct cg_listener *l, int fd, unsigned flags)
 {
+    struct cg_peer *e = peer_take(l, fd);
+    struct conn_rec *rec = NULL;
     lws_adopt_desc_t info;
+    struct lws *wsi;
 
+    if ((e != NULL || flags != 0) && (rec = cg_malloc(sizeof *rec)) == NULL) {
+        cg_peers_give(l->peers.peers, e);   /* no memory: uncounted, unflagged */
+        e = NULL;
+    }
+    if (rec != NULL) {
+        rec->peers = l->peers.peers;
+        rec->peer = e;
+        rec->flags = flags;
+    }
     memset(&info, 0, sizeof info);
     info.vh = l->vh;
-    /* What lws_adopt_socket_vhost() passes, and the flags. */
+    /* What lws_adopt_socket_vhost() passes, and the record. */
     info.type = LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP | LWS_ADOPT_ALLOW_SSL;
     info.fd.sockfd = fd;
-    info.opaque = (void *)(uintptr_t)flags;
+    info.opaque = rec;
+    adopting = rec;
+    adopting_created = adopting_destroyed = 0;
     /* On failure lws has closed fd and logged why. */
-    (void)lws_adopt_descriptor_vhost_via_info(&info);
+    wsi = lws_adopt_descriptor_vhost_via_info(&info);
+    if (rec != NULL && adopting_destroyed) {
+        cg_free(rec);                       /* its count went back already */
+    } else if (rec != NULL && wsi == NULL && !adopting_created) {
+        cg_peers_give(rec->peers, rec->peer);
+        cg_free(rec);
+    }
+    adopting = NULL;
 }
 
 unsigned
 cg_listener_take_head_flags(struct lws *wsi)
 {
-    uintptr_t flags = (uintptr_t)lws_get_opaque_user_data(wsi);
+    struct conn_rec *rec = lws_get_opaque_user_data(wsi);
+    unsigned flags = 0;
 
-    if (flags != 0)
-        lws_set_opaque_user_data(wsi, NULL);
-    return (unsigned)flags;
+    if (rec != NULL) {
+        flags = rec->flags;
+        rec->flags = 0;
+    }
+    return flags;
+}
+
+void
+cg_listener_on_create(struct lws *wsi)
+{
+    (void)wsi;
+    if (adopting != NULL)
+        adopting_created = 1;
+}
+
+void
+cg_listener_on_destroy(struct lws *wsi)
+{
+    struct conn_rec *rec = lws_get_opaque_user_data(wsi);
+
+    if (rec == NULL)
+        return;
+    lws_set_opaque_user_data(wsi, NULL);
+    cg_peers_give(rec->peers, rec->peer);
+    if (rec == adopting)
+        adopting_destroyed = 1;     /* adopt frees it */
+    else
+        cg_free(rec);
 }
 
 static const char *
@@ -433,7 +600,7 @@ refuse(struct cg_listener *l, int fd, size_t peeked, const struct cg_http_head_v
         (void)send(fd, msg, (size_t)n, MSG_NOSIGNAL);
     if (cg_linger_start(l->heads.linger, fd) < 0)
         cg_log(CG_LOG_DEBUG, "lingering close refused: closing at once");
-    close(fd);
+    conn_close(l, fd);
 }
 
 static void unwait(struct waiting *w);
@@ -465,7 +632,7 @@ peek_head(struct cg_listener *l, struct waiting *w, int fd, int hup, size_t *see
     if (w != NULL)
         unwait(w);
     if (rc == 0)
-        close(fd);    /* gone (or reset) before its head was complete */
+        conn_close(l, fd);    /* gone (or reset) before its head was complete */
     else if (v.status != 0)
         refuse(l, fd, (size_t)n, &v);
     else
@@ -532,7 +699,7 @@ on_waiting_readable(uv_poll_t *p, int status, int events)
 
     if (status < 0) {
         unwait(w);
-        close(fd);
+        conn_close(l, fd);
         arm_head_timer(l);
         return;
     }
@@ -564,7 +731,7 @@ on_head_timer(uv_timer_t *t)
         int fd = w->fd;
 
         unwait(w);
-        close(fd);
+        conn_close(l, fd);
     }
     arm_head_timer(l);
 }
@@ -625,6 +792,12 @@ on_readable(uv_poll_t *h, int status, int events)
         return;
     }
     (void)accept_some(l, ACCEPT_BATCH);
+}
+
+void
+cg_listener_set_peers(struct cg_listener *l, const struct cg_listener_peers *p)
+{
+    l->peers = *p;
 }
 
 void

@@ -7,6 +7,8 @@
 #ifndef CG_LISTENER_H
 #define CG_LISTENER_H
 
+#include <stdint.h>
+
 #include "http/http_head.h"
 
 struct uv_loop_s;
@@ -24,6 +26,18 @@ struct cg_listener_heads {
     struct cg_http_head_limits limits;
     struct cg_linger          *linger;   /* refused heads linger here */
     struct cg_metrics         *metrics;  /* http_heads_refused; may be NULL */
+};
+
+/* Connections per client address (peers.h): counted from accept until
+ * the listener or lws closes them; past max_per_addr a new connection is
+ * closed at once. peers NULL: nothing counted. */
+struct cg_peers;
+struct cg_proxies;
+struct cg_listener_peers {
+    struct cg_peers         *peers;
+    const struct cg_proxies *proxies;      /* not counted: trusted proxies */
+    uint32_t                 max_per_addr; /* max_addr_sockets */
+    uint64_t                *refused;      /* counter; may be NULL */
 };
 
 /* Bind addr (config.c parsed it from the listen option; an empty host
@@ -45,6 +59,16 @@ int cg_listener_port(const struct cg_listener *l);
  * refuses itself. heads->linger and metrics must outlive l. */
 void cg_listener_start(struct cg_listener *l, struct lws_vhost *vh,
                        const struct cg_listener_heads *heads);
+
+/* Count l's connections per client address (before cg_listener_start();
+ * *p is copied, what it points to must outlive l). */
+void cg_listener_set_peers(struct cg_listener *l, const struct cg_listener_peers *p);
+
+/* lws creates wsi (LWS_CALLBACK_WSI_CREATE) and destroys it
+ * (LWS_CALLBACK_WSI_DESTROY): on destroy, give its address's count back
+ * and free what the listener attached to it. */
+void cg_listener_on_create(struct lws *wsi);
+void cg_listener_on_destroy(struct lws *wsi);
 
 /* The CG_HTTP_HEAD_F_* flags the check found in wsi's first request head,
  * the first time this is called for wsi (the caller routes that request);

@@ -63,6 +63,7 @@
 #include "http/request.h"
 #include "server/inbox_stats.h"
 #include "server/listener.h"
+#include "server/peers.h"
 #include "server/routes.h"
 #include "server/server.h"
 #include "session/close_codes.h"
@@ -210,6 +211,12 @@ on_lws_event(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     case LWS_CALLBACK_CLOSED_HTTP:
         owner_of(pss, 0)->closed(pss);
         return 0;
+    case LWS_CALLBACK_WSI_CREATE:
+        cg_listener_on_create(wsi);
+        return 0;
+    case LWS_CALLBACK_WSI_DESTROY:
+        cg_listener_on_destroy(wsi);  /* the address's count, the head flags */
+        return 0;
     case LWS_CALLBACK_TIMER:
         /* Only HTTP requests arm it (their body clock): a WebSocket's pss
          * has a WebSocket kind and is left alone. */
@@ -315,6 +322,7 @@ cg_server_start(struct cg_server *srv, uv_loop_t *loop, const struct cg_config *
         (rc = cg_registry_create(srv, &srv->registry)) < 0 ||
         (rc = cg_sockjs_create(srv, &srv->sockjs)) < 0 ||
         (rc = cg_linger_create(loop, &srv->linger)) < 0 ||
+        (rc = cg_peers_create(&srv->peers)) < 0 ||
         (rc = cg_inbox_stats_create(loop, cfg, srv->store, srv->registry, &srv->metrics,
                                     &srv->inbox_stats)) < 0) {
         cg_log(CG_LOG_ERROR, "cannot start: %s", cg_strerror(rc));
@@ -327,6 +335,14 @@ cg_server_start(struct cg_server *srv, uv_loop_t *loop, const struct cg_config *
     if ((rc = cg_listener_open(loop, &cfg->listen_addr, cfg->listen, cfg->reuse_port,
                                &srv->listener)) < 0)
         goto fail;
+    {
+        struct cg_listener_peers lp = {
+            srv->peers, cfg->proxies, (uint32_t)cfg->max_addr_sockets,
+            &srv->metrics.addr_sockets_refused,
+        };
+
+        cg_listener_set_peers(srv->listener, &lp);
+    }
     /* /metrics on its own address (issue 13): loopback by default. */
     if (cfg->metrics_addr.port[0] &&
         (rc = cg_listener_open(loop, &cfg->metrics_addr, cfg->metrics_listen, 0,
@@ -435,6 +451,8 @@ fail:
     }
     if (srv->lws) { lws_context_destroy(srv->lws); srv->lws = NULL; }
     if (srv->listener) { cg_listener_close(srv->listener); srv->listener = NULL; }
+    cg_peers_destroy(srv->peers);     /* after lws: its connections give back */
+    srv->peers = NULL;
     if (srv->inbox_stats) { cg_inbox_stats_destroy(srv->inbox_stats); srv->inbox_stats = NULL; }
     if (srv->sockjs) { cg_sockjs_destroy(srv->sockjs); srv->sockjs = NULL; }
     cg_linger_destroy(srv->linger);
@@ -497,6 +515,8 @@ on_stop_timer_closed(uv_handle_t *h)
     srv->longlink = NULL;
     lws_context_destroy(srv->lws);
     srv->lws = NULL;
+    cg_peers_destroy(srv->peers);     /* after lws: its connections give back */
+    srv->peers = NULL;
     cg_sockjs_destroy(srv->sockjs);
     srv->sockjs = NULL;
     cg_linger_destroy(srv->linger);

@@ -49,11 +49,12 @@ secrets.use('hostile_slowloris');
 
 describe('slowloris', () => {
   // Attacker and clients all come from 127.0.0.1 here: the per-address
-  // session limit (max_addr_connections, 256) would refuse the clients, so
-  // it is raised; what is tested is the capacity left to other addresses.
+  // limits (max_addr_connections, 256 sessions; max_addr_sockets, 1024 TCP
+  // connections) would refuse the clients, so they are raised; what is
+  // tested is the capacity left to other addresses.
   const h = useEnv('hostile_slowloris', {
     gatewayArgs: ['--connect-timeout-ms', '2000', '--http-request-timeout-ms', String(REQUEST_TIMEOUT_MS),
-      '--max-addr-connections', '100000'],
+      '--max-addr-connections', '100000', '--max-addr-sockets', '100000'],
   });
 
   // POST path with Content-Length: total; the body goes out chunk bytes

@@ -66,6 +66,7 @@ static const struct int_opt int_opts[] = {
     { "max_inflight",            256,     1,    65536 },
     { "max_user_sessions",       64,      1,    1000000 },
     { "max_addr_connections",    256,     1,    1000000 },
+    { "max_addr_sockets",        1024,    1,    1000000 },
     { "connect_timeout_ms",      10000,   100,  600000 },
     { "frame_timeout_ms",        30000,   100,  3600000 },
     { "heartbeat_ms",            10000,   0,    3600000 },
