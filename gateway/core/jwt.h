@@ -1,11 +1,11 @@
 /* jwt.h - tokens issued by the app: JSON Web Tokens (RFC 7519) in the
- * compact JWS form, verified with OpenSSL.
+ * compact JWS form, verified with OpenSSL (PROTOCOL.md section 1.5).
  *
  * The keys are parsed once, by config (jwt_hs256_secret, jwt_public_key
  * with jwt_alg); cg_jwt_verify() is a pure function of the token, the
  * keys, the rules and the time: no I/O, no state. The user's existence,
  * state and the revocation of a jti are looked up in Redis by auth
- * after the token passed here. */
+ * (gateway/chat/auth_jwt.c) after the token passed here. */
 #ifndef CG_JWT_H
 #define CG_JWT_H
 

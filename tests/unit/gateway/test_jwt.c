@@ -22,6 +22,7 @@
 #include <openssl/pem.h>
 
 #include "core/common.h"
+#include "core/config.h"
 #include "core/jwt.h"
 
 #define SECRET "0123456789abcdef0123456789abcdef-test-secret"
@@ -536,7 +537,33 @@ Test(jwt, length_is_capped_at_CG_JWT_MAX)
     free(past);
 }
 
-/* ---- key files ---------------------------------------------------------------------------- */
+/* ---- the keys as config loads them -------------------------------------------------------- */
+
+Test(jwt, config_refuses_a_key_that_does_not_fit_jwt_alg)
+{
+    struct cg_config cfg;
+    char e[512];
+    const char *argv1[] = { "chatgate", "--jwt-public-key", ec_pem_path, "--jwt-alg", "RS256",
+                            NULL };
+    const char *argv2[] = { "chatgate", "--jwt-public-key", ec_pem_path, "--jwt-alg", "ES256",
+                            NULL };
+    char *env[] = { NULL };
+    char want[512];
+
+    cr_assert(eq(int, cg_config_init(&cfg), 0));
+    cr_assert(eq(int, cg_config_load(&cfg, 5, (char **)argv1, env, NULL, NULL, e, sizeof e),
+                 CG_E_INVAL));
+    snprintf(want, sizeof want, "jwt_alg=RS256 does not fit jwt_public_key=%s (a key for ES256)",
+             ec_pem_path);
+    cr_assert(eq(str, e, want));
+    cg_config_cleanup(&cfg);
+    cr_assert(eq(int, cg_config_init(&cfg), 0));
+    cr_assert(eq(int, cg_config_load(&cfg, 5, (char **)argv2, env, NULL, NULL, e, sizeof e), 0),
+              "%s", e);
+    cr_assert(eq(int, cfg.jwt_alg_parsed, CG_JWT_ES256));
+    cr_assert(eq(int, cfg.jwt_pkey->fits, CG_JWT_ES256));
+    cg_config_cleanup(&cfg);
+}
 
 Test(jwt, a_file_without_a_public_key_is_refused)
 {
