@@ -688,7 +688,8 @@ step(struct auth_op *op, const struct cg_store_reply *r, int err)
     case OP_LOGOUT:   step_logout(op, r, err); break;
     case OP_LOOKUP:   step_lookup(op, r, err); break;
     case OP_ADMIN:    step_admin(op, r, err); break;
-    case OP_JWT:      step_jwt(op, r, err); break;
+    case OP_JWT:
+    case OP_REVOKE:   step_jwt(op, r, err); break;
     }
 }
 

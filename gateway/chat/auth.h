@@ -86,9 +86,9 @@ int cg_auth_token_peek(cg_auth *a, const char *tok, size_t len);
 
 /* Resolve a token to its user with one Redis GET, then the user's state.
  * A JWT the app signed (PROTOCOL.md section 1.5) is verified here, then
- * its user and the user's state are read in Redis;
+ * its jti, its user and the user's state are read in Redis;
  * who->expires_ms is its exp plus jwt_leeway_s. A malformed token, a JWT
- * that fails its signature or claims, or a token this node knows to be
+ * that fails its signature or claims, or one this node knows to be
  * revoked, returns CG_E_AUTH at once (callback not called). Callbacks of every auth function always run later, from the
  * loop, never before the function returns. */
 int cg_auth_check_token(cg_auth *a, const char *tok, size_t len,
@@ -134,6 +134,14 @@ int cg_auth_lookup(cg_auth *a, const char *uid_or_name, size_t len,
  * keys itself. who names the user: a uid (all digits) or a name, as for
  * cg_auth_lookup(); an unknown one is CG_E_NOTFOUND. actor (the API key's
  * name) is only for the log lines. */
+
+/* Revoke every app token (JWT) whose jti is jti (1..256 bytes), until
+ * exp_s (the tokens' exp, seconds) plus jwt_leeway_s: they are refused by
+ * every later check on every node. Sessions already connected with such a
+ * token are not closed. Returns at once CG_E_INVAL for a bad jti.
+ * Callback: 0. */
+int cg_auth_revoke_jti(cg_auth *a, const char *jti, size_t len, int64_t exp_s,
+                       const char *actor, cg_auth_cb cb, void *data);
 
 /* Create a user with the name rules of register; pw may be NULL (pw_len
  * 0): the user then cannot log in with a password, only with minted or

@@ -64,7 +64,8 @@ struct cg_auth {
     int                     jwt_on;    /* a secret or a public key is set */
 };
 
-enum op_kind { OP_REGISTER, OP_LOGIN, OP_CHECK, OP_LOGOUT, OP_LOOKUP, OP_ADMIN, OP_JWT };
+enum op_kind { OP_REGISTER, OP_LOGIN, OP_CHECK, OP_LOGOUT, OP_LOOKUP, OP_ADMIN, OP_JWT,
+               OP_REVOKE };
 
 /* What an OP_ADMIN does once it found its user (auth_admin.c). */
 enum admin_action { ADM_DISABLE, ADM_ENABLE, ADM_DELETE, ADM_MINT };
@@ -96,7 +97,8 @@ struct auth_op {
     int                 no_pw;         /* register: the backend's, no password */
     enum admin_action   action;        /* OP_ADMIN */
     int64_t             ttl_ms;        /* OP_ADMIN mint */
-    char                actor[40];     /* OP_ADMIN: the API key's name (logs) */
+    char                actor[40];     /* OP_ADMIN, OP_REVOKE: the API key's name
+                                          (logs) */
     int                 jwt_create;    /* OP_JWT: create the user if unknown */
 };
 
@@ -141,7 +143,7 @@ void step(struct auth_op *op, const struct cg_store_reply *r, int err);
 
 /* auth_jwt.c: tokens issued by the app. jwt_check() and jwt_peek() are
  * cg_auth_check_token() and cg_auth_token_peek() for a token with a JWT's
- * shape; step_jwt() runs OP_JWT. */
+ * shape; step_jwt() runs OP_JWT and OP_REVOKE. */
 void jwt_rules_init(cg_auth *a, const struct cg_config *cfg);
 int  jwt_check(cg_auth *a, const char *tok, size_t len, cg_auth_cb cb, void *data);
 int  jwt_peek(cg_auth *a, const char *tok, size_t len);

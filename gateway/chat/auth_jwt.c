@@ -6,6 +6,7 @@
  * The signature and the claims are checked first, on the loop, by the pure
  * verifier (core/jwt.h). Then one OP_JWT in Redis:
  *
+ *   [EXISTS cg:jwt:rev:<sha256 of jti>  (1: revoked) ->]
  *   GET cg:name:<lower-cased sub> -> uid
  *     nil, jwt_create_users: INCR cg:uid -> HSET user name created +
  *       SET cg:name NX (pipelined; lost the race: DEL user, GET again)
@@ -17,8 +18,12 @@
  *
  * Every refusal is CG_E_AUTH to the caller, the same answer as any bad
  * token; the reason goes to the log at debug, never the token or a key.
- * None is remembered in the node's bad-token cache: each may change (a
- * user created or enabled, nbf reached). */
+ * Only a revoked jti is remembered in the node's bad-token cache: the
+ * other refusals may change (a user created or enabled, nbf reached).
+ *
+ * Revocation (cg_auth_revoke_jti, the backend API): SET
+ * cg:jwt:rev:<sha256 of jti> 1 PXAT <(exp + jwt_leeway_s) in ms>, so the
+ * key lives exactly as long as the token could still be accepted. */
 #include "fmacros.h"
 
 #include <inttypes.h>
@@ -34,12 +39,19 @@
 #include "store/store.h"
 
 enum {
-    JWT_NAME = 0,      /* GET cg:name -> uid */
+    JWT_REVOKED = 0,   /* EXISTS cg:jwt:rev:<hash> */
+    JWT_NAME,          /* GET cg:name -> uid */
     JWT_NEW_UID,       /* create: INCR cg:uid */
     JWT_CLAIMED,       /* create: SET cg:name NX */
     JWT_NAME_AGAIN,    /* create lost the race: GET cg:name */
     JWT_STATE,         /* HMGET user name disabled revoked_before */
 };
+
+static void
+key_revoked(char *buf, size_t cap, const char *jti_hash)
+{
+    snprintf(buf, cap, "cg:jwt:rev:%s", jti_hash);
+}
 
 void
 jwt_rules_init(cg_auth *a, const struct cg_config *cfg)
@@ -76,12 +88,24 @@ verify(cg_auth *a, const char *tok, size_t len, struct cg_jwt_claims *c)
     return 0;
 }
 
+static int
+known_bad(cg_auth *a, const char *hash)
+{
+    struct bad_token *b = &a->bad[fnv1a(hash, CG_TOKEN_HASH_LEN) % BAD_SLOTS];
+
+    return b->until_ms > cg_mono_ms() && strcmp(b->hash, hash) == 0;
+}
+
 int
 jwt_peek(cg_auth *a, const char *tok, size_t len)
 {
     struct cg_jwt_claims c;
+    char hash[CG_TOKEN_HASH_LEN + 1];
 
-    return verify(a, tok, len, &c) < 0 ? -1 : 0;
+    if (verify(a, tok, len, &c) < 0)
+        return -1;
+    cg_auth_token_hash(tok, len, hash);
+    return known_bad(a, hash) ? -1 : 0;
 }
 
 int
@@ -91,13 +115,18 @@ jwt_check(cg_auth *a, const char *tok, size_t len, cg_auth_cb cb, void *data)
     struct auth_op *op;
     char hash[CG_TOKEN_HASH_LEN + 1], k[96];
 
+    cg_auth_token_hash(tok, len, hash);
+    if (known_bad(a, hash)) {
+        cg_log(CG_LOG_DEBUG, "app token refused: its jti was revoked (known here)");
+        a->metrics->auth_failures++;
+        return CG_E_AUTH;
+    }
     if (verify(a, tok, len, &c) < 0) {
         a->metrics->auth_failures++;
         return CG_E_AUTH;
     }
     if ((op = op_create(a, OP_JWT, cb, data)) == NULL)
         return CG_E_NOMEM;
-    cg_auth_token_hash(tok, len, hash);
     memcpy(op->who.token_hash, hash, sizeof hash);
     memcpy(op->who.name, c.sub, strlen(c.sub) + 1);     /* a valid name: <= 32 */
     lower_name(c.sub, strlen(c.sub), op->lname);
@@ -105,15 +134,23 @@ jwt_check(cg_auth *a, const char *tok, size_t len, cg_auth_cb cb, void *data)
     op->who.expires_ms = (c.exp + a->jwt.leeway_s) * 1000;
     op->jwt_create = a->cfg->jwt_create_users &&
                      cg_auth_name_refused(c.sub, strlen(c.sub)) == NULL;
+    if (c.jti[0] != '\0') {
+        cg_auth_token_hash(c.jti, strlen(c.jti), hash);
+        key_revoked(k, sizeof k, hash);
+        op->step = JWT_REVOKED;
+        return op_start(op, 2, (const char *[]){ "EXISTS", k });
+    }
     op->step = JWT_NAME;
     key_name(k, sizeof k, op->lname);
     return op_start(op, 2, (const char *[]){ "GET", k });
 }
 
 static void
-refused(struct auth_op *op, const char *why)
+refused(struct auth_op *op, const char *why, int remember)
 {
     cg_log(CG_LOG_DEBUG, "app token of %s refused: %s", op->who.name, why);
+    if (remember)
+        remember_bad(op->a, op->who.token_hash);
     op->a->metrics->auth_failures++;
     op_finish(op, CG_E_AUTH);
 }
@@ -135,16 +172,31 @@ step_jwt(struct auth_op *op, const struct cg_store_reply *r, int err)
     const char *name;
     size_t nlen;
 
+    if (op->kind == OP_REVOKE) {
+        if (no_reply(r, err))
+            return op_finish(op, err < 0 ? err : CG_E_STORE);
+        cg_log(CG_LOG_NOTICE, "backend: audit: key %s revoked an app token's jti (until %"
+               PRId64 ")", op->actor, op->ttl_ms);
+        return op_finish(op, 0);
+    }
     if (no_reply(r, err))
         return op_finish(op, err < 0 ? err : CG_E_STORE);
     switch (op->step) {
+    case JWT_REVOKED:
+        if (cg_store_reply_type(r) != CG_STORE_REPLY_INTEGER)
+            return op_finish(op, CG_E_STORE);
+        if (cg_store_reply_integer(r) != 0)
+            return refused(op, "its jti was revoked", 1);
+        op->step = JWT_NAME;
+        key_name(k, sizeof k, op->lname);
+        return cmd(op, 2, (const char *[]){ "GET", k });
     case JWT_NAME:
     case JWT_NAME_AGAIN:
         if (cg_store_reply_type(r) == CG_STORE_REPLY_NIL) {
             if (op->step == JWT_NAME_AGAIN || !op->jwt_create)
                 return refused(op, op->jwt_create ? "no such user"
                                                   : "no such user (jwt_create_users is off, "
-                                                    "or sub cannot be registered)");
+                                                    "or sub cannot be registered)", 0);
             op->step = JWT_NEW_UID;
             return cmd(op, 2, (const char *[]){ "INCR", "cg:uid" });
         }
@@ -192,11 +244,33 @@ step_jwt(struct auth_op *op, const struct cg_store_reply *r, int err)
     case JWT_STATE:
         if (user_state_refuses(r, op->issued_ms))
             return refused(op, "the user is deleted or disabled, or the token was issued "
-                           "before its last disable");
+                           "before its last disable", 0);
         name = cg_store_reply_str(cg_store_reply_element(r, 0), &nlen);
         if (nlen > CG_NAME_MAX)
             return op_finish(op, CG_E_STORE);
         memcpy(op->who.name, name, nlen + 1);    /* as registered, with its NUL */
         return op_finish(op, 0);
     }
+}
+
+int
+cg_auth_revoke_jti(cg_auth *a, const char *jti, size_t len, int64_t exp_s,
+                   const char *actor, cg_auth_cb cb, void *data)
+{
+    struct auth_op *op;
+    char hash[CG_TOKEN_HASH_LEN + 1], k[96], at[24];
+    int64_t until = (exp_s + a->cfg->jwt_leeway_s) * 1000, soon = cg_now_ms() + 1000;
+
+    if (len == 0 || len > CG_JWT_CLAIM_MAX || memchr(jti, '\0', len) != NULL)
+        return CG_E_INVAL;
+    if ((op = op_create(a, OP_REVOKE, cb, data)) == NULL)
+        return CG_E_NOMEM;
+    snprintf(op->actor, sizeof op->actor, "%s", actor);
+    /* A token already past its exp needs no key, but one that lives a
+     * second more costs nothing and keeps the answer uniform. */
+    op->ttl_ms = until > soon ? until : soon;
+    cg_auth_token_hash(jti, len, hash);
+    key_revoked(k, sizeof k, hash);
+    snprintf(at, sizeof at, "%" PRId64, op->ttl_ms);
+    return op_start(op, 5, (const char *[]){ "SET", k, "1", "PXAT", at });
 }

@@ -1,8 +1,9 @@
 // Tokens issued by the app (PROTOCOL.md section 1.5): JWTs the app signs
 // itself (HS256 with a shared secret, RS256 / ES256 with a configured
 // public key), accepted wherever the gateway's own tokens are; every
-// failed check refused with the same answer; create-on-first-sight on and
-// off; a disabled or deleted user's JWT refused.
+// failed check refused with the same answer; jti revocation through the
+// backend API; create-on-first-sight on and off; a disabled or deleted
+// user's JWT refused.
 //
 // Two gateways on one Redis: "gw" takes HS256 and RS256 with aud and iss
 // checked and unknown users refused; "gw2" takes ES256 and creates users
@@ -104,7 +105,7 @@ describe('app tokens (JWT)', () => {
       fs.writeFileSync(f, data, { mode: 0o600 });
       return f;
     };
-    const keys = w('keys.txt', `ops:users:write:${API_KEY}\ncrm:users:write:${USERS_KEY}\n`);
+    const keys = w('keys.txt', `ops:users:write,tokens:revoke:${API_KEY}\ncrm:users:write:${USERS_KEY}\n`);
     const secret = w('hs256.txt', `${HS_SECRET}\n`);
     const rsaPem = w('rsa.pem', rsaPubPem);
     const ecPem = w('ec.pem', ec.publicKey.export({ type: 'spki', format: 'pem' }));
@@ -203,6 +204,32 @@ describe('app tokens (JWT)', () => {
     const log = gw.stderr();
     for (const [what, t] of cases) assert.ok(!log.includes(t.split('.')[2] || t), `${what}: token in the log`);
     assert.ok(!log.includes(HS_SECRET), 'the HS256 secret in the log');
+  });
+
+  it('a revoked jti is refused through the backend API; other tokens go on', T, async () => {
+    const u = await backendUser('rev');
+    const c = claims(u.username);
+    const t = jwt('HS256', c);
+    const other = jwt('HS256', claims(u.username));
+    const s = await gw.stomp({ ...u, token: t });
+    await s.close();
+    const noScope = await B(gw, 'POST', '/tokens/revoke', { jti: c.jti, exp: c.exp }, USERS_KEY);
+    assert.equal(noScope.status, 403, noScope.text);
+    assert.match(noScope.json.error, /tokens:revoke/);
+    assert.equal((await B(gw, 'POST', '/tokens/revoke', { jti: c.jti })).status, 400, 'exp required');
+    assert.equal((await B(gw, 'POST', '/tokens/revoke', { jti: '', exp: c.exp })).status, 400, 'empty jti');
+    assert.equal((await B(gw, 'GET', '/tokens/revoke')).status, 405, 'GET');
+    const r = await B(gw, 'POST', '/tokens/revoke', { jti: c.jti, exp: c.exp });
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(r.json, { revoked: true, until: (c.exp + 30) * 1000 });
+    await assertRefused(gw, t, 'a revoked jti');
+    await assertRefused(gw2, jwt('ES256', { ...c }), 'the same jti on another node');
+    const ttl = await h.env.redis.command('PTTL',
+      `cg:jwt:rev:${crypto.createHash('sha256').update(c.jti).digest('hex')}`);
+    assert.ok(ttl > 300000 && ttl <= 330000, `the revocation lives until exp + leeway: ${ttl} ms`);
+    const s2 = await gw.stomp({ ...u, token: other });
+    await s2.close();
+    assert.match(gw.stderr(), /backend: audit: key ops revoked an app token's jti/);
   });
 
   it('creates the user on first sight only when jwt_create_users is on', T, async () => {
