@@ -59,10 +59,12 @@ jwt_rules_init(cg_auth *a, const struct cg_config *cfg)
     a->jwt.secret = cfg->jwt_secret;
     a->jwt.pkey = cfg->jwt_pkey;
     a->jwt.pkey_alg = cfg->jwt_alg_parsed;
+    a->jwt.jwks = cfg->jwt_jwks_parsed;
     a->jwt.audience = cfg->jwt_audience;
     a->jwt.issuer = cfg->jwt_issuer;
     a->jwt.leeway_s = cfg->jwt_leeway_s;
-    a->jwt_on = cfg->jwt_secret != NULL || cfg->jwt_pkey != NULL;
+    a->jwt_on = cfg->jwt_secret != NULL || cfg->jwt_pkey != NULL ||
+                cfg->jwt_jwks_parsed != NULL;
 }
 
 /* Verify tok; 0 with c filled, or CG_E_AUTH (logged at debug). */
@@ -72,8 +74,8 @@ verify(cg_auth *a, const char *tok, size_t len, struct cg_jwt_claims *c)
     char why[160];
 
     if (!a->jwt_on) {
-        cg_log(CG_LOG_DEBUG, "app token refused: no jwt_hs256_secret or jwt_public_key "
-               "is configured");
+        cg_log(CG_LOG_DEBUG, "app token refused: no jwt_hs256_secret, jwt_public_key or "
+               "jwt_jwks is configured");
         return CG_E_AUTH;
     }
     if (cg_jwt_verify(&a->jwt, tok, len, cg_now_ms() / 1000, c, why, sizeof why) < 0) {

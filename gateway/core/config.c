@@ -216,9 +216,13 @@ const struct opt cg_config_options[] = {
     TYPED(jwt_public_key, "", 0, 4096, jwt_pkey, struct cg_jwt_pkey *,
           cfg_parse_jwt_pkey, cfg_free_jwt_pkey,
           "accept app-signed JWTs with alg jwt_alg verified by this PEM public key file "
-          "(RSA of 2048 bits or more for RS256, EC P-256 for ES256)"),
+          "(RSA of 2048-8192 bits for RS256, EC P-256 for ES256)"),
     TYPED(jwt_alg, "", 0, 5, jwt_alg_parsed, enum cg_jwt_alg, cfg_parse_jwt_alg, NULL,
           "the one algorithm of jwt_public_key: RS256 or ES256"),
+    TYPED(jwt_jwks, "", 0, 4096, jwt_jwks_parsed, struct cg_jwt_jwks *,
+          cfg_parse_jwt_jwks, cfg_free_jwt_jwks,
+          "accept app-signed JWTs whose header kid names a key of this JWKS file (1-16 "
+          "public RSA or EC P-256 keys, each with its kid and its alg RS256 or ES256)"),
     /* 1024: an audience or issuer is a URL or a name. */
     STR(jwt_audience, "", 0, 1024, NULL,
         "when set, an app JWT's aud must name it"),

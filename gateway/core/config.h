@@ -22,6 +22,7 @@ struct cg_proxies;
 struct cg_api_keys;
 struct cg_jwt_secret;
 struct cg_jwt_pkey;
+struct cg_jwt_jwks;
 
 /* listen, parsed: the host to bind ("" for any IPv4 address, from
  * "0.0.0.0"; an IPv6 literal without its brackets) and the port. */
@@ -79,6 +80,8 @@ struct cg_config {
     struct cg_jwt_pkey *jwt_pkey;    /* jwt_public_key, loaded: NULL when unset */
     char    *jwt_alg;                /* "RS256" or "ES256": jwt_public_key's */
     enum cg_jwt_alg jwt_alg_parsed;  /* jwt_alg, parsed (CG_JWT_NONE when unset) */
+    char    *jwt_jwks;               /* JWKS file: public keys chosen by kid */
+    struct cg_jwt_jwks *jwt_jwks_parsed; /* jwt_jwks, loaded: NULL when unset */
     char    *jwt_audience;           /* "": aud not checked */
     char    *jwt_issuer;             /* "": iss not checked */
     int64_t  jwt_leeway_s;           /* clock skew allowed on exp, nbf, iat: 30 */

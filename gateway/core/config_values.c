@@ -279,6 +279,28 @@ cfg_free_jwt_pkey(void *typed)
     *slot = NULL;
 }
 
+int
+cfg_parse_jwt_jwks(const char *v, void *typed, char *why, size_t cap)
+{
+    struct cg_jwt_jwks **slot = typed, *j;
+    int rc;
+
+    if ((rc = cg_jwt_jwks_load(v, &j, why, cap)) < 0)
+        return rc;
+    cg_jwt_jwks_destroy(*slot);
+    *slot = j;
+    return 0;
+}
+
+void
+cfg_free_jwt_jwks(void *typed)
+{
+    struct cg_jwt_jwks **slot = typed;
+
+    cg_jwt_jwks_destroy(*slot);
+    *slot = NULL;
+}
+
 /* jwt_alg names the public key's algorithm: HS256 has its own secret. */
 int
 cfg_parse_jwt_alg(const char *v, void *typed, char *why, size_t cap)

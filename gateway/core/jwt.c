@@ -5,10 +5,11 @@
  *
  *   shape (length, three parts) -> base64url of each part -> the header
  *   is a JSON object whose alg is one we know and whose key is configured
- *   (alg must equal the key's configured algorithm: an HS256 token is
- *   only ever checked with the HS256 secret, never with a public key's
- *   bytes) -> the signature over "header.payload" -> the payload is a JSON
- *   object -> exp, nbf, iat, iss, aud, sub, jti.
+ *   (with a JWKS and a kid: the key of that kid, whose own alg it must
+ *   be; else alg must equal the configured key's algorithm: an HS256
+ *   token is only ever checked with the HS256 secret, never with a public
+ *   key's bytes) -> the signature over "header.payload" -> the payload is
+ *   a JSON object -> exp, nbf, iat, iss, aud, sub, jti.
  *
  * The signature is checked before any claim is read, so nothing an
  * unsigned payload says reaches a decision. Nothing here allocates
@@ -28,6 +29,8 @@
 #include <openssl/ecdsa.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/core_names.h>
+#include <openssl/param_build.h>
 #include <openssl/pem.h>
 
 #include "core/common.h"
@@ -288,9 +291,10 @@ int
 cg_jwt_verify(const struct cg_jwt_rules *rules, const char *tok, size_t len,
               int64_t now_s, struct cg_jwt_claims *out, char *why, size_t cap)
 {
-    unsigned char buf[PART_MAX], sig[512];
+    unsigned char buf[PART_MAX], sig[1024];     /* an 8192-bit RSA signature */
     const char *d1, *d2;
-    json_t *h = NULL, *p = NULL, *a;
+    json_t *h = NULL, *p = NULL, *a, *kid;
+    const struct cg_jwt_jwk *key = NULL;
     enum cg_jwt_alg alg;
     long n, slen;
     int rc = CG_E_AUTH, ok;
@@ -325,8 +329,28 @@ cg_jwt_verify(const struct cg_jwt_rules *rules, const char *tok, size_t len,
         rc = refuse(why, cap, "header has crit");
         goto out;
     }
-    if (alg == CG_JWT_HS256 ? rules->secret == NULL
-                            : rules->pkey == NULL || rules->pkey_alg != alg) {
+    kid = json_object_get(h, "kid");
+    if (rules->jwks != NULL && kid != NULL) {
+        /* The key of that kid, and only with its own alg. */
+        if (!json_is_string(kid)) {
+            rc = refuse(why, cap, "kid is not a string");
+            goto out;
+        }
+        for (size_t i = 0; i < rules->jwks->n && key == NULL; i++)
+            if (strlen(rules->jwks->k[i].kid) == json_string_length(kid) &&
+                strcmp(rules->jwks->k[i].kid, json_string_value(kid)) == 0)
+                key = &rules->jwks->k[i];
+        if (key == NULL) {
+            rc = refuse(why, cap, "no key in jwt_jwks has its kid");
+            goto out;
+        }
+        if (key->key.fits != alg) {
+            rc = refuse(why, cap, "alg %s is not the alg of key %s (%s)", cg_jwt_alg_name(alg),
+                        key->kid, cg_jwt_alg_name(key->key.fits));
+            goto out;
+        }
+    } else if (alg == CG_JWT_HS256 ? rules->secret == NULL
+                                   : rules->pkey == NULL || rules->pkey_alg != alg) {
         rc = refuse(why, cap, "no key configured for alg %s", cg_jwt_alg_name(alg));
         goto out;
     }
@@ -337,9 +361,12 @@ cg_jwt_verify(const struct cg_jwt_rules *rules, const char *tok, size_t len,
         rc = refuse(why, cap, "signature is not strict base64url");
         goto out;
     }
-    ok = alg == CG_JWT_HS256
-             ? verify_hs256(rules->secret, tok, (size_t)(d2 - tok), sig, (size_t)slen)
-             : verify_pkey(rules->pkey, alg, tok, (size_t)(d2 - tok), sig, (size_t)slen);
+    if (key != NULL)
+        ok = verify_pkey(&key->key, alg, tok, (size_t)(d2 - tok), sig, (size_t)slen);
+    else if (alg == CG_JWT_HS256)
+        ok = verify_hs256(rules->secret, tok, (size_t)(d2 - tok), sig, (size_t)slen);
+    else
+        ok = verify_pkey(rules->pkey, alg, tok, (size_t)(d2 - tok), sig, (size_t)slen);
     if (!ok) {
         rc = refuse(why, cap, "bad %s signature", cg_jwt_alg_name(alg));
         goto out;
@@ -438,7 +465,7 @@ cg_jwt_pkey_load(const char *path, struct cg_jwt_pkey **out, char *why, size_t c
     if (pk == NULL)
         return snprintf(why, cap, "%s holds no PEM public key", path), CG_E_INVAL;
     if (EVP_PKEY_is_a(pk, "RSA")) {
-        if (EVP_PKEY_get_bits(pk) >= 2048)
+        if (EVP_PKEY_get_bits(pk) >= 2048 && EVP_PKEY_get_bits(pk) <= 8192)
             fits = CG_JWT_RS256;
     } else if (EVP_PKEY_is_a(pk, "EC")) {
         char group[64];
@@ -450,7 +477,7 @@ cg_jwt_pkey_load(const char *path, struct cg_jwt_pkey **out, char *why, size_t c
     }
     if (fits == CG_JWT_NONE) {
         EVP_PKEY_free(pk);
-        return snprintf(why, cap, "%s is neither an RSA key of 2048 bits or more (RS256) "
+        return snprintf(why, cap, "%s is neither an RSA key of 2048-8192 bits (RS256) "
                         "nor an EC P-256 key (ES256)", path), CG_E_INVAL;
     }
     if ((k = cg_calloc(1, sizeof *k)) == NULL) {
@@ -470,4 +497,184 @@ cg_jwt_pkey_destroy(struct cg_jwt_pkey *k)
         return;
     EVP_PKEY_free(k->key);
     cg_free(k);
+}
+
+/* ---- a JWKS (config) ------------------------------------------------------------ */
+
+/* A base64url member of k decoded into a new BIGNUM; NULL when absent or
+ * not strict. */
+static BIGNUM *
+jwk_bn(json_t *k, const char *name, unsigned char *buf, size_t cap, size_t want)
+{
+    json_t *v = json_object_get(k, name);
+    long n;
+
+    if (!json_is_string(v) ||
+        (n = cg_jwt_b64url_decode(json_string_value(v), json_string_length(v), buf, cap)) <= 0 ||
+        (want != 0 && (size_t)n != want))
+        return NULL;
+    return BN_bin2bn(buf, (int)n, NULL);
+}
+
+/* The EVP_PKEY of JWK k (RSA or EC P-256), or NULL with the reason. */
+static EVP_PKEY *
+jwk_pkey(json_t *k, const char *kty, char *why, size_t cap)
+{
+    unsigned char buf[1024], pub[65];
+    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+    OSSL_PARAM *params = NULL;
+    EVP_PKEY_CTX *ctx = NULL;
+    EVP_PKEY *pk = NULL;
+    BIGNUM *n = NULL, *e = NULL, *x = NULL, *y = NULL;
+    int rsa = strcmp(kty, "RSA") == 0;
+
+    if (bld == NULL)
+        goto out;
+    if (rsa) {
+        if ((n = jwk_bn(k, "n", buf, sizeof buf, 0)) == NULL ||
+            (e = jwk_bn(k, "e", buf, sizeof buf, 0)) == NULL) {
+            snprintf(why, cap, "n or e is not base64url");
+            goto out;
+        }
+        if (OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) != 1 ||
+            OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e) != 1)
+            goto out;
+    } else {
+        json_t *crv = json_object_get(k, "crv");
+
+        if (!json_is_string(crv) || strcmp(json_string_value(crv), "P-256") != 0) {
+            snprintf(why, cap, "crv is not P-256");
+            goto out;
+        }
+        if ((x = jwk_bn(k, "x", buf, sizeof buf, 32)) == NULL ||
+            (y = jwk_bn(k, "y", buf, sizeof buf, 32)) == NULL) {
+            snprintf(why, cap, "x or y is not 32 bytes of base64url");
+            goto out;
+        }
+        pub[0] = 0x04;                          /* uncompressed point */
+        BN_bn2binpad(x, pub + 1, 32);
+        BN_bn2binpad(y, pub + 33, 32);
+        if (OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1",
+                                            0) != 1 ||
+            OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pub,
+                                             sizeof pub) != 1)
+            goto out;
+    }
+    if ((params = OSSL_PARAM_BLD_to_param(bld)) == NULL ||
+        (ctx = EVP_PKEY_CTX_new_from_name(NULL, rsa ? "RSA" : "EC", NULL)) == NULL ||
+        EVP_PKEY_fromdata_init(ctx) != 1 ||
+        EVP_PKEY_fromdata(ctx, &pk, EVP_PKEY_PUBLIC_KEY, params) != 1) {
+        snprintf(why, cap, "not a valid %s public key", kty);
+        pk = NULL;
+        goto out;
+    }
+    if (rsa && (EVP_PKEY_get_bits(pk) < 2048 || EVP_PKEY_get_bits(pk) > 8192)) {
+        snprintf(why, cap, "an RSA key needs 2048-8192 bits");
+        EVP_PKEY_free(pk);
+        pk = NULL;
+    }
+out:
+    if (pk == NULL && why[0] == '\0')
+        snprintf(why, cap, "out of memory");
+    EVP_PKEY_CTX_free(ctx);
+    OSSL_PARAM_free(params);
+    OSSL_PARAM_BLD_free(bld);
+    BN_free(n);
+    BN_free(e);
+    BN_free(x);
+    BN_free(y);
+    return pk;
+}
+
+/* One key of the set into *slot; 0, or CG_E_INVAL with the reason. */
+static int
+jwk_parse(const struct cg_jwt_jwks *set, json_t *k, struct cg_jwt_jwk *slot, char *why,
+          size_t cap)
+{
+    json_t *kty = json_object_get(k, "kty"), *kid = json_object_get(k, "kid"),
+           *alg = json_object_get(k, "alg"), *use = json_object_get(k, "use");
+    char reason[160] = "";
+    enum cg_jwt_alg a;
+    int rsa;
+
+    if (!json_is_object(k))
+        return snprintf(why, cap, "a key is not a JSON object"), CG_E_INVAL;
+    if (!json_is_string(kid) || json_string_length(kid) == 0 ||
+        json_string_length(kid) > CG_JWT_KID_MAX)
+        return snprintf(why, cap, "key %zu: kid must be a string of 1-%d bytes", set->n + 1,
+                        CG_JWT_KID_MAX), CG_E_INVAL;
+    for (size_t i = 0; i < set->n; i++)
+        if (strcmp(set->k[i].kid, json_string_value(kid)) == 0)
+            return snprintf(why, cap, "kid %s twice", set->k[i].kid), CG_E_INVAL;
+    if (!json_is_string(kty) || (strcmp(json_string_value(kty), "RSA") != 0 &&
+                                 strcmp(json_string_value(kty), "EC") != 0))
+        return snprintf(why, cap, "key %s: kty must be RSA or EC", json_string_value(kid)),
+               CG_E_INVAL;
+    rsa = strcmp(json_string_value(kty), "RSA") == 0;
+    a = json_is_string(alg) ? cg_jwt_alg_parse(json_string_value(alg), json_string_length(alg))
+                            : CG_JWT_NONE;
+    if (a != (rsa ? CG_JWT_RS256 : CG_JWT_ES256))
+        return snprintf(why, cap, "key %s: alg must be %s for kty %s", json_string_value(kid),
+                        rsa ? "RS256" : "ES256", json_string_value(kty)), CG_E_INVAL;
+    if (use != NULL && (!json_is_string(use) || strcmp(json_string_value(use), "sig") != 0))
+        return snprintf(why, cap, "key %s: use must be sig", json_string_value(kid)),
+               CG_E_INVAL;
+    if (json_object_get(k, "d") != NULL)
+        return snprintf(why, cap, "key %s holds a private key (d): give only public keys",
+                        json_string_value(kid)), CG_E_INVAL;
+    if ((slot->key.key = jwk_pkey(k, json_string_value(kty), reason, sizeof reason)) == NULL)
+        return snprintf(why, cap, "key %s: %s", json_string_value(kid), reason), CG_E_INVAL;
+    slot->key.fits = a;
+    memcpy(slot->kid, json_string_value(kid), json_string_length(kid) + 1);
+    return 0;
+}
+
+int
+cg_jwt_jwks_load(const char *path, struct cg_jwt_jwks **out, char *why, size_t cap)
+{
+    struct cg_jwt_jwks *set;
+    json_error_t je;
+    json_t *root, *keys, *k;
+    size_t i;
+    int rc = CG_E_INVAL;
+
+    *out = NULL;
+    if (path[0] == '\0')
+        return 0;
+    if ((root = json_load_file(path, JSON_REJECT_DUPLICATES, &je)) == NULL)
+        return snprintf(why, cap, "cannot read %s: %s (line %d)", path, je.text, je.line),
+               CG_E_INVAL;
+    keys = json_object_get(root, "keys");
+    if (!json_is_array(keys) || json_array_size(keys) == 0 ||
+        json_array_size(keys) > CG_JWT_JWKS_MAX) {
+        json_decref(root);
+        return snprintf(why, cap, "%s: expected {\"keys\":[...]} with 1-%d keys", path,
+                        CG_JWT_JWKS_MAX), CG_E_INVAL;
+    }
+    if ((set = cg_calloc(1, sizeof *set)) == NULL) {
+        json_decref(root);
+        return CG_E_NOMEM;
+    }
+    json_array_foreach(keys, i, k) {
+        if ((rc = jwk_parse(set, k, &set->k[set->n], why, cap)) < 0)
+            break;
+        set->n++;
+    }
+    json_decref(root);
+    if (rc < 0) {
+        cg_jwt_jwks_destroy(set);
+        return rc;
+    }
+    *out = set;
+    return 0;
+}
+
+void
+cg_jwt_jwks_destroy(struct cg_jwt_jwks *j)
+{
+    if (j == NULL)
+        return;
+    for (size_t i = 0; i < j->n; i++)
+        EVP_PKEY_free(j->k[i].key.key);
+    cg_free(j);
 }

@@ -35,6 +35,19 @@ struct cg_jwt_pkey {
     enum cg_jwt_alg fits;    /* the one algorithm this key's type can verify */
 };
 
+/* A JSON Web Key Set (jwt_jwks): public keys chosen by a token's kid,
+ * each with the one algorithm it verifies (its "alg", required). */
+#define CG_JWT_JWKS_MAX 16
+#define CG_JWT_KID_MAX  64
+struct cg_jwt_jwk {
+    char               kid[CG_JWT_KID_MAX + 1];
+    struct cg_jwt_pkey key;      /* key.fits: the key's alg */
+};
+struct cg_jwt_jwks {
+    size_t            n;
+    struct cg_jwt_jwk k[CG_JWT_JWKS_MAX];
+};
+
 /* What a token is checked against. A key that is NULL verifies nothing:
  * a token whose alg needs it is refused. pkey_alg is the algorithm
  * configured for pkey; a token's alg must equal it exactly. */
@@ -42,6 +55,7 @@ struct cg_jwt_rules {
     const struct cg_jwt_secret *secret;    /* HS256, or NULL */
     const struct cg_jwt_pkey   *pkey;      /* RS256 or ES256, or NULL */
     enum cg_jwt_alg             pkey_alg;
+    const struct cg_jwt_jwks   *jwks;      /* keys by kid, or NULL */
     const char                 *audience;  /* NULL or "": not checked */
     const char                 *issuer;    /* NULL or "": not checked */
     int64_t                     leeway_s;  /* allowed clock skew */
@@ -64,7 +78,8 @@ int cg_jwt_shaped(const char *tok, size_t len);
  * key). Checked: strict base64url (no padding, no stray bits), JSON
  * objects (duplicate members refused), the header's alg exactly the one
  * configured for the key it needs ("none" and unknown algs refused, crit
- * refused), the signature, exp (required), nbf and iat with leeway_s, aud
+ * refused; a kid, when rules has a JWKS, picks the key of that kid, whose
+ * alg it must be), the signature, exp (required), nbf and iat with leeway_s, aud
  * and iss when configured, sub (a string of 1..CG_JWT_CLAIM_MAX bytes),
  * jti (when present, a string of 1..CG_JWT_CLAIM_MAX bytes). */
 int cg_jwt_verify(const struct cg_jwt_rules *rules, const char *tok, size_t len,
@@ -82,6 +97,15 @@ int  cg_jwt_secret_parse(const char *v, struct cg_jwt_secret **out, char *why, s
 void cg_jwt_secret_destroy(struct cg_jwt_secret *s);
 int  cg_jwt_pkey_load(const char *path, struct cg_jwt_pkey **out, char *why, size_t cap);
 void cg_jwt_pkey_destroy(struct cg_jwt_pkey *k);
+/* Read a JWKS file: {"keys":[...]} of 1..CG_JWT_JWKS_MAX public keys,
+ * each {"kty":"RSA","n","e"} (2048-8192 bits) or {"kty":"EC",
+ * "crv":"P-256","x","y"}, with a unique "kid" (1..CG_JWT_KID_MAX bytes)
+ * and "alg" RS256 or ES256 fitting its kty; "use", if any, "sig"; a
+ * private member ("d") is refused. 0, or CG_E_INVAL / CG_E_NOMEM with the
+ * reason in why. */
+int  cg_jwt_jwks_load(const char *path, struct cg_jwt_jwks **out, char *why, size_t cap);
+void cg_jwt_jwks_destroy(struct cg_jwt_jwks *j);
+
 /* "HS256", "RS256", "ES256" -> the enum; CG_JWT_NONE for anything else. */
 enum cg_jwt_alg cg_jwt_alg_parse(const char *s, size_t len);
 const char *cg_jwt_alg_name(enum cg_jwt_alg alg);

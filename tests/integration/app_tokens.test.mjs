@@ -27,7 +27,14 @@ const API_KEY = crypto.randomBytes(24).toString('base64url');
 const USERS_KEY = crypto.randomBytes(24).toString('base64url');
 const rsa = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
 const ec = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+const rsa2 = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
 const rsaPubPem = rsa.publicKey.export({ type: 'spki', format: 'pem' });
+const JWKS = {
+  keys: [
+    { ...rsa2.publicKey.export({ format: 'jwk' }), kid: 'app-2026', alg: 'RS256', use: 'sig' },
+    { ...ec.publicKey.export({ format: 'jwk' }), kid: 'ec-1', alg: 'ES256' },
+  ],
+};
 
 /* Every token made here, for the no-secrets check after the suite. */
 let secretsFile = null;
@@ -109,11 +116,12 @@ describe('app tokens (JWT)', () => {
     const secret = w('hs256.txt', `${HS_SECRET}\n`);
     const rsaPem = w('rsa.pem', rsaPubPem);
     const ecPem = w('ec.pem', ec.publicKey.export({ type: 'spki', format: 'pem' }));
+    const jwks = w('jwks.json', JSON.stringify(JWKS));
     const common = ['--api-keys', `@${keys}`, '--api-rate', '1000', '--api-burst', '1000', '--log-level', 'debug'];
     gw = await h.env.startGateway([...common, '--jwt-hs256-secret', `@${secret}`, '--jwt-public-key', rsaPem,
       '--jwt-alg', 'RS256', '--jwt-audience', AUD, '--jwt-issuer', ISS]);
     gw2 = await h.env.startGateway([...common, '--jwt-public-key', ecPem, '--jwt-alg', 'ES256',
-      '--jwt-create-users'], { name: 'gw2' });
+      '--jwt-jwks', jwks, '--jwt-create-users'], { name: 'gw2' });
   });
 
   it('an app-signed JWT connects over STOMP WebSocket and SockJS and chats; Bearer works on HTTP', T, async () => {
@@ -230,6 +238,22 @@ describe('app tokens (JWT)', () => {
     const s2 = await gw.stomp({ ...u, token: other });
     await s2.close();
     assert.match(gw.stderr(), /backend: audit: key ops revoked an app token's jti/);
+  });
+
+  it('a JWKS picks the key by kid and holds each key to its alg', T, async () => {
+    const u = await backendUser('kid');
+    const c = () => ({ sub: u.username, exp: now() + 300 });
+    const s1 = await gw2.stomp({ ...u, token: jwt('RS256', c(), { key: rsa2.privateKey, header: { alg: 'RS256', kid: 'app-2026' } }) });
+    assert.equal(s1.connectedFrame.headers['user-name'], u.username);
+    await s1.close();
+    const s2 = await gw2.stomp({ ...u, token: jwt('ES256', c(), { header: { alg: 'ES256', kid: 'ec-1' } }) });
+    await s2.close();
+    await assertRefused(gw2, jwt('RS256', c(), { header: { alg: 'RS256', kid: 'app-2026' } }), 'another RSA key under the kid');
+    await assertRefused(gw2, jwt('RS256', c(), { key: rsa2.privateKey, header: { alg: 'RS256', kid: 'ec-1' } }), "another key's kid");
+    await assertRefused(gw2, jwt('RS256', c(), { key: rsa2.privateKey, header: { alg: 'RS256', kid: 'nope' } }), 'an unknown kid');
+    await assertRefused(gw2, jwt('RS256', c(), { key: rsa2.privateKey }), 'no kid: RS256 has no single key on gw2');
+    await until(() => gw2.stderr().includes('no key in jwt_jwks has its kid'), { what: 'the kid reason in the log' });
+    assert.match(gw2.stderr(), /alg RS256 is not the alg of key ec-1 \(ES256\)/);
   });
 
   it('creates the user on first sight only when jwt_create_users is on', T, async () => {

@@ -116,6 +116,7 @@ static const struct { const char *name, *def; } str_opts[] = {
     { "jwt_hs256_secret", "" },
     { "jwt_public_key", "" },
     { "jwt_alg", "" },
+    { "jwt_jwks", "" },
     { "jwt_audience", "" },
     { "jwt_issuer", "" },
 };

@@ -16,6 +16,8 @@
 
 #include <criterion/criterion.h>
 #include <criterion/new/assert.h>
+#include <criterion/parameterized.h>
+#include <openssl/core_names.h>
 #include <openssl/ecdsa.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -574,4 +576,141 @@ Test(jwt, a_file_without_a_public_key_is_refused)
     snprintf(want, sizeof want, "/dev/null holds no PEM public key");
     cr_assert(eq(str, e, want));
     cr_assert(zero(ptr, k));
+}
+
+/* ---- a JWKS: keys chosen by kid ------------------------------------------------------------ */
+
+static char jwks_path[64];
+
+/* Write text to a fresh temporary file named in jwks_path. */
+static void
+write_file(const char *text)
+{
+    int fd;
+
+    strcpy(jwks_path, "/tmp/cg-jwks-XXXXXX");
+    fd = mkstemp(jwks_path);
+    cr_assert(eq(sz, (size_t)write(fd, text, strlen(text)), strlen(text)));
+    close(fd);
+}
+
+/* The JWKS of this test's RSA key (kid r1) and EC key (kid e1). */
+static void
+write_jwks(void)
+{
+    char n[400], e[16], x[48], y[48], text[1200];
+    unsigned char buf[600];
+    size_t len = 0;
+    BIGNUM *bn = NULL;
+    int k;
+
+    EVP_PKEY_get_bn_param(rsa, OSSL_PKEY_PARAM_RSA_N, &bn);
+    k = BN_bn2bin(bn, buf);
+    b64url(buf, (size_t)k, n);
+    BN_free(bn);
+    bn = NULL;
+    EVP_PKEY_get_bn_param(rsa, OSSL_PKEY_PARAM_RSA_E, &bn);
+    k = BN_bn2bin(bn, buf);
+    b64url(buf, (size_t)k, e);
+    BN_free(bn);
+    EVP_PKEY_get_octet_string_param(ec, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, buf, sizeof buf, &len);
+    cr_assert(eq(sz, len, 65));
+    b64url(buf + 1, 32, x);
+    b64url(buf + 33, 32, y);
+    snprintf(text, sizeof text,
+             "{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"r1\",\"alg\":\"RS256\",\"use\":\"sig\","
+             "\"n\":\"%s\",\"e\":\"%s\"},{\"kty\":\"EC\",\"kid\":\"e1\",\"alg\":\"ES256\","
+             "\"crv\":\"P-256\",\"x\":\"%s\",\"y\":\"%s\"}]}", n, e, x, y);
+    write_file(text);
+}
+
+static char *
+make_kid(const char *alg, const char *kid)
+{
+    char h[96];
+
+    snprintf(h, sizeof h, "{\"alg\":\"%s\",\"kid\":\"%s\"}", alg, kid);
+    return make_with(h, claims_json(NOW + 60, ""), alg, strcmp(alg, "ES256") == 0 ? ec : rsa,
+                     SECRET, strlen(SECRET));
+}
+
+Test(jwt, a_jwks_picks_the_key_by_kid_and_holds_it_to_its_alg)
+{
+    struct cg_jwt_jwks *set = NULL;
+    struct cg_jwt_rules r = { .leeway_s = 30 };
+    char e[256], *t;
+
+    write_jwks();
+    cr_assert(eq(int, cg_jwt_jwks_load(jwks_path, &set, e, sizeof e), 0), "%s", e);
+    unlink(jwks_path);
+    cr_assert(eq(sz, set->n, 2));
+    r.jwks = set;
+    t = make_kid("RS256", "r1");
+    cr_assert(eq(int, verify(&r, t), 0), "%s", why);
+    free(t);
+    t = make_kid("ES256", "e1");
+    cr_assert(eq(int, verify(&r, t), 0), "%s", why);
+    free(t);
+    t = make_kid("RS256", "e1");
+    assert_refused(&r, t, "alg RS256 is not the alg of key e1 (ES256)");
+    free(t);
+    t = make_kid("HS256", "r1");
+    assert_refused(&r, t, "alg HS256 is not the alg of key r1 (RS256)");
+    free(t);
+    t = make_kid("RS256", "r2");
+    assert_refused(&r, t, "no key in jwt_jwks has its kid");
+    free(t);
+    /* No kid: the single keys, of which there are none here. */
+    t = make("RS256", claims_json(NOW + 60, ""));
+    assert_refused(&r, t, "no key configured for alg RS256");
+    free(t);
+    /* The RS256 key signs; a token signed by the EC key under kid r1 fails. */
+    t = make_with("{\"alg\":\"ES256\",\"kid\":\"r1\"}", claims_json(NOW + 60, ""), "ES256", ec,
+                  NULL, 0);
+    assert_refused(&r, t, "alg ES256 is not the alg of key r1 (RS256)");
+    free(t);
+    cg_jwt_jwks_destroy(set);
+}
+
+struct jwks_case {
+    char text[200], why[96];
+};
+
+ParameterizedTestParameters(jwt, a_jwks_file_is_checked)
+{
+    static struct jwks_case cases[] = {
+        { "[]", "expected {\"keys\":[...]} with 1-16 keys" },
+        { "{\"keys\":[]}", "expected {\"keys\":[...]} with 1-16 keys" },
+        { "{\"keys\":[{\"kty\":\"oct\",\"kid\":\"h\",\"alg\":\"HS256\",\"k\":\"AAAA\"}]}",
+          "key h: kty must be RSA or EC" },
+        { "{\"keys\":[{\"kty\":\"EC\",\"kid\":\"e\",\"alg\":\"RS256\"}]}",
+          "key e: alg must be ES256 for kty EC" },
+        { "{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"r\"}]}", "key r: alg must be RS256 for kty RSA" },
+        { "{\"keys\":[{\"kty\":\"RSA\",\"alg\":\"RS256\"}]}", "key 1: kid must be a string of 1-64 bytes" },
+        { "{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"r\",\"alg\":\"RS256\",\"use\":\"enc\"}]}",
+          "key r: use must be sig" },
+        { "{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"r\",\"alg\":\"RS256\",\"n\":\"AQAB\",\"e\":\"AQAB\","
+          "\"d\":\"AQAB\"}]}", "key r holds a private key (d): give only public keys" },
+        { "{\"keys\":[{\"kty\":\"EC\",\"kid\":\"e\",\"alg\":\"ES256\",\"crv\":\"P-384\"}]}",
+          "key e: crv is not P-256" },
+        { "{\"keys\":[{\"kty\":\"EC\",\"kid\":\"e\",\"alg\":\"ES256\",\"crv\":\"P-256\","
+          "\"x\":\"AAAA\",\"y\":\"AAAA\"}]}", "key e: x or y is not 32 bytes of base64url" },
+    };
+    return cr_make_param_array(struct jwks_case, cases, sizeof cases / sizeof cases[0]);
+}
+
+ParameterizedTest(struct jwks_case *c, jwt, a_jwks_file_is_checked)
+{
+    struct cg_jwt_jwks *set = NULL;
+    char e[256], want[320];
+
+    write_file(c->text);
+    cr_assert(eq(int, cg_jwt_jwks_load(jwks_path, &set, e, sizeof e), CG_E_INVAL), "%s", c->text);
+    if (strncmp(c->why, "expected", 8) == 0)
+        snprintf(want, sizeof want, "%s: %s", jwks_path, c->why);
+    else
+        snprintf(want, sizeof want, "%s", c->why);
+    unlink(jwks_path);
+    cr_assert(eq(str, e, want));
+    cr_assert(zero(ptr, set));
 }
