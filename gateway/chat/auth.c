@@ -8,7 +8,7 @@
  *             SET name NX (pipelined) -> 201 | DEL user -> 409
  *   login:    INCR x 3 (the login limit, below) -> GET name ->
  *             HMGET user name pw -> [pool] verify -> SET token
- *   check:    GET cg:tok:<sha256>
+ *   check:    GET cg:tok:<sha256>  (a JWT the app signed: auth_jwt.c)
  *   logout:   GET token -> DEL token + PUBLISH "L<hash>" to the user
  *             (a push record, store/push_record.h)
  *   lookup:   [GET name] -> HGET user name -> PUBSUB NUMSUB (online)
@@ -73,6 +73,7 @@
 #include "chat/auth_internal.h"
 #include "core/common.h"
 #include "core/config.h"
+#include "core/jwt.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/proxies.h"
@@ -108,6 +109,8 @@ cg_auth_token_peek(cg_auth *a, const char *tok, size_t len)
     char hash[CG_TOKEN_HASH_LEN + 1];
     struct bad_token *b;
 
+    if (cg_jwt_shaped(tok, len))
+        return jwt_peek(a, tok, len);
     if (!cg_auth_token_wellformed(tok, len))
         return -1;
     cg_auth_token_hash(tok, len, hash);
@@ -277,7 +280,7 @@ int
 op_start(struct auth_op *op, int argc, const char **argv)
 {
     cg_auth *a = op->a;
-    size_t lens[4];
+    size_t lens[8];
 
     for (int i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
@@ -685,6 +688,8 @@ step(struct auth_op *op, const struct cg_store_reply *r, int err)
     case OP_LOGOUT:   step_logout(op, r, err); break;
     case OP_LOOKUP:   step_lookup(op, r, err); break;
     case OP_ADMIN:    step_admin(op, r, err); break;
+    case OP_JWT:
+    case OP_REVOKE:   step_jwt(op, r, err); break;
     }
 }
 
@@ -703,6 +708,7 @@ cg_auth_create(uv_loop_t *loop, const struct cg_config *cfg, cg_store *store,
     a->store = store;
     a->metrics = metrics;
     limit_rules_init(a, cfg);
+    jwt_rules_init(a, cfg);
     *out = a;
     return 0;
 }
@@ -727,6 +733,8 @@ cg_auth_check_token(cg_auth *a, const char *tok, size_t len, cg_auth_cb cb, void
     struct auth_op *op;
     char k[96];
 
+    if (cg_jwt_shaped(tok, len))
+        return jwt_check(a, tok, len, cb, data);
     if (cg_auth_token_peek(a, tok, len) < 0) {
         a->metrics->auth_failures++;
         return CG_E_AUTH;

@@ -66,6 +66,15 @@ const char *cg_auth_name_refused(const char *s, size_t len);
 /* 1 if tok has the shape of a token (43 base64url chars). */
 int cg_auth_token_wellformed(const char *tok, size_t len);
 
+/* The longest token read anywhere: a JWT the app signed (PROTOCOL.md
+ * section 1.5) may be this long; the gateway's own are CG_TOKEN_LEN. */
+#define CG_TOKEN_MAX 4096
+
+/* 1 if tok has the shape of a token cg_auth_check_token() may accept: the
+ * gateway's own (cg_auth_token_wellformed) or a JWT (three base64url
+ * parts, at most CG_TOKEN_MAX bytes). */
+int cg_auth_token_shaped(const char *tok, size_t len);
+
 /* Hex SHA-256 of a token into out (65 bytes). */
 void cg_auth_token_hash(const char *tok, size_t len, char out[CG_TOKEN_HASH_LEN + 1]);
 
@@ -75,9 +84,12 @@ void cg_auth_token_hash(const char *tok, size_t len, char out[CG_TOKEN_HASH_LEN 
  * upgrade and check asynchronously before CONNECTED). */
 int cg_auth_token_peek(cg_auth *a, const char *tok, size_t len);
 
-/* Resolve a token to its user with one Redis GET. A malformed token, or
- * one this node knows to be revoked, returns CG_E_AUTH at once (callback
- * not called). Callbacks of every auth function always run later, from the
+/* Resolve a token to its user with one Redis GET, then the user's state.
+ * A JWT the app signed (PROTOCOL.md section 1.5) is verified here, then
+ * its jti, its user and the user's state are read in Redis;
+ * who->expires_ms is its exp plus jwt_leeway_s. A malformed token, a JWT
+ * that fails its signature or claims, or one this node knows to be
+ * revoked, returns CG_E_AUTH at once (callback not called). Callbacks of every auth function always run later, from the
  * loop, never before the function returns. */
 int cg_auth_check_token(cg_auth *a, const char *tok, size_t len,
                         cg_auth_cb cb, void *data);
@@ -122,6 +134,14 @@ int cg_auth_lookup(cg_auth *a, const char *uid_or_name, size_t len,
  * keys itself. who names the user: a uid (all digits) or a name, as for
  * cg_auth_lookup(); an unknown one is CG_E_NOTFOUND. actor (the API key's
  * name) is only for the log lines. */
+
+/* Revoke every app token (JWT) whose jti is jti (1..256 bytes), until
+ * exp_s (the tokens' exp, seconds) plus jwt_leeway_s: they are refused by
+ * every later check on every node. Sessions already connected with such a
+ * token are not closed. Returns at once CG_E_INVAL for a bad jti.
+ * Callback: 0. */
+int cg_auth_revoke_jti(cg_auth *a, const char *jti, size_t len, int64_t exp_s,
+                       const char *actor, cg_auth_cb cb, void *data);
 
 /* Create a user with the name rules of register; pw may be NULL (pw_len
  * 0): the user then cannot log in with a password, only with minted or

@@ -13,6 +13,7 @@
 
 #include "chat/auth.h"
 #include "core/config.h"
+#include "core/jwt.h"
 #include "core/metrics.h"
 #include "store/store.h"
 
@@ -58,9 +59,13 @@ struct cg_auth {
     unsigned                reg_hashing;
     size_t                  reg_waiting;
     struct auth_op         *reg_head, *reg_tail;
+    /* tokens issued by the app (auth_jwt.c) */
+    struct cg_jwt_rules     jwt;
+    int                     jwt_on;    /* a secret or a public key is set */
 };
 
-enum op_kind { OP_REGISTER, OP_LOGIN, OP_CHECK, OP_LOGOUT, OP_LOOKUP, OP_ADMIN };
+enum op_kind { OP_REGISTER, OP_LOGIN, OP_CHECK, OP_LOGOUT, OP_LOOKUP, OP_ADMIN, OP_JWT,
+               OP_REVOKE };
 
 /* What an OP_ADMIN does once it found its user (auth_admin.c). */
 enum admin_action { ADM_DISABLE, ADM_ENABLE, ADM_DELETE, ADM_MINT };
@@ -92,7 +97,9 @@ struct auth_op {
     int                 no_pw;         /* register: the backend's, no password */
     enum admin_action   action;        /* OP_ADMIN */
     int64_t             ttl_ms;        /* OP_ADMIN mint */
-    char                actor[40];     /* OP_ADMIN: the API key's name (logs) */
+    char                actor[40];     /* OP_ADMIN, OP_REVOKE: the API key's name
+                                          (logs) */
+    int                 jwt_create;    /* OP_JWT: create the user if unknown */
 };
 
 /* Login op steps: 0 .. LB_N-1 take a count from that bucket. */
@@ -133,6 +140,14 @@ void pool(struct auth_op *op, uv_work_cb fn);
 void key_name(char *buf, size_t cap, const char *lname);
 int no_reply(const struct cg_store_reply *r, int err);
 void step(struct auth_op *op, const struct cg_store_reply *r, int err);
+
+/* auth_jwt.c: tokens issued by the app. jwt_check() and jwt_peek() are
+ * cg_auth_check_token() and cg_auth_token_peek() for a token with a JWT's
+ * shape; step_jwt() runs OP_JWT and OP_REVOKE. */
+void jwt_rules_init(cg_auth *a, const struct cg_config *cfg);
+int  jwt_check(cg_auth *a, const char *tok, size_t len, cg_auth_cb cb, void *data);
+int  jwt_peek(cg_auth *a, const char *tok, size_t len);
+void step_jwt(struct auth_op *op, const struct cg_store_reply *r, int err);
 
 /* auth_password.c: names, tokens, password hashes (the work functions run
  * on the thread pool) */

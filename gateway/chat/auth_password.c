@@ -18,6 +18,7 @@
 #include "chat/auth_internal.h"
 #include "core/common.h"
 #include "core/config.h"
+#include "core/jwt.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/proxies.h"
@@ -73,6 +74,12 @@ cg_auth_token_wellformed(const char *tok, size_t len)
         if (!is_b64url(tok[i]))
             return 0;
     return 1;
+}
+
+int
+cg_auth_token_shaped(const char *tok, size_t len)
+{
+    return cg_auth_token_wellformed(tok, len) || (len <= CG_TOKEN_MAX && cg_jwt_shaped(tok, len));
 }
 
 static void

@@ -22,6 +22,7 @@ static const struct {
     { "tokens:mint",   CG_SCOPE_TOKENS_MINT },
     { "pending:read",  CG_SCOPE_PENDING_READ },
     { "pending:write", CG_SCOPE_PENDING_WRITE },
+    { "tokens:revoke", CG_SCOPE_TOKENS_REVOKE },
 };
 
 const char *
@@ -84,7 +85,7 @@ parse_entry(const char *p, size_t len, struct cg_api_key *key, size_t entry_no,
                 break;
         if (i == sizeof scopes / sizeof *scopes)
             return snprintf(why, cap, "key %s: unknown scope \"%.*s\" (known: users:write, "
-                            "tokens:mint, pending:read, pending:write)",
+                            "tokens:mint, tokens:revoke, pending:read, pending:write)",
                             key->name, (int)(n > 32 ? 32 : n), s), CG_E_INVAL;
         key->scopes |= scopes[i].bit;
         if (e == c2)

@@ -9,7 +9,7 @@
  *
  *   name    1-32 of [A-Za-z0-9_.-], unique: the key's name in logs (it
  *           ends at the first ':'; the secret starts after the last)
- *   scope   users:write, tokens:mint, pending:read, pending:write (PROTOCOL.md section 8); at least one
+ *   scope   users:write, tokens:mint, tokens:revoke, pending:read, pending:write (PROTOCOL.md section 8); at least one
  *   secret  16-256 of [A-Za-z0-9._~+/=-]: what a caller sends as
  *           "Authorization: Bearer <secret>"
  *
@@ -32,6 +32,7 @@ enum cg_api_scope {
     CG_SCOPE_TOKENS_MINT   = 1u << 1,
     CG_SCOPE_PENDING_READ  = 1u << 3,
     CG_SCOPE_PENDING_WRITE = 1u << 4,
+    CG_SCOPE_TOKENS_REVOKE = 1u << 5,
 };
 
 struct cg_api_key {

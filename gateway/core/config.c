@@ -71,6 +71,7 @@
 #include "core/origins.h"
 #include "core/proxies.h"
 #include "core/api_keys.h"
+#include "core/jwt.h"
 #include "core/config_internal.h"
 #include "core/utf8.h"
 
@@ -205,6 +206,34 @@ const struct opt cg_config_options[] = {
     INT(api_burst, 40, 1, 1000000,
         "backend API rate-limit bucket size per key"),
 
+
+    /* --- tokens issued by the app (PROTOCOL.md section 1.5) ------------ */
+    /* 4096: a secret, or a file's path. */
+    { "jwt_hs256_secret", OPT_STRING, FIELD(jwt_hs256_secret, char *), "", 0, 4096,
+      "accept app-signed JWTs with alg HS256 and this shared secret (at least 32 "
+      "bytes), or @/path/to/file holding it", NULL, NULL, OPT_SECRET,
+      cfg_parse_jwt_secret, cfg_free_jwt_secret, FIELD(jwt_secret, struct cg_jwt_secret *) },
+    TYPED(jwt_public_key, "", 0, 4096, jwt_pkey, struct cg_jwt_pkey *,
+          cfg_parse_jwt_pkey, cfg_free_jwt_pkey,
+          "accept app-signed JWTs with alg jwt_alg verified by this PEM public key file "
+          "(RSA of 2048-8192 bits for RS256, EC P-256 for ES256)"),
+    TYPED(jwt_alg, "", 0, 5, jwt_alg_parsed, enum cg_jwt_alg, cfg_parse_jwt_alg, NULL,
+          "the one algorithm of jwt_public_key: RS256 or ES256"),
+    TYPED(jwt_jwks, "", 0, 4096, jwt_jwks_parsed, struct cg_jwt_jwks *,
+          cfg_parse_jwt_jwks, cfg_free_jwt_jwks,
+          "accept app-signed JWTs whose header kid names a key of this JWKS file (1-16 "
+          "public RSA or EC P-256 keys, each with its kid and its alg RS256 or ES256)"),
+    /* 1024: an audience or issuer is a URL or a name. */
+    STR(jwt_audience, "", 0, 1024, NULL,
+        "when set, an app JWT's aud must name it"),
+    STR(jwt_issuer, "", 0, 1024, NULL,
+        "when set, an app JWT's iss must equal it"),
+    /* 10 minutes at most: more is not clock skew. */
+    INT(jwt_leeway_s, 30, 0, 600,
+        "clock skew allowed on an app JWT's exp, nbf and iat, seconds"),
+    BOOL(jwt_create_users, 0,
+        "create the user an app JWT's sub names when there is none (no password); "
+        "else an unknown sub is refused"),
 
     /* --- STOMP limits (PROTOCOL.md section 3) --------------------------- */
     /* Every session may buffer one frame: 16 MiB bounds that per session. */
@@ -381,6 +410,7 @@ static const struct {
     { REL_LE, "heartbeat_ms", "heartbeat_max_ms" },
     { REL_LE_FOLLOW, "http_max_request_line", "http_max_head_bytes" },
     { REL_BOTH_OR_NONE, "tls_cert", "tls_key" },
+    { REL_BOTH_OR_NONE, "jwt_public_key", "jwt_alg" },
 };
 
 /* ------------------------------------------------------------------------ */
@@ -901,6 +931,19 @@ check_relations(struct loader *L)
     return 0;
 }
 
+/* jwt_public_key's type must fit jwt_alg: an RSA key verifies RS256 only,
+ * a P-256 key ES256 only. */
+static int
+check_jwt_key(struct loader *L)
+{
+    const struct cg_config *c = L->cfg;
+
+    if (c->jwt_pkey != NULL && c->jwt_pkey->fits != c->jwt_alg_parsed)
+        return fail(L, CG_E_INVAL, "jwt_alg=%s does not fit jwt_public_key=%s (a key for %s)",
+                    c->jwt_alg, c->jwt_public_key, cg_jwt_alg_name(c->jwt_pkey->fits));
+    return 0;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Public API                                                                */
 /* ------------------------------------------------------------------------ */
@@ -939,8 +982,9 @@ cg_config_load(struct cg_config *cfg, int argc, char **argv, char **envp,
         (L.file == NULL || (rc = load_file(&L)) == 0) &&
         (rc = load_env(&L, envp != NULL ? envp : environ)) == 0 &&
         (rc = apply_flags(&L, argc, argv)) == 0 &&
-        (rc = fill_node_id(&L)) == 0)
-        rc = check_relations(&L);
+        (rc = fill_node_id(&L)) == 0 &&
+        (rc = check_relations(&L)) == 0)
+        rc = check_jwt_key(&L);
     if (help)
         rc = 0;
     if (want_help != NULL)

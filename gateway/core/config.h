@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "core/jwt.h"
 #include "core/log.h"
 #include "core/origins.h"
 #include "core/redis_url.h"
@@ -19,6 +20,9 @@
 
 struct cg_proxies;
 struct cg_api_keys;
+struct cg_jwt_secret;
+struct cg_jwt_pkey;
+struct cg_jwt_jwks;
 
 /* listen, parsed: the host to bind ("" for any IPv4 address, from
  * "0.0.0.0"; an IPv6 literal without its brackets) and the port. */
@@ -68,6 +72,20 @@ struct cg_config {
     struct cg_api_keys *api_keys_parsed; /* api_keys, parsed: hashes only */
     int64_t  api_rate;               /* backend requests per second per key, per node: 20 */
     int64_t  api_burst;              /* ... bucket size: 40 */
+
+    /* --- tokens issued by the app (PROTOCOL.md section 1.5) ---------- */
+    char    *jwt_hs256_secret;       /* HS256 secret or "@file"; secret */
+    struct cg_jwt_secret *jwt_secret; /* jwt_hs256_secret, read: NULL when unset */
+    char    *jwt_public_key;         /* PEM public key file for jwt_alg */
+    struct cg_jwt_pkey *jwt_pkey;    /* jwt_public_key, loaded: NULL when unset */
+    char    *jwt_alg;                /* "RS256" or "ES256": jwt_public_key's */
+    enum cg_jwt_alg jwt_alg_parsed;  /* jwt_alg, parsed (CG_JWT_NONE when unset) */
+    char    *jwt_jwks;               /* JWKS file: public keys chosen by kid */
+    struct cg_jwt_jwks *jwt_jwks_parsed; /* jwt_jwks, loaded: NULL when unset */
+    char    *jwt_audience;           /* "": aud not checked */
+    char    *jwt_issuer;             /* "": iss not checked */
+    int64_t  jwt_leeway_s;           /* clock skew allowed on exp, nbf, iat: 30 */
+    int      jwt_create_users;       /* an unknown sub creates its user */
 
     /* --- STOMP limits (PROTOCOL.md section 3) ------------------------- */
     int64_t  max_frame_bytes;        /* 65536 */

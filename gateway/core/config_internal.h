@@ -72,6 +72,13 @@ int  cfg_parse_redis_url(const char *v, void *typed, char *why, size_t cap);
 void cfg_free_redis_url(void *typed);
 int  cfg_parse_api_keys(const char *v, void *typed, char *why, size_t cap);
 void cfg_free_api_keys(void *typed);
+int  cfg_parse_jwt_secret(const char *v, void *typed, char *why, size_t cap);
+void cfg_free_jwt_secret(void *typed);
+int  cfg_parse_jwt_pkey(const char *v, void *typed, char *why, size_t cap);
+void cfg_free_jwt_pkey(void *typed);
+int  cfg_parse_jwt_jwks(const char *v, void *typed, char *why, size_t cap);
+void cfg_free_jwt_jwks(void *typed);
+int  cfg_parse_jwt_alg(const char *v, void *typed, char *why, size_t cap);
 
 /* The value to show for a string option in errors and dumps: a secret URL
  * with its passwords replaced by "***" when redact is set (tmp, cap bytes,

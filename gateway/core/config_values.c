@@ -15,6 +15,7 @@
 #include "core/origins.h"
 #include "core/proxies.h"
 #include "core/api_keys.h"
+#include "core/jwt.h"
 #include "core/redis_url.h"
 
 /* ------------------------------------------------------------------------ */
@@ -233,6 +234,85 @@ cfg_free_api_keys(void *typed)
 
     cg_api_keys_destroy(*slot);
     *slot = NULL;
+}
+
+int
+cfg_parse_jwt_secret(const char *v, void *typed, char *why, size_t cap)
+{
+    struct cg_jwt_secret **slot = typed, *s;
+    int rc;
+
+    if ((rc = cg_jwt_secret_parse(v, &s, why, cap)) < 0)
+        return rc;
+    cg_jwt_secret_destroy(*slot);
+    *slot = s;
+    return 0;
+}
+
+void
+cfg_free_jwt_secret(void *typed)
+{
+    struct cg_jwt_secret **slot = typed;
+
+    cg_jwt_secret_destroy(*slot);
+    *slot = NULL;
+}
+
+int
+cfg_parse_jwt_pkey(const char *v, void *typed, char *why, size_t cap)
+{
+    struct cg_jwt_pkey **slot = typed, *k;
+    int rc;
+
+    if ((rc = cg_jwt_pkey_load(v, &k, why, cap)) < 0)
+        return rc;
+    cg_jwt_pkey_destroy(*slot);
+    *slot = k;
+    return 0;
+}
+
+void
+cfg_free_jwt_pkey(void *typed)
+{
+    struct cg_jwt_pkey **slot = typed;
+
+    cg_jwt_pkey_destroy(*slot);
+    *slot = NULL;
+}
+
+int
+cfg_parse_jwt_jwks(const char *v, void *typed, char *why, size_t cap)
+{
+    struct cg_jwt_jwks **slot = typed, *j;
+    int rc;
+
+    if ((rc = cg_jwt_jwks_load(v, &j, why, cap)) < 0)
+        return rc;
+    cg_jwt_jwks_destroy(*slot);
+    *slot = j;
+    return 0;
+}
+
+void
+cfg_free_jwt_jwks(void *typed)
+{
+    struct cg_jwt_jwks **slot = typed;
+
+    cg_jwt_jwks_destroy(*slot);
+    *slot = NULL;
+}
+
+/* jwt_alg names the public key's algorithm: HS256 has its own secret. */
+int
+cfg_parse_jwt_alg(const char *v, void *typed, char *why, size_t cap)
+{
+    enum cg_jwt_alg a = cg_jwt_alg_parse(v, strlen(v));
+
+    if (v[0] != '\0' && a != CG_JWT_RS256 && a != CG_JWT_ES256)
+        return snprintf(why, cap, "expected RS256 or ES256 (HS256 is jwt_hs256_secret's)"),
+               CG_E_INVAL;
+    *(enum cg_jwt_alg *)typed = a;
+    return 0;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -11,6 +11,7 @@
  *   GET  {base}/api/backend/users/{x}/pending/messages pending:read
  *   POST {base}/api/backend/users/{x}/pending/redeliver pending:write
  *   POST {base}/api/backend/users/{x}/pending/purge   pending:write
+ *   POST {base}/api/backend/tokens/revoke             tokens:revoke
  *
  * The route table (server/routes.c) hands over "/api/backend/users" and
  * everything under "/api/backend/users/"; what follows the user ({x} is a
@@ -48,6 +49,7 @@
 #include "core/api_keys.h"
 #include "core/common.h"
 #include "core/config.h"
+#include "core/jwt.h"
 #include "core/context.h"
 #include "core/log.h"
 #include "http/http_api.h"
@@ -711,6 +713,61 @@ cg_http_backend_user(struct cg_http_req *r, const char *rest)
         find_then(c);
         break;
     }
+    if (rc < 0) {
+        respond_err(r, rc);
+        bcall_end(c);
+    }
+out:
+    json_decref(j);
+}
+
+/* ---- revoke an app token's jti ---------------------------------------------- */
+
+static void
+on_revoked(int err, const struct cg_principal *who, const char *token, void *data)
+{
+    struct bcall *c = data;
+
+    (void)who;
+    (void)token;
+    if (err == 0)
+        cg_http__respond_json(c->r, 200, json_pack("{s:b,s:I}", "revoked", 1, "until",
+                                                   (json_int_t)c->ttl_s));
+    else
+        respond_err(c->r, err);
+    bcall_end(c);
+}
+
+void
+cg_http_backend_revoke(struct cg_http_req *r, const char *rest)
+{
+    const struct cg_api_key *key;
+    struct bcall *c;
+    json_t *j, *jti;
+    int64_t exp;
+    int rc;
+
+    (void)rest;
+    if ((key = key_check(r, CG_SCOPE_TOKENS_REVOKE)) == NULL || (j = body_object(r)) == NULL)
+        return;
+    jti = json_object_get(j, "jti");
+    if (!json_is_string(jti) || json_string_length(jti) == 0 ||
+        json_string_length(jti) > CG_JWT_CLAIM_MAX) {
+        cg_http__respond_error(r, 400, "expected {\"jti\": a string of 1-256 bytes, "
+                               "\"exp\": the token's exp}");
+        goto out;
+    }
+    /* exp: seconds since the epoch, as in the token; up to the year 9999. */
+    if (json_object_get(j, "exp") == NULL) {
+        cg_http__respond_error(r, 400, "\"exp\" (the token's exp, seconds) is required");
+        goto out;
+    }
+    if (int_member(r, j, "exp", 0, 253402300799, 0, &exp) < 0 ||
+        (c = bcall_create(r, key)) == NULL)
+        goto out;
+    c->ttl_s = (exp + c->srv->cfg->jwt_leeway_s) * 1000;   /* the answer's "until", ms */
+    rc = cg_auth_revoke_jti(c->srv->auth, json_string_value(jti), json_string_length(jti),
+                            exp, key->name, on_revoked, c);
     if (rc < 0) {
         respond_err(r, rc);
         bcall_end(c);

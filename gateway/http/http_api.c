@@ -339,7 +339,7 @@ on_logged_out(int err, const struct cg_principal *who, const char *token, void *
 void
 cg_http_logout(struct cg_http_req *r, const char *rest)
 {
-    char tok[128];
+    char tok[CG_TOKEN_MAX + 1];
     int n;
 
     (void)rest;
@@ -399,7 +399,7 @@ on_lookup_authed(int err, const struct cg_principal *who, const char *token, voi
 void
 cg_http_user(struct cg_http_req *r, const char *rest)
 {
-    char tok[128];
+    char tok[CG_TOKEN_MAX + 1];
     struct lookup *lk;
     int n;
 

@@ -29,6 +29,8 @@ void cg_http_metrics(struct cg_http_req *r, const char *rest);
  * "{x}[/action]"). */
 void cg_http_backend_users(struct cg_http_req *r, const char *rest);
 void cg_http_backend_user(struct cg_http_req *r, const char *rest);
+/* POST /api/backend/tokens/revoke: revoke an app token's jti. */
+void cg_http_backend_revoke(struct cg_http_req *r, const char *rest);
 
 /* The longest path under the base path the API and the files take,
  * NUL included: the table routes a longer one to nothing (404). */

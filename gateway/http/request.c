@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "chat/auth.h"
 #include "core/common.h"
 #include "core/config.h"
 #include "core/proxies.h"
@@ -63,7 +64,8 @@ int
 cg_request_token(struct lws *wsi, char *buf, size_t cap)
 {
     static const char *const args[] = { "srect=", "token=" };
-    char tmp[256];
+    /* "Bearer " and a token of CG_TOKEN_MAX bytes (an app's JWT). */
+    char tmp[CG_TOKEN_MAX + 16];
     const char *v;
     int n;
 

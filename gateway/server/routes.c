@@ -7,6 +7,7 @@
  *   {base}/api/..., /healthz, ...  per route       the HTTP API
  *   {base}/api/backend/users/...   GET, POST       the backend API (its
  *                                                  handler reads the rest)
+ *   {base}/api/backend/tokens/revoke  POST         ... an app token's jti
  *   {base}/api/ anything else      not upgrades    404 (405: known path)
  *   {base}/...                     GET, HEAD       the web client's files
  *   /metrics                       GET, HEAD       metrics (where they are)
@@ -87,6 +88,7 @@ static const struct row table[] = {
     /* The backend API: the handler reads {x}[/action] (backend_api.c). */
     API(MAIN,    R_POST,   "/api/backend/users",        EXACT,   cg_http_backend_users),
     API(MAIN,    R_GET | R_POST, "/api/backend/users/", PREFIX,  cg_http_backend_user),
+    API(MAIN,    R_POST,   "/api/backend/tokens/revoke", EXACT,  cg_http_backend_revoke),
     API(MAIN,    R_GET,    "/healthz",                  EXACT,   cg_http_healthz),
     API(MAIN,    R_GET,    "/readyz",                   EXACT,   cg_http_readyz),
     API(METRICS, R_GET,    "/metrics",                  EXACT,   cg_http_metrics),

@@ -190,7 +190,7 @@ cg_session__auth_start(cg_session *s, struct frame_ctx *c)
         s->srv->metrics.auth_failures++;
         return fail(c, CG_E_AUTH, "missing token");
     }
-    if (!cg_auth_token_wellformed(s->token, s->token_len)) {
+    if (!cg_auth_token_shaped(s->token, s->token_len)) {
         s->srv->metrics.auth_failures++;
         cg_session__token_forget(s);
         return fail(c, CG_E_AUTH, "invalid token");

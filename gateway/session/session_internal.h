@@ -52,8 +52,9 @@
 /* A detail line of an ERROR frame or a status answer. */
 #define DETAIL_MAX 256
 
-/* Longest token accepted from anywhere (real ones are 43 chars). */
-#define SESSION_TOKEN_MAX 256
+/* Longest token accepted from anywhere: the gateway's own are 43 chars,
+ * an app's JWT up to CG_TOKEN_MAX (PROTOCOL.md section 1.5). */
+#define SESSION_TOKEN_MAX CG_TOKEN_MAX
 
 enum session_state {
     ST_AWAIT_CONNECT = 0,

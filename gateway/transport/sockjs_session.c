@@ -422,7 +422,7 @@ sj_sess_create(struct cg_sockjs *sj, struct sj_req *r, struct stomp_str key)
 {
     struct cg_session_open open = { 0 };
     struct sj_sess *ss;
-    char token[256];
+    char token[CG_TOKEN_MAX + 1];
     int tlen;
 
     if ((ss = cg_calloc(1, sizeof *ss)) == NULL)
@@ -465,7 +465,7 @@ sj_sess_create(struct cg_sockjs *sj, struct sj_req *r, struct stomp_str key)
 void
 sj_cred_read(struct lws *wsi, struct sj_cred *c)
 {
-    char token[256];
+    char token[CG_TOKEN_MAX + 1];
     int tlen = cg_request_token(wsi, token, sizeof token);
 
     memset(c, 0, sizeof *c);

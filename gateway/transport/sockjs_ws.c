@@ -18,6 +18,7 @@
 
 #include <uv.h>
 
+#include "chat/auth.h"
 #include "core/common.h"
 #include "core/config.h"
 #include "core/context.h"
@@ -159,7 +160,7 @@ cg_sockjs_ws_on_open(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss)
 {
     struct cg_session_open open = { 0 };
     struct sj_ws *c;
-    char token[256];
+    char token[CG_TOKEN_MAX + 1];
     int tlen;
 
     if ((c = cg_calloc(1, sizeof *c)) == NULL)

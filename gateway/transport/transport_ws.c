@@ -271,7 +271,7 @@ cg_ws_prefer_highest(struct cg_server *srv, struct lws *wsi)
 int
 cg_ws_filter(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss, int sockjs_raw)
 {
-    char origin[256], host[256], token[128], addr[64];
+    char origin[256], host[256], token[CG_TOKEN_MAX + 1], addr[64];
     const char *why;
     int olen, hlen, tlen, status;
 
@@ -310,7 +310,7 @@ cg_ws_on_open(struct cg_server *srv, struct lws *wsi, struct cg_pss *pss)
 {
     struct cg_ws_conn *c;
     struct cg_session_open open = { 0 };
-    char token[128];
+    char token[CG_TOKEN_MAX + 1];
     int tlen, raw;
 
     /* The kind the filter set when it admitted the upgrade. */

@@ -96,6 +96,7 @@ static const struct int_opt int_opts[] = {
     { "drain_ms",                10000,   0,    600000 },
     { "metrics_sample_ms",       10000,   0,    3600000 },
     { "memory_budget_bytes",     1073741824, 0, 1099511627776 },
+    { "jwt_leeway_s",            30,      0,    600 },
 };
 
 #define N_INT (sizeof int_opts / sizeof int_opts[0])
@@ -114,11 +115,18 @@ static const struct { const char *name, *def; } str_opts[] = {
     { "metrics_listen", "127.0.0.1:9464" },
     { "api_keys", "" },
     { "longlink_listen", "" },
+    { "jwt_hs256_secret", "" },
+    { "jwt_public_key", "" },
+    { "jwt_alg", "" },
+    { "jwt_jwks", "" },
+    { "jwt_audience", "" },
+    { "jwt_issuer", "" },
 };
 
 #define N_STR (sizeof str_opts / sizeof str_opts[0])
 
-static const char *const bool_opts[] = { "reuse_port", "sockjs_jsonp", "msgid_unique_per_sender" };
+static const char *const bool_opts[] = { "reuse_port", "sockjs_jsonp", "msgid_unique_per_sender",
+                                         "jwt_create_users" };
 
 #define N_BOOL (sizeof bool_opts / sizeof bool_opts[0])
 
@@ -948,6 +956,38 @@ Test(cg_config, tls_cert_and_key_come_together)
                "tls_cert and tls_key must be set together: tls_cert= (default), "
                "tls_key=/k.pem (flag --tls-key)");
     assert_ok(LOAD("--tls-cert", "/c.pem", "--tls-key", "/k.pem"));
+}
+
+Test(cg_config, jwt_secret_is_checked_and_never_shown)
+{
+    assert_err(LOAD("--jwt-hs256-secret", "too-short-a-secret"),
+               "jwt_hs256_secret=***: an HS256 secret needs at least 32 bytes "
+               "(flag --jwt-hs256-secret)");
+    assert_ok(LOAD("--jwt-hs256-secret", "0123456789abcdef0123456789abcdef"));
+    cr_assert(eq(sz, cfg.jwt_secret->len, 32));
+    cr_assert(eq(int, memcmp(cfg.jwt_secret->bytes, "0123456789abcdef", 16), 0));
+    {
+        char *text = dump_text(1);
+
+        cr_assert(strstr(text, "0123456789abcdef") == NULL, "%s", text);
+        free(text);
+    }
+}
+
+Test(cg_config, jwt_alg_is_the_public_keys_and_comes_with_it)
+{
+    assert_err(LOAD("--jwt-alg", "HS256"),
+               "jwt_alg=HS256: expected RS256 or ES256 (HS256 is jwt_hs256_secret's) "
+               "(flag --jwt-alg)");
+    assert_err(LOAD("--jwt-alg", "none"),
+               "jwt_alg=none: expected RS256 or ES256 (HS256 is jwt_hs256_secret's) "
+               "(flag --jwt-alg)");
+    assert_err(LOAD("--jwt-alg", "RS256"),
+               "jwt_public_key and jwt_alg must be set together: jwt_public_key= "
+               "(default), jwt_alg=RS256 (flag --jwt-alg)");
+    assert_err(LOAD("--jwt-public-key", "/nonexistent/k.pem"),
+               "jwt_public_key=/nonexistent/k.pem: cannot read /nonexistent/k.pem: "
+               "No such file or directory (flag --jwt-public-key)");
 }
 
 /* ------------------------------------------------------------------------ */
