@@ -175,7 +175,7 @@ start_gateway() {
     "$CHATGATE_BIN" --listen "127.0.0.1:$port" --redis "unix://$RSOCK" \
       --password-iterations 1000 --send-rate 100000 --send-burst 1000000 \
       --register-addr-max 100000000 --register-max 100000000 \
-      --max-addr-connections 100000000 --max-addr-sockets 1000000 --max-user-sessions 100000 \
+      --max-addr-connections 1000000 --max-addr-sockets 1000000 --max-user-sessions 100000 \
       --metrics-listen "127.0.0.1:$((GW_PORT + 1000 + i))" \
       --node-id "bench-$i" --log-level warn >> "$OUT/gateway.log" 2>&1 &
     gw_pids+=($!)
