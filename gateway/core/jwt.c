@@ -116,6 +116,9 @@ cg_jwt_alg_name(enum cg_jwt_alg alg)
     }
 }
 
+static int refuse(char *why, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 static int
 refuse(char *why, size_t cap, const char *fmt, ...)
 {
