@@ -294,8 +294,8 @@ bind_listen(const struct addrinfo *ai, int reuse_port)
 }
 
 int
-cg_listener_open(uv_loop_t *loop, const struct cg_listen_addr *addr, const char *listen,
-                 int reuse_port, struct cg_listener **out)
+cg_listener_open(uv_loop_t *loop, const struct cg_listen_addr *addr, const char *option,
+                 const char *listen, int reuse_port, struct cg_listener **out)
 {
     struct addrinfo hints, *res = NULL;
     struct sockaddr_storage ss;
@@ -321,13 +321,23 @@ cg_listener_open(uv_loop_t *loop, const struct cg_listen_addr *addr, const char 
     fd = bind_listen(res, reuse_port);
     freeaddrinfo(res);
     if (fd < 0) {
-        cg_log(CG_LOG_ERROR, "cannot listen on %s: %s%s", listen, strerror(-fd),
-               fd == -EADDRINUSE
-                   ? reuse_port ? " (every process sharing the port needs "
-                                  "--reuse-port, and the same user)"
-                                : " (set --listen to another address, or "
-                                  "--reuse-port on every process that shares it)"
-                   : "");
+        /* What to do next depends on whose port it is (the flag of the
+         * option that named it). */
+        const char *flag = strcmp(option, "metrics_listen") == 0 ? "--metrics-listen"
+                         : strcmp(option, "longlink_listen") == 0 ? "--longlink-listen"
+                                                                  : "--listen";
+        char hint[160] = "";
+
+        if (fd == -EADDRINUSE && reuse_port)
+            snprintf(hint, sizeof hint, " (every process sharing the port needs "
+                     "--reuse-port, and the same user)");
+        else if (fd == -EADDRINUSE && strcmp(flag, "--metrics-listen") == 0)
+            snprintf(hint, sizeof hint, " (set --metrics-listen to another address, "
+                     "or to \"\" to serve /metrics on the main port)");
+        else if (fd == -EADDRINUSE)
+            snprintf(hint, sizeof hint, " (set %s to another address, or --reuse-port "
+                     "on every process that shares it)", flag);
+        cg_log(CG_LOG_ERROR, "cannot listen on %s: %s%s", listen, strerror(-fd), hint);
         return fd;
     }
     if ((l = cg_calloc(1, sizeof *l)) == NULL) {

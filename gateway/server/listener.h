@@ -40,14 +40,15 @@ struct cg_listener_peers {
     uint64_t                *refused;      /* counter; may be NULL */
 };
 
-/* Bind addr (config.c parsed it from the listen option; an empty host
- * means every IPv4 address) and listen; listen is the option's text, for
- * logs. reuse_port sets
+/* Bind addr (config.c parsed it from option, "listen", "metrics_listen"
+ * or "longlink_listen"; an empty host means every IPv4 address) and
+ * listen; listen is the option's text, for logs, and option names the
+ * flag an error tells the operator to change. reuse_port sets
  * SO_REUSEPORT so that several processes can share the port. Nothing is
  * accepted until cg_listener_start(). Logs what went wrong and returns a
  * negative code (CG_E_INVAL for a bad address, -errno from bind/listen). */
 int cg_listener_open(struct uv_loop_s *loop, const struct cg_listen_addr *addr,
-                     const char *listen, int reuse_port,
+                     const char *option, const char *listen, int reuse_port,
                      struct cg_listener **out);
 
 /* Port actually bound (useful with port 0). */

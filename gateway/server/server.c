@@ -332,8 +332,8 @@ cg_server_start(struct cg_server *srv, uv_loop_t *loop, const struct cg_config *
     cg_store_set_state_cb(srv->store, on_store_state, srv);
 
     /* Our own listen socket (listener.c explains why); it logs its errors. */
-    if ((rc = cg_listener_open(loop, &cfg->listen_addr, cfg->listen, cfg->reuse_port,
-                               &srv->listener)) < 0)
+    if ((rc = cg_listener_open(loop, &cfg->listen_addr, "listen", cfg->listen,
+                               cfg->reuse_port, &srv->listener)) < 0)
         goto fail;
     {
         struct cg_listener_peers lp = {
@@ -345,14 +345,15 @@ cg_server_start(struct cg_server *srv, uv_loop_t *loop, const struct cg_config *
     }
     /* /metrics on its own address (issue 13): loopback by default. */
     if (cfg->metrics_addr.port[0] &&
-        (rc = cg_listener_open(loop, &cfg->metrics_addr, cfg->metrics_listen, 0,
-                               &srv->metrics_listener)) < 0)
+        (rc = cg_listener_open(loop, &cfg->metrics_addr, "metrics_listen",
+                               cfg->metrics_listen, 0, &srv->metrics_listener)) < 0)
         goto fail;
 
     /* The native long link (PROTOCOL.md section 9), when asked for. */
     if (cfg->longlink_addr.port[0] &&
         ((rc = cg_longlink_create(srv, &srv->longlink)) < 0 ||
-         (rc = cg_listener_open(loop, &cfg->longlink_addr, cfg->longlink_listen,
+         (rc = cg_listener_open(loop, &cfg->longlink_addr, "longlink_listen",
+                                cfg->longlink_listen,
                                 cfg->reuse_port, &srv->longlink_listener)) < 0))
         goto fail;
 

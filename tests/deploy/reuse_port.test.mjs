@@ -83,3 +83,14 @@ test('without --reuse-port a second process on the port refuses to start', () =>
   assert.match(r.stderr, /cannot listen on 127\.0\.0\.1:\d+: Address already in use \(set --listen to another address, or --reuse-port/);
   assert.doesNotMatch(r.stderr, /Sanitizer/);
 });
+
+test('a metrics port already taken says which flag to change', async () => {
+  // the shared port is taken (by b): used here as a busy metrics address
+  const r = spawnSync(gatewayBinary(), ['--listen', `127.0.0.1:${await freePort()}`, '--redis', env.redis.url,
+    '--metrics-listen', `127.0.0.1:${port}`],
+  { encoding: 'utf8', timeout: 20000, env: { ...process.env, ASAN_OPTIONS: 'detect_leaks=1:halt_on_error=1' } });
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /cannot listen on 127\.0\.0\.1:\d+: Address already in use \(set --metrics-listen to another address, or to "" to serve \/metrics on the main port\)/);
+  assert.doesNotMatch(r.stderr, /--reuse-port/);
+  assert.doesNotMatch(r.stderr, /Sanitizer/);
+});
