@@ -128,7 +128,10 @@ describe('a slow consumer', () => {
           },
         });
         await c.connect();
-        await c.subscribe([[`/user/${S.username}/recive`, 'r'], ['/user/queue/init/status', 'is']]);
+        // recive last: its RECEIPT (the one awaited) is queued before the
+        // first push to it, which at 1000 msg/s can fill the output cap
+        // before a RECEIPT queued behind them is read
+        await c.subscribe([['/user/queue/init/status', 'is'], [`/user/${S.username}/recive`, 'r']]);
         if (slow) {
           t0 = Date.now();
           timer = setInterval(() => {
