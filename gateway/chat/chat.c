@@ -106,13 +106,17 @@ struct cg_chat {
  * own messages are compared, so a forged collision gains nothing. */
 #define DIGEST_BYTES 8
 
-/* What the send after a claim needs, kept by the request in between. */
+/* What send_submit() needs. By default it lives on send_start()'s stack
+ * and pieces is the chat's render buffer (the store copies the arguments
+ * as it queues them); only a send waiting for its claim keeps a copy of
+ * its own, in the request. */
 struct send_data {
-    uint64_t sender, reciver;
-    int      want_delivered;
-    char     digest[2 * DIGEST_BYTES + 1];
-    size_t   p1, p2, len;              /* pieces[0..p1), [p1..p2), [p2..len) */
-    char     pieces[];
+    uint64_t    sender, reciver;
+    int         want_delivered;
+    char        digest[2 * DIGEST_BYTES + 1];
+    size_t      p1, p2, len;           /* pieces[0..p1), [p1..p2), [p2..len) */
+    const char *pieces;                /* chat->pieces, or own */
+    char        own[];
 };
 
 struct creq {
@@ -131,6 +135,7 @@ struct creq {
     uint64_t           start_us;
     char               msgid[CG_CHAT_MSGID_MAX + 1];
     size_t             msgid_len;
+    uint64_t           from, to;       /* a send's users, for the log */
     struct send_data  *send;           /* a send between claim and send */
 };
 
@@ -345,7 +350,7 @@ send_answer(cg_chat *chat, struct creq *q, int code, enum reuse own, long long i
     }
     if (code != 200)
         cg_log(CG_LOG_DEBUG, "chat: send from uid %llu to uid %llu answered %d",
-               (unsigned long long)q->send->sender, (unsigned long long)q->send->reciver, code);
+               (unsigned long long)q->from, (unsigned long long)q->to, code);
     answer(q->done, q->sid, q->ticket, q->data, CG_TOPIC_SEND_STATUS, body);
 }
 
@@ -406,12 +411,11 @@ cg_chat_conn_init(struct cg_chat_conn *c, const struct cg_config *cfg)
     c->last_ms = cg_mono_ms();
 }
 
-/* Queue the send operation of q (after its claim). Returns 0 (the reply
- * will answer), or 503 when the store refused it. */
+/* Queue the send operation of q (after its claim, if any). Returns 0 (the
+ * reply will answer), or 503 when the store refused it. */
 static int
-send_submit(cg_chat *chat, struct creq *q)
+send_submit(cg_chat *chat, struct creq *q, const struct send_data *d)
 {
-    const struct send_data *d = q->send;
     char keys[NSEND_KEYS][CG_STORE_KEY_MAX], sender[24], chan[32];
     const char *argv[NSEND_KEYS + 12];
     size_t lens[NSEND_KEYS + 12];
@@ -468,7 +472,7 @@ on_claim_reply(const struct cg_store_reply *r, int err, void *data)
     } else {
         code = (int)v[0];
     }
-    if (code == 200 && (code = send_submit(chat, q)) == 0)
+    if (code == 200 && (code = send_submit(chat, q, q->send)) == 0)
         return;                        /* on_send_reply answers; still linked */
     creq_unlink(q);
     send_answer(chat, q, code, REUSE_OWN_CLAIM, 0, 0);
@@ -493,9 +497,10 @@ content_digest(const char *content, size_t len, char out[2 * DIGEST_BYTES + 1])
     return 0;
 }
 
-/* Render the body pieces into q's own send_data and queue the claim.
- * Returns 0 (the claim's reply goes on), 503 when the store refused at
- * once, or CG_E_NOMEM. */
+/* Render the body pieces and queue the send, or, with
+ * msgid_unique_per_sender, keep them in q and queue the claim first.
+ * Returns 0 (a reply goes on), 503 when the store refused at once, or
+ * CG_E_NOMEM. */
 static int
 send_start(cg_chat *chat, const struct cg_chat_caller *who,
            const struct cg_chat_send_req *in, struct creq *q)
@@ -504,8 +509,8 @@ send_start(cg_chat *chat, const struct cg_chat_caller *who,
     const char *argv[NCLAIM_KEYS + 3];
     size_t lens[NCLAIM_KEYS + 3];
     struct jw *w = &chat->pieces;
-    struct send_data *d;
-    size_t k = NCLAIM_KEYS, p1, p2, vlen;
+    struct send_data d, *kept;
+    size_t k = NCLAIM_KEYS, vlen;
     int rc;
 
     /* {"id":ID ,"chatID":"..","sender":"..","reciver":" NAME
@@ -517,36 +522,39 @@ send_start(cg_chat *chat, const struct cg_chat_caller *who,
     jw_lit(w, ",\"sender\":");
     jw_str(w, who->name ? who->name : "", who->name ? strlen(who->name) : 0);
     jw_lit(w, ",\"reciver\":\"");
-    p1 = w->len;
+    d.p1 = w->len;
     jw_lit(w, "\",\"content\":");
     jw_str(w, in->content, in->content_len);
     jw_lit(w, ",\"time\":");
-    p2 = w->len;
+    d.p2 = w->len;
     jw_lit(w, ",\"senderId\":");
     jw_u64(w, who->uid);
     jw_lit(w, ",\"reciverId\":");
     jw_u64(w, in->reciver);
     jw_lit(w, "}");
-    if (w->err || (d = cg_malloc(sizeof *d + w->len)) == NULL)
+    if (w->err || content_digest(in->content, in->content_len, d.digest) < 0)
         return CG_E_NOMEM;
-    d->sender = who->uid;
-    d->reciver = in->reciver;
-    d->want_delivered = who->want_delivered;
-    d->p1 = p1;
-    d->p2 = p2;
-    d->len = w->len;
-    memcpy(d->pieces, w->p, w->len);
-    if (content_digest(in->content, in->content_len, d->digest) < 0) {
-        cg_free(d);
-        return CG_E_NOMEM;
-    }
-    q->send = d;                       /* freed with q */
+    d.sender = who->uid;
+    d.reciver = in->reciver;
+    d.want_delivered = who->want_delivered;
+    d.len = w->len;
+    d.pieces = w->p;
+    q->from = who->uid;
+    q->to = in->reciver;
     if (!chat->cfg->msgid_unique_per_sender)
-        return send_submit(chat, q);   /* a msgID is unique per receiver */
+        return send_submit(chat, q, &d);   /* a msgID is unique per receiver */
+
+    /* The send waits for its claim: the pieces go with the request. */
+    if ((kept = cg_malloc(sizeof *kept + d.len)) == NULL)
+        return CG_E_NOMEM;
+    *kept = d;
+    memcpy(kept->own, d.pieces, d.len);
+    kept->pieces = kept->own;
+    q->send = kept;                    /* freed with q */
 
     vlen = cg_u64_str(val, in->reciver);
     val[vlen++] = ':';
-    memcpy(val + vlen, d->digest, 2 * DIGEST_BYTES);
+    memcpy(val + vlen, d.digest, 2 * DIGEST_BYTES);
     vlen += 2 * DIGEST_BYTES;
     argv[k] = "claim";
     lens[k++] = 5;
