@@ -8,6 +8,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
+  twoSignedIn,
   useWebEnv, openPage, login, openChatWith, openConversation, sendMessage,
   waitState, incoming, threadTexts, conversationButton, assertNoConsoleProblems,
   shot, waitOnline, until,
@@ -64,12 +65,7 @@ describe('web client over SockJS', () => {
 
   it('switching to SockJS in the settings reconnects and keeps chatting', T, async () => {
     const { gw, browser } = h;
-    const carol = await gw.newUser('carol');
-    const dave = await gw.newUser('dave');
-    const C = await openPage(browser, gw, { name: 'carol' });
-    const D = await openPage(browser, gw, { name: 'dave' });
-    await login(C, carol);
-    await login(D, dave);
+    const [carol, dave, C, D] = await twoSignedIn(gw, browser, 'carol', 'dave');
     assert.equal(await transportOf(C), 'websocket');
     await openChatWith(C, dave.username);
     await waitState(await sendMessage(C, 'first over WebSocket'), 'delivered');

@@ -6,6 +6,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
+  twoSignedIn,
   useWebEnv, openPage, login, openChatWith, openConversation, sendMessage,
   waitState, incoming, outgoing, assertNoConsoleProblems, waitOnline,
 } from './lib/e2e.mjs';
@@ -50,12 +51,7 @@ describe('focus after login, links in messages', () => {
 
   it('http(s) links are clickable and safe; the rest stays plain text', T, async () => {
     const { gw, browser } = h;
-    const alice = await gw.newUser('alice');
-    const bob = await gw.newUser('bob');
-    const A = await openPage(browser, gw, { name: 'alice' });
-    const B = await openPage(browser, gw, { name: 'bob' });
-    await login(A, alice);
-    await login(B, bob);
+    const [alice, bob, A, B] = await twoSignedIn(gw, browser, 'alice', 'bob');
     await openChatWith(A, bob.username);
     const mine = await sendMessage(A, TEXT);
     await waitState(mine, 'delivered');

@@ -7,8 +7,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
-  useWebEnv, openPage, login, openChatWith, openConversation, sendMessage,
-  waitState, incoming, assertNoConsoleProblems, waitOnline, until, DOWNTIME_NOISE,
+  twoSignedIn, useWebEnv, openChatWith, openConversation, sendMessage, waitState, incoming,
+  assertNoConsoleProblems, waitOnline, until, DOWNTIME_NOISE,
 } from './lib/e2e.mjs';
 
 const T = { timeout: 120000 };
@@ -18,12 +18,7 @@ describe('the network goes away', () => {
 
   it('shows Offline at once, and comes back online with the network', T, async () => {
     const { gw, browser } = h;
-    const alice = await gw.newUser('alice');
-    const bob = await gw.newUser('bob');
-    const A = await openPage(browser, gw, { name: 'alice' });
-    const B = await openPage(browser, gw, { name: 'bob' });
-    await login(A, alice);
-    await login(B, bob);
+    const [alice, bob, A, B] = await twoSignedIn(gw, browser, 'alice', 'bob');
     await openChatWith(A, bob.username);
     await waitState(await sendMessage(A, 'still here'), 'delivered');
     await until(async () => (await A.locator('#thread-sub').textContent()) === 'online',

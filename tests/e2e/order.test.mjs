@@ -9,9 +9,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
-  useWebEnv, openPage, login, openChatWith, openConversation, sendMessage, sendBurst,
-  waitState, incoming, outgoing, threadTexts, assertNoConsoleProblems, waitOnline,
-  until, DOWNTIME_NOISE,
+  twoSignedIn, useWebEnv, openChatWith, openConversation, sendMessage, sendBurst, waitState,
+  incoming, outgoing, threadTexts, assertNoConsoleProblems, waitOnline, until, DOWNTIME_NOISE,
 } from './lib/e2e.mjs';
 
 const T = { timeout: 180000 };
@@ -26,12 +25,7 @@ describe('own messages keep their send order', () => {
 
   it('a burst of 20 sends shows in send order on both pages', T, async () => {
     const { gw, browser } = h;
-    const alice = await gw.newUser('alice');
-    const bob = await gw.newUser('bob');
-    const A = await openPage(browser, gw, { name: 'alice' });
-    const B = await openPage(browser, gw, { name: 'bob' });
-    await login(A, alice);
-    await login(B, bob);
+    const [alice, bob, A, B] = await twoSignedIn(gw, browser, 'alice', 'bob');
     await openChatWith(A, bob.username);
     await waitState(await sendMessage(A, 'start'), 'delivered');
     await openConversation(B, alice.username);
@@ -58,12 +52,7 @@ describe('own messages keep their send order', () => {
 
   it('messages typed while the gateway is down keep their order after the reconnect', T, async () => {
     const { gw, browser } = h;
-    const carol = await gw.newUser('carol');
-    const dave = await gw.newUser('dave');
-    const C = await openPage(browser, gw, { name: 'carol' });
-    const D = await openPage(browser, gw, { name: 'dave' });
-    await login(C, carol);
-    await login(D, dave);
+    const [carol, dave, C, D] = await twoSignedIn(gw, browser, 'carol', 'dave');
     await openChatWith(C, dave.username);
     await waitState(await sendMessage(C, 'before'), 'delivered');
     await openConversation(D, carol.username);

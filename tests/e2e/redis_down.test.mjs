@@ -7,9 +7,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
-  useWebEnv, openPage, login, openChatWith, openConversation, sendMessage,
-  waitState, incoming, threadTexts, assertNoConsoleProblems, shot, waitOnline,
-  until, httpRequest, DOWNTIME_NOISE,
+  twoSignedIn, useWebEnv, openChatWith, openConversation, sendMessage, waitState, incoming,
+  threadTexts, assertNoConsoleProblems, shot, waitOnline, until, httpRequest, DOWNTIME_NOISE,
 } from './lib/e2e.mjs';
 
 const T = { timeout: 180000 };
@@ -19,12 +18,7 @@ describe('web client while Redis is down', () => {
 
   it('shows the red mark, resends with the same msgID once Redis is back, delivered once', T, async () => {
     const { env, gw, browser } = h;
-    const alice = await gw.newUser('alice');
-    const bob = await gw.newUser('bob');
-    const A = await openPage(browser, gw, { name: 'alice' });
-    const B = await openPage(browser, gw, { name: 'bob' });
-    await login(A, alice);
-    await login(B, bob);
+    const [alice, bob, A, B] = await twoSignedIn(gw, browser, 'alice', 'bob');
     await openChatWith(A, bob.username);
     await waitState(await sendMessage(A, 'Redis is up'), 'delivered');
     await openConversation(B, alice.username);

@@ -8,8 +8,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
-  useWebEnv, openPage, login, openChatWith, openConversation, sendMessage,
-  waitState, incoming, assertNoConsoleProblems, until,
+  twoSignedIn, useWebEnv, openChatWith, openConversation, sendMessage, waitState, incoming,
+  assertNoConsoleProblems, until,
 } from './lib/e2e.mjs';
 
 const T = { timeout: 120000 };
@@ -51,12 +51,7 @@ describe('changing the transport in the settings', () => {
 
   it('reconnects once over the new transport, then stays connected', T, async () => {
     const { gw, browser } = h;
-    const carol = await gw.newUser('carol');
-    const dave = await gw.newUser('dave');
-    const C = await openPage(browser, gw, { name: 'carol' });
-    const D = await openPage(browser, gw, { name: 'dave' });
-    await login(C, carol);
-    await login(D, dave);
+    const [carol, dave, C, D] = await twoSignedIn(gw, browser, 'carol', 'dave');
     await openChatWith(C, dave.username);
     await waitState(await sendMessage(C, 'over WebSocket'), 'delivered');
     await openConversation(D, carol.username);

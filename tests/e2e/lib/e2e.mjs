@@ -196,6 +196,21 @@ export async function login(page, user, { transport } = {}) {
   await waitOnline(page);
 }
 
+/**
+ * Two new users, each on a page of its own, both logged in: what most
+ * scenarios start from. Resolves [userA, userB, pageA, pageB]; the pages'
+ * labels are the names given.
+ */
+export async function twoSignedIn(gw, browser, nameA, nameB) {
+  const a = await gw.newUser(nameA);
+  const b = await gw.newUser(nameB);
+  const A = await openPage(browser, gw, { name: nameA });
+  const B = await openPage(browser, gw, { name: nameB });
+  await login(A, a);
+  await login(B, b);
+  return [a, b, A, B];
+}
+
 export async function register(page, user) {
   await fillLogin(page, user);
   await page.getByRole('button', { name: 'Create account' }).click();
